@@ -1,0 +1,286 @@
+"""The `balanceit` command line: one command per stage, each running its Prefect flow.
+
+Prefect and MLflow are imported only inside commands, so `--help` is instant, and the
+environment (Prefect's home inside the workspace, no telemetry) is set before they load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from balanceit.config import Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Muscle-imbalance risk pipeline: ingest, train, score, explain, report.")
+ingest_app = typer.Typer(no_args_is_help=True, help="Load a file into the warehouse (validated, never twice).")
+report_app = typer.Typer(no_args_is_help=True, help="Write HTML reports into the workspace.")
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(report_app, name="report")
+
+console = Console()
+errors = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+
+
+class _State:
+    home: Path | None = None
+
+
+def _prepare() -> Settings:
+    """Workspace settings, with Prefect pointed into the workspace before it is imported."""
+    settings = load_settings(_State.home)
+    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ["BALANCEIT_HOME"] = str(settings.root)
+    return settings
+
+
+def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    table = Table(title=title, show_header=False, title_justify="left")
+    for key, value in result.items():
+        table.add_row(str(key), json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
+    console.print(table)
+
+
+def _fail(message: str, as_json: bool, code: int = 2) -> None:
+    if as_json:
+        print(json.dumps({"status": "error", "message": message}))
+    else:
+        errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main(home: Annotated[Path | None, typer.Option(
+        "--home", envvar="BALANCEIT_HOME",
+        help="Workspace folder for all state (default ./.balanceit).")] = None) -> None:
+    _State.home = home
+
+
+@app.command()
+def generate(rows: Annotated[int, typer.Option(help="Respondents to generate.")] = 1000,
+             out: Annotated[Path, typer.Option(help="Folder for questionnaire.csv, activity.csv, truth.csv.")]
+             = Path("generated"),
+             labelled: Annotated[bool, typer.Option("--labelled", help="Fill the `imbalance` column.")] = False,
+             seed: Annotated[int, typer.Option(help="Random seed (same seed, same population).")] = 0,
+             as_json: JsonOption = False) -> None:
+    """Write a synthetic population (questionnaire, wearable days, and the truth behind them)."""
+    from balanceit.data.synthetic import generate as make_population, write
+
+    paths = write(make_population(rows, seed=seed, labelled=labelled), out)
+    _emit({name: str(path) for name, path in paths.items()}, as_json, "Generated")
+
+
+def _ingest(kind: str, path: Path, as_json: bool) -> None:
+    _prepare()
+    from balanceit.flows.ingest import ingest_flow
+
+    summary = ingest_flow(str(path), kind, str(_State.home) if _State.home else None)
+    result = summary.to_dict()
+    if summary.status == "refused":
+        if as_json:
+            print(json.dumps(result, default=str))
+            raise typer.Exit(2)
+        _fail(summary.message, as_json)
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    console.print(f"[bold]{summary.file}[/]: {summary.status}. rows read {summary.rows_read}, "
+                  f"accepted {summary.accepted}, quarantined {summary.quarantined}", highlight=False)
+    for reason, count in summary.reasons.items():
+        console.print(f"  quarantined {count:>7} rows  {reason}", highlight=False)
+    for reason, count in summary.skipped.items():
+        console.print(f"  skipped     {count:>7} rows  {reason}", highlight=False)
+    if summary.message:
+        console.print(summary.message, highlight=False)
+
+
+@ingest_app.command("questionnaire")
+def ingest_questionnaire(file: Path, as_json: JsonOption = False) -> None:
+    """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says)."""
+    _ingest("questionnaire", file, as_json)
+
+
+@ingest_app.command("activity")
+def ingest_activity(file: Path, as_json: JsonOption = False) -> None:
+    """Daily wearable activity (canonical columns or a Fitbit dailyActivity_merged.csv export)."""
+    _ingest("activity", file, as_json)
+
+
+@ingest_app.command("nhanes")
+def ingest_nhanes(folder: Path, as_json: JsonOption = False) -> None:
+    """An NHANES cycle folder (DEMO and PAQ required, BMX optional) as questionnaire rows."""
+    _ingest("nhanes", folder, as_json)
+
+
+@app.command()
+def train(data: Annotated[Path | None, typer.Option(help="Labelled questionnaire file.")] = None,
+          activity: Annotated[Path | None, typer.Option(help="Wearable days for the same people.")] = None,
+          truth: Annotated[Path | None, typer.Option(
+              help="Generator truth file: adds the Bayes-optimal ceiling to the metrics.")] = None,
+          as_json: JsonOption = False) -> None:
+    """Train candidates, register the chosen model in MLflow, promote it if it is not worse."""
+    _prepare()
+    from balanceit.flows.train import InputRefused, train_flow
+
+    try:
+        result = train_flow(*(str(p) if p else None for p in (data, activity, truth)),
+                            home=str(_State.home) if _State.home else None)
+    except InputRefused as refused:
+        _fail(str(refused), as_json)
+    _emit(result, as_json, "Training")
+
+
+@app.command()
+def score(file: Path,
+          activity: Annotated[Path | None, typer.Option(help="Wearable days for the same people.")] = None,
+          output: Annotated[Path | None, typer.Option(help="Write one row per person (.csv or .parquet).")] = None,
+          as_json: JsonOption = False) -> None:
+    """Score a survey batch with the champion model, with drivers, signs and what-ifs."""
+    _prepare()
+    from balanceit.flows.score import score_flow
+    from balanceit.flows.train import InputRefused
+
+    try:
+        result = score_flow(str(file), str(activity) if activity else None, str(output) if output else None,
+                            home=str(_State.home) if _State.home else None)
+    except (InputRefused, RuntimeError) as problem:
+        _fail(str(problem), as_json)
+    _emit(result, as_json, "Scoring")
+
+
+@report_app.command("population")
+def report_population(batch: Annotated[str | None, typer.Option(
+        help="Batch id (default: the latest scored batch; 'training' for the training population).")] = None,
+                      as_json: JsonOption = False) -> None:
+    """The population report: risk bands, segments, drivers, what-ifs, model card, data quality, drift."""
+    _prepare()
+    from balanceit.flows.report import population_report_flow
+
+    try:
+        result = population_report_flow(batch, home=str(_State.home) if _State.home else None)
+    except LookupError as missing:
+        _fail(str(missing), as_json)
+    _emit(result, as_json, "Population report")
+
+
+@report_app.command("person")
+def report_person(respondent_id: str, as_json: JsonOption = False) -> None:
+    """One respondent's personal report (their data only)."""
+    _prepare()
+    from balanceit.flows.report import person_report_flow
+
+    try:
+        result = person_report_flow(respondent_id, home=str(_State.home) if _State.home else None)
+    except LookupError as missing:
+        _fail(str(missing), as_json)
+    _emit(result, as_json, "Personal report")
+
+
+@app.command()
+def explain(respondent_id: str, as_json: JsonOption = False) -> None:
+    """Why one respondent's risk is what it is, and what would lower it."""
+    settings = _prepare()
+    from balanceit.reports.build import person_explanation
+
+    try:
+        explanation = person_explanation(settings, respondent_id)
+    except LookupError as missing:
+        _fail(str(missing), as_json)
+    if as_json:
+        print(json.dumps(explanation, default=str))
+        return
+    console.print(f"[bold]{explanation['respondent_id']}[/] ({explanation['submitted_at']}): "
+                  f"risk {explanation['risk']:.0%}, [bold]{explanation['band']}[/]", highlight=False)
+    console.print(explanation["summary"], highlight=False)
+    for driver in explanation["drivers"]:
+        answers = ", ".join(f"{a['question']}={a['value']}" for a in driver["answers"])
+        console.print(f"  • {driver['sentence']}  [dim]({answers})[/]", highlight=False)
+    for sign in explanation["signs"]:
+        console.print(f"  sign: {sign}", highlight=False)
+    if explanation["missing_answers"]:
+        console.print(f"  missing answers: {', '.join(explanation['missing_answers'])}", highlight=False)
+    for what_if in explanation["what_ifs"]:
+        console.print(f"  what if {what_if['label']}: {what_if['risk_before']:.0%} -> {what_if['risk_after']:.0%}",
+                      highlight=False)
+    for advice in explanation["recommendations"]:
+        console.print(f"  → {advice['title']}: {advice['text']}", highlight=False)
+
+
+@app.command()
+def models(as_json: JsonOption = False) -> None:
+    """Registered model versions with their aliases and held-out metrics."""
+    settings = _prepare()
+    from balanceit.models.registry import list_versions
+
+    versions = list_versions(settings)
+    if as_json:
+        print(json.dumps({"model": settings.registered_model_name, "versions": versions}, default=str))
+        return
+    table = Table(title=settings.registered_model_name)
+    for column in ("version", "aliases", "roc_auc", "brier", "gate_reason"):
+        table.add_column(column)
+    for row in versions:
+        table.add_row(row["version"], ", ".join(row["aliases"]),
+                      *(f"{row[k]:.4f}" if row[k] is not None else "" for k in ("roc_auc", "brier")),
+                      row["gate_reason"] or "")
+    console.print(table)
+
+
+@app.command()
+def promote(version: str) -> None:
+    """Make VERSION the champion (the current champion is remembered for rollback)."""
+    settings = _prepare()
+    from balanceit.models.registry import promote as promote_version
+
+    promote_version(settings, version)
+    console.print(f"version {version} is now the champion")
+
+
+@app.command()
+def rollback() -> None:
+    """Give the champion alias back to the previous champion."""
+    settings = _prepare()
+    from balanceit.models.registry import rollback as roll_back
+
+    try:
+        version = roll_back(settings)
+    except RuntimeError as problem:
+        _fail(str(problem), False)
+    console.print(f"version {version} is the champion again")
+
+
+@app.command()
+def demo(rows: Annotated[int, typer.Option(help="Respondents in the built-in population.")] = 20000,
+         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+         as_json: JsonOption = False) -> None:
+    """Run the whole pipeline on a generated population: train, score a new batch, write reports."""
+    _prepare()
+    from balanceit.flows.demo import demo_flow
+
+    result = demo_flow(rows, seed, home=str(_State.home) if _State.home else None)
+    _emit(result, as_json, "balanceit demo: where everything is")
+
+
+@app.command()
+def serve() -> None:
+    """Run the schedules: nightly retraining and inbox scoring (Ctrl-C stops)."""
+    _prepare()
+    from balanceit.flows.schedule import serve_schedules
+
+    serve_schedules(str(_State.home) if _State.home else None)
+

@@ -1,0 +1,101 @@
+"""All configuration in one typed place.
+
+Every setting has a default that works on a laptop; each can be overridden with an environment
+variable named `BALANCEIT_<SETTING>` (for example `BALANCEIT_HOME=/data/balanceit`).
+Paths are derived from `home`, so one folder holds all state.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BALANCEIT_", frozen=False)
+
+    home: Path = Field(default=Path(".balanceit"), description="Workspace folder holding all state.")
+
+    # Risk bands: risk < low_band_below is "low", risk >= high_band_from is "high", else "moderate".
+    low_band_below: float = 0.30
+    high_band_from: float = 0.60
+
+    # Privacy: population tables never show a group smaller than this.
+    min_group_size: int = 10
+
+    # Model training and the promotion gate.
+    registered_model_name: str = "balanceit-imbalance-risk"
+    experiment_name: str = "balanceit"
+    cv_folds: int = 5
+    holdout_fraction: float = 0.2
+    random_seed: int = 42
+    promotion_auc_tolerance: float = 0.002
+    promotion_brier_tolerance: float = 0.002
+
+    # Schedules for `balanceit serve`.
+    retrain_cron: str = "0 2 * * *"
+    inbox_interval_minutes: int = 15
+
+    # Features: wearable days before submission that count.
+    activity_window_days: int = 28
+
+    @cached_property
+    def root(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "warehouse.lock"
+
+    @property
+    def mlflow_db_path(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db_path}"
+
+    @property
+    def mlflow_artifacts_path(self) -> Path:
+        return self.root / "mlartifacts"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.root / "prefect"
+
+    @property
+    def reports_path(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def inbox_path(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def exports_path(self) -> Path:
+        return self.root / "exports"
+
+    def ensure_dirs(self) -> None:
+        for folder in (self.root, self.mlflow_artifacts_path, self.prefect_home, self.reports_path,
+                       self.inbox_path, self.inbox_path / "done", self.exports_path):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def band(self, risk: float) -> str:
+        if risk < self.low_band_below:
+            return "low"
+        return "high" if risk >= self.high_band_from else "moderate"
+
+
+def load_settings(home: Path | None = None) -> Settings:
+    """Settings from the environment, with `home` (from `--home`) taking precedence."""
+    settings = Settings() if home is None else Settings(home=home)
+    settings.ensure_dirs()
+    return settings

@@ -1,0 +1,128 @@
+"""The DuckDB warehouse: schema, one writer at a time, all-or-nothing batches.
+
+DuckDB lets one process write a database file; a second process would fail with a lock error in
+the middle of its work. `open_warehouse` takes a file lock first, so a second command waits with a
+message (or fails clearly after `wait_seconds`), and every batch is written in one transaction.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+from filelock import FileLock, Timeout
+
+from balanceit.config import Settings
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS ingestions (
+    ingestion_id VARCHAR PRIMARY KEY,
+    file VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    rows_read BIGINT, accepted BIGINT, quarantined BIGINT,
+    started_at TIMESTAMP, finished_at TIMESTAMP,
+    status VARCHAR NOT NULL,
+    message VARCHAR
+);
+CREATE TABLE IF NOT EXISTS questionnaire (
+    respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL,
+    age INTEGER, sex VARCHAR, height_cm DOUBLE, weight_kg DOUBLE, occupation VARCHAR,
+    sitting_hours_per_day DOUBLE, standing_hours_per_day DOUBLE, screen_hours_per_day DOUBLE,
+    movement_breaks_per_day INTEGER, exercise_types VARCHAR, exercise_days_per_week INTEGER,
+    exercise_minutes_per_session INTEGER, strength_training VARCHAR, stretching_days_per_week INTEGER,
+    stretches_before_exercise BOOLEAN, stretches_after_exercise BOOLEAN, posture_self_report VARCHAR,
+    back_pain VARCHAR, neck_pain VARCHAR, shoulder_pain VARCHAR, imbalance BOOLEAN,
+    survey_weight DOUBLE, survey_stratum VARCHAR, survey_psu VARCHAR,
+    row_number BIGINT, extras VARCHAR, ingestion_id VARCHAR NOT NULL,
+    PRIMARY KEY (respondent_id, submitted_at)
+);
+CREATE TABLE IF NOT EXISTS activity (
+    respondent_id VARCHAR NOT NULL, date DATE NOT NULL,
+    steps BIGINT, sedentary_minutes BIGINT, lightly_active_minutes BIGINT,
+    fairly_active_minutes BIGINT, very_active_minutes BIGINT, calories BIGINT,
+    worn BOOLEAN, row_number BIGINT, extras VARCHAR, ingestion_id VARCHAR NOT NULL,
+    PRIMARY KEY (respondent_id, date)
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    ingestion_id VARCHAR NOT NULL, file VARCHAR NOT NULL, row_number BIGINT,
+    "column" VARCHAR, rule VARCHAR, raw_value VARCHAR
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id VARCHAR PRIMARY KEY, ingestion_id VARCHAR, file VARCHAR, kind VARCHAR,
+    model_version VARCHAR, rows BIGINT, created_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS batch_members (
+    batch_id VARCHAR NOT NULL, respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (batch_id, respondent_id, submitted_at)
+);
+CREATE TABLE IF NOT EXISTS scores (
+    respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL, batch_id VARCHAR NOT NULL,
+    model_version VARCHAR NOT NULL, risk DOUBLE NOT NULL, band VARCHAR NOT NULL,
+    scored_at TIMESTAMP,
+    PRIMARY KEY (respondent_id, submitted_at, model_version)
+);
+CREATE TABLE IF NOT EXISTS explanations (
+    respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL, model_version VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL, rank INTEGER NOT NULL, feature VARCHAR, contribution DOUBLE,
+    sentence VARCHAR, answers VARCHAR,
+    PRIMARY KEY (respondent_id, submitted_at, model_version, kind, rank)
+);
+"""
+
+
+@contextmanager
+def open_warehouse(settings: Settings, read_only: bool = False,
+                   wait_seconds: float = 600.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse under the workspace lock; readers and writers alike take it."""
+    lock = FileLock(str(settings.lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"Another balanceit command is using {settings.root}; waiting up to "
+              f"{wait_seconds:.0f} s for it to finish...", file=sys.stderr)
+        try:
+            lock.acquire(timeout=wait_seconds)
+        except Timeout:
+            raise RuntimeError(f"the workspace {settings.root} is still busy after "
+                               f"{wait_seconds:.0f} s; try again when the other command has ended") from None
+    try:
+        con = duckdb.connect(str(settings.warehouse_path))
+        try:
+            con.execute(SCHEMA)
+            yield con
+        finally:
+            con.close()
+    finally:
+        lock.release()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: an exception (or Ctrl-C) rolls the whole batch back."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def upsert_frame(con: duckdb.DuckDBPyConnection, table: str, frame, key: tuple[str, ...]) -> None:
+    """Insert a DataFrame, replacing rows with the same key (re-loads never duplicate).
+
+    A table that does not exist yet (such as `features`, whose columns come from the feature
+    query) is created with the frame's columns.
+    """
+    con.register("_upsert_frame", frame)
+    try:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _upsert_frame WHERE false")
+        columns = ", ".join(f'"{c}"' for c in frame.columns)
+        key_match = " AND ".join(f't."{k}" = f."{k}"' for k in key)
+        con.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM _upsert_frame f WHERE {key_match})")
+        con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _upsert_frame")
+    finally:
+        con.unregister("_upsert_frame")

@@ -1,0 +1,104 @@
+"""The input contract (shared/reference/input-contract.md) as data.
+
+Validation, the synthetic generator and the features all read these constants, so a change
+to the contract is made here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ColumnType = Literal["text", "datetime", "integer", "number", "category", "multi", "boolean", "date"]
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    type: ColumnType
+    required: bool = False
+    low: float | None = None
+    high: float | None = None
+    allowed: tuple[str, ...] = ()
+    low_exclusive: bool = False  # the value must be above `low`, not equal to it
+    required_if_present: bool = False  # optional column, but when a file has it every row needs a value
+
+
+SEX = ("female", "male", "other", "unknown")
+OCCUPATIONS = ("desk", "standing", "manual", "driving", "student", "retired", "other")
+EXERCISE_TYPES = (
+    "walking", "running", "cycling", "swimming", "weightlifting", "yoga", "pilates",
+    "team_sports", "racket_sports", "other", "none",
+)
+STRENGTH_TRAINING = ("none", "balanced", "unbalanced")
+POSTURE = ("good", "fair", "poor")
+PAIN = ("none", "occasional", "frequent")
+PAIN_COLUMNS = ("back_pain", "neck_pain", "shoulder_pain")
+
+RESPONDENT_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+EXERCISE_SEPARATORS = r"[;|]"
+TRUE_SPELLINGS = ("yes", "true", "1")
+FALSE_SPELLINGS = ("no", "false", "0")
+
+QUESTIONNAIRE: tuple[ColumnSpec, ...] = (
+    ColumnSpec("respondent_id", "text", required=True),
+    ColumnSpec("submitted_at", "datetime", required=True),
+    ColumnSpec("age", "integer", required=True, low=16, high=100),
+    ColumnSpec("sex", "category", required=True, allowed=SEX),
+    ColumnSpec("height_cm", "number", low=120, high=230),
+    ColumnSpec("weight_kg", "number", low=30, high=300),
+    ColumnSpec("occupation", "category", allowed=OCCUPATIONS),
+    ColumnSpec("sitting_hours_per_day", "number", required=True, low=0, high=24),
+    ColumnSpec("standing_hours_per_day", "number", low=0, high=24),
+    ColumnSpec("screen_hours_per_day", "number", low=0, high=24),
+    ColumnSpec("movement_breaks_per_day", "integer", low=0, high=48),
+    ColumnSpec("exercise_types", "multi", allowed=EXERCISE_TYPES),
+    ColumnSpec("exercise_days_per_week", "integer", low=0, high=7),
+    ColumnSpec("exercise_minutes_per_session", "integer", low=0, high=600),
+    ColumnSpec("strength_training", "category", allowed=STRENGTH_TRAINING),
+    ColumnSpec("stretching_days_per_week", "integer", low=0, high=7),
+    ColumnSpec("stretches_before_exercise", "boolean"),
+    ColumnSpec("stretches_after_exercise", "boolean"),
+    ColumnSpec("posture_self_report", "category", allowed=POSTURE),
+    ColumnSpec("back_pain", "category", allowed=PAIN),
+    ColumnSpec("neck_pain", "category", allowed=PAIN),
+    ColumnSpec("shoulder_pain", "category", allowed=PAIN),
+    ColumnSpec("imbalance", "boolean"),
+    ColumnSpec("survey_weight", "number", low=0, low_exclusive=True, required_if_present=True),
+    ColumnSpec("survey_stratum", "text"),
+    ColumnSpec("survey_psu", "text"),
+)
+QUESTIONNAIRE_COLUMNS = tuple(c.name for c in QUESTIONNAIRE)
+QUESTIONNAIRE_KEY = ("respondent_id", "submitted_at")
+LABEL = "imbalance"
+
+ACTIVITY: tuple[ColumnSpec, ...] = (
+    ColumnSpec("respondent_id", "text", required=True),
+    ColumnSpec("date", "date", required=True),
+    ColumnSpec("steps", "integer", required=True, low=0),
+    ColumnSpec("sedentary_minutes", "integer", required=True, low=0, high=1440),
+    ColumnSpec("lightly_active_minutes", "integer", required=True, low=0, high=1440),
+    ColumnSpec("fairly_active_minutes", "integer", required=True, low=0, high=1440),
+    ColumnSpec("very_active_minutes", "integer", required=True, low=0, high=1440),
+    ColumnSpec("calories", "integer", low=0),
+)
+ACTIVITY_COLUMNS = tuple(c.name for c in ACTIVITY)
+ACTIVITY_KEY = ("respondent_id", "date")
+MINUTES_PER_DAY = 1440
+
+# The Fitbit export `dailyActivity_merged.csv`, accepted unchanged (contract section 2).
+FITBIT_DAILY_ACTIVITY = {
+    "id": "respondent_id",
+    "activitydate": "date",
+    "totalsteps": "steps",
+    "sedentaryminutes": "sedentary_minutes",
+    "lightlyactiveminutes": "lightly_active_minutes",
+    "fairlyactiveminutes": "fairly_active_minutes",
+    "veryactiveminutes": "very_active_minutes",
+    "calories": "calories",
+}
+
+
+def is_non_wear_day(steps, sedentary_minutes):
+    """A day with no steps and a full day sedentary: the device was not worn (kept raw, not a feature)."""
+    return (steps == 0) & (sedentary_minutes >= MINUTES_PER_DAY)

@@ -1,0 +1,121 @@
+"""Loading validated files into the warehouse, with lineage, all or nothing, never twice.
+
+The ingestion id is derived from the file's content, so the same content ingested again is a
+no-op that says so, and a load interrupted half-way (nothing was committed) simply runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import pandas as pd
+
+from balanceit.data.contract import ACTIVITY_KEY, QUESTIONNAIRE_KEY
+from balanceit.data.validation import FileRefused, Validated, load_activity, load_questionnaire
+from balanceit.warehouse import transaction, upsert_frame
+
+Kind = Literal["questionnaire", "activity", "nhanes"]
+
+
+@dataclass
+class IngestionSummary:
+    file: str
+    kind: str
+    status: str  # "loaded" | "already_loaded" | "refused"
+    ingestion_id: str | None = None
+    rows_read: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def content_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for child in sorted(p for p in path.iterdir() if p.is_file()):
+            digest.update(child.name.encode())
+            digest.update(child.read_bytes())
+        return digest.hexdigest()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _validate(path: Path, kind: Kind) -> Validated:
+    if kind == "activity":
+        return load_activity(path)
+    if kind == "nhanes":
+        from balanceit.data.nhanes import load_nhanes
+
+        return load_nhanes(path)
+    return load_questionnaire(path)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind) -> IngestionSummary:
+    """Validate one file and load it: accepted rows, quarantined rows, lineage, and its batch."""
+    path = Path(path)
+    if not path.exists():
+        return IngestionSummary(str(path), kind, "refused", message=f"{path}: no such file or folder")
+    sha = content_sha256(path)
+    ingestion_id = f"{kind}-{sha[:16]}"
+    table_kind = "activity" if kind == "activity" else "questionnaire"
+    previous = con.execute(
+        "SELECT rows_read, accepted, quarantined FROM ingestions WHERE ingestion_id = ? AND status = 'loaded'",
+        [ingestion_id]).fetchone()
+    if previous:
+        return IngestionSummary(str(path), kind, "already_loaded", ingestion_id, *previous,
+                                message=f"{path.name}: this content was loaded before "
+                                        f"(ingestion {ingestion_id}); nothing to do")
+    started = _now()
+    try:
+        validated = _validate(path, kind)
+    except FileRefused as refused:
+        return IngestionSummary(str(path), kind, "refused", ingestion_id, message=str(refused))
+
+    accepted = validated.accepted.assign(ingestion_id=ingestion_id)
+    quarantine = validated.quarantined.assign(ingestion_id=ingestion_id, file=str(path))
+    key = ACTIVITY_KEY if table_kind == "activity" else QUESTIONNAIRE_KEY
+    with transaction(con):
+        upsert_frame(con, table_kind, accepted, key)
+        con.execute("DELETE FROM quarantine WHERE ingestion_id = ?", [ingestion_id])
+        if len(quarantine):
+            con.register("_quarantine", quarantine[["ingestion_id", "file", "row_number", "column", "rule",
+                                                    "raw_value"]])
+            con.execute("INSERT INTO quarantine SELECT * FROM _quarantine")
+            con.unregister("_quarantine")
+        if table_kind == "questionnaire":
+            _record_batch(con, ingestion_id, str(path), kind, accepted)
+        con.execute("DELETE FROM ingestions WHERE ingestion_id = ?", [ingestion_id])
+        con.execute("INSERT INTO ingestions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'loaded', NULL)",
+                    [ingestion_id, str(path), sha, kind, validated.rows_read, len(validated.accepted),
+                     validated.quarantined_rows, started, _now()])
+    return IngestionSummary(str(path), kind, "loaded", ingestion_id, validated.rows_read,
+                            len(validated.accepted), validated.quarantined_rows, validated.reasons(),
+                            validated.skipped)
+
+
+def _record_batch(con: duckdb.DuckDBPyConnection, batch_id: str, file: str, kind: str,
+                  accepted: pd.DataFrame) -> None:
+    """A questionnaire ingestion is a batch: the rows it brought, to feature, score and report on."""
+    con.execute("DELETE FROM batch_members WHERE batch_id = ?", [batch_id])
+    con.execute("DELETE FROM batches WHERE batch_id = ?", [batch_id])
+    con.execute("INSERT INTO batches VALUES (?, ?, ?, ?, NULL, ?, ?)",
+                [batch_id, batch_id, file, kind, len(accepted), _now()])
+    con.register("_members", accepted[list(QUESTIONNAIRE_KEY)].assign(batch_id=batch_id))
+    con.execute("INSERT INTO batch_members SELECT batch_id, respondent_id, submitted_at FROM _members")
+    con.unregister("_members")

@@ -1,0 +1,124 @@
+"""Feature engineering in SQL on DuckDB: one definition for training and scoring.
+
+`feature_sql` turns a questionnaire relation (contract columns) and an activity relation
+(contract section 2 plus `worn`) into one row of features per (respondent, submission).
+Wearable days count only when worn and only in the window before `submitted_at`, so
+training never sees activity recorded after the answers it explains.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from balanceit.data.contract import ACTIVITY_COLUMNS, QUESTIONNAIRE, QUESTIONNAIRE_KEY
+from balanceit.features.catalogue import MODELLED_EXERCISES
+
+OPTIONAL_ANSWERS: tuple[str, ...] = tuple(
+    c.name for c in QUESTIONNAIRE
+    if not c.required and c.name not in {"imbalance", "survey_weight", "survey_stratum", "survey_psu"}
+)
+FEATURE_KEY = QUESTIONNAIRE_KEY
+
+EMPTY_ACTIVITY_SQL = (
+    "SELECT NULL::VARCHAR AS respondent_id, NULL::DATE AS date, NULL::BIGINT AS steps, "
+    "NULL::BIGINT AS sedentary_minutes, NULL::BIGINT AS lightly_active_minutes, "
+    "NULL::BIGINT AS fairly_active_minutes, NULL::BIGINT AS very_active_minutes, "
+    "NULL::BIGINT AS calories, NULL::BOOLEAN AS worn WHERE false"
+)
+
+
+def _exercise_flags() -> str:
+    return ",\n".join(
+        f"CASE WHEN exercise_types IS NULL THEN NULL "
+        f"ELSE list_contains(string_split(exercise_types, ';'), '{kind}')::INTEGER END AS ex_{kind}"
+        for kind in (*MODELLED_EXERCISES, "weightlifting")
+    )
+
+
+def _missing_count() -> str:
+    return " + ".join(f"({name} IS NULL)::INTEGER" for name in OPTIONAL_ANSWERS)
+
+
+def feature_sql(questionnaire: str, activity: str, window_days: int) -> str:
+    """The feature query over two relation names (tables, views or registered DataFrames)."""
+    return f"""
+WITH q AS (SELECT * FROM {questionnaire}),
+act AS (
+    SELECT q.respondent_id, q.submitted_at,
+           count(*)                                            AS days_worn,
+           avg(a.steps)                                        AS mean_steps,
+           avg(a.sedentary_minutes) / 60.0                     AS mean_sedentary_hours,
+           avg((a.sedentary_minutes > 600)::INTEGER)           AS share_days_sedentary_over_10h,
+           avg(a.fairly_active_minutes + a.very_active_minutes) AS mean_active_minutes,
+           avg(a.lightly_active_minutes)                       AS mean_light_minutes
+    FROM q
+    JOIN {activity} a
+      ON a.respondent_id = q.respondent_id
+     AND a.worn
+     AND a.date <  CAST(q.submitted_at AS DATE)
+     AND a.date >= CAST(q.submitted_at AS DATE) - INTERVAL {int(window_days)} DAY
+    GROUP BY q.respondent_id, q.submitted_at
+)
+SELECT
+    q.respondent_id,
+    q.submitted_at,
+    q.age::DOUBLE                                               AS age,
+    CASE WHEN q.age < 35 THEN '16-34' WHEN q.age < 45 THEN '35-44'
+         WHEN q.age < 65 THEN '45-64' ELSE '65+' END            AS age_band,
+    q.sex,
+    q.weight_kg / ((q.height_cm / 100.0) ** 2)                  AS bmi,
+    q.occupation,
+    q.sitting_hours_per_day::DOUBLE                             AS sitting_hours,
+    CASE WHEN q.sitting_hours_per_day < 4 THEN '<4 h' WHEN q.sitting_hours_per_day < 6 THEN '4-6 h'
+         WHEN q.sitting_hours_per_day <= 8 THEN '6-8 h' ELSE '>8 h' END AS sitting_band,
+    q.standing_hours_per_day::DOUBLE                            AS standing_hours,
+    q.screen_hours_per_day::DOUBLE                              AS screen_hours,
+    q.sitting_hours_per_day + q.screen_hours_per_day            AS sitting_plus_screen_hours,
+    q.movement_breaks_per_day::DOUBLE                           AS movement_breaks,
+    q.movement_breaks_per_day / greatest(q.sitting_hours_per_day, 1.0) AS breaks_per_sitting_hour,
+    {_exercise_flags()},
+    (q.exercise_days_per_week * q.exercise_minutes_per_session)::DOUBLE AS exercise_volume_minutes,
+    q.strength_training,
+    q.stretching_days_per_week::DOUBLE                          AS stretching_days,
+    q.stretches_before_exercise::INTEGER::VARCHAR               AS stretches_before,
+    q.stretches_after_exercise::INTEGER::VARCHAR                AS stretches_after,
+    CASE WHEN q.exercise_types IS NULL OR q.stretching_days_per_week IS NULL THEN NULL
+         ELSE (list_has_any(string_split(q.exercise_types, ';'), ['walking', 'running'])
+               AND q.stretching_days_per_week = 0)::INTEGER END AS walk_run_without_stretching,
+    CASE WHEN q.strength_training IS NULL THEN NULL
+         ELSE (q.strength_training = 'unbalanced')::INTEGER END AS lifting_without_balance,
+    q.posture_self_report                                       AS posture,
+    q.back_pain,
+    q.neck_pain,
+    q.shoulder_pain,
+    {_missing_count()}                                          AS missing_answers,
+    coalesce(act.days_worn, 0)                                  AS days_worn,
+    act.mean_steps,
+    act.mean_sedentary_hours,
+    act.share_days_sedentary_over_10h,
+    act.mean_active_minutes,
+    act.mean_light_minutes
+FROM q
+LEFT JOIN act USING (respondent_id, submitted_at)
+"""
+
+
+def compute_features(con: duckdb.DuckDBPyConnection, questionnaire: str, activity: str | None,
+                     window_days: int) -> pd.DataFrame:
+    """Features for every row of `questionnaire`; `activity` may be None (no wearable data)."""
+    activity_relation = activity or f"({EMPTY_ACTIVITY_SQL})"
+    frame = con.execute(feature_sql(questionnaire, activity_relation, window_days)).df()
+    return frame
+
+
+def features_for_frames(questionnaire: pd.DataFrame, activity: pd.DataFrame | None,
+                        window_days: int) -> pd.DataFrame:
+    """The same features for in-memory frames: one partition in, one out (no warehouse needed)."""
+    with duckdb.connect() as con:
+        con.register("batch_questionnaire", questionnaire)
+        activity_name = None
+        if activity is not None and len(activity):
+            con.register("batch_activity", activity[[*ACTIVITY_COLUMNS, "worn"]])
+            activity_name = "batch_activity"
+        return compute_features(con, "batch_questionnaire", activity_name, window_days)

@@ -1,0 +1,135 @@
+"""The feature catalogue: every feature the model sees, named once, explained once.
+
+The model, the explanations and the reports all read this table. A catalogue feature may span
+several columns of the feature table (self-reported sitting and the wearable's sedentary time are
+one "sitting" feature), so a person's explanation is summed per catalogue feature and can point
+back at the answers behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+
+Role = Literal["cause", "sign"]
+Encoding = Literal["numeric", "category"]
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    """One column of the feature table and how the model encodes it."""
+
+    name: str
+    encoding: Encoding
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    label: str
+    description: str
+    role: Role
+    sources: tuple[str, ...]
+    columns: tuple[FeatureColumn, ...]
+    modifiable: bool = False
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+def _num(*names: str) -> tuple[FeatureColumn, ...]:
+    return tuple(FeatureColumn(n, "numeric") for n in names)
+
+
+def _cat(*names: str) -> tuple[FeatureColumn, ...]:
+    return tuple(FeatureColumn(n, "category") for n in names)
+
+
+MODELLED_EXERCISES = ("walking", "running", "cycling", "swimming", "yoga", "pilates",
+                      "team_sports", "racket_sports", "other")
+
+_EXERCISE_LABELS = {
+    "walking": "Walking", "running": "Running", "cycling": "Cycling", "swimming": "Swimming",
+    "yoga": "Yoga", "pilates": "Pilates", "team_sports": "Team sports",
+    "racket_sports": "Racket sports", "other": "Other exercise",
+}
+
+CATALOGUE: tuple[Feature, ...] = (
+    Feature("sitting_hours", "Sitting time",
+            "Hours a day spent sitting, as reported and, where a wearable was worn, as measured.",
+            "cause", ("sitting_hours_per_day", "sedentary_minutes"),
+            _num("sitting_hours", "mean_sedentary_hours", "share_days_sedentary_over_10h"),
+            modifiable=True),
+    Feature("standing_hours", "Standing time", "Hours a day spent standing.",
+            "cause", ("standing_hours_per_day",), _num("standing_hours")),
+    Feature("screen_hours", "Screen time", "Hours a day in front of a screen.",
+            "cause", ("screen_hours_per_day",), _num("screen_hours"), modifiable=True),
+    Feature("movement_breaks", "Movement breaks",
+            "How often a day you get up and move, also relative to the hours you sit.",
+            "cause", ("movement_breaks_per_day", "sitting_hours_per_day"),
+            _num("movement_breaks", "breaks_per_sitting_hour"), modifiable=True),
+    Feature("occupation", "Work posture", "The posture load of your main occupation.",
+            "cause", ("occupation",), _cat("occupation")),
+    Feature("daily_steps", "Daily steps",
+            "Steps and active minutes a day, measured by a wearable over the 4 weeks before the survey.",
+            "cause", ("steps", "fairly_active_minutes", "very_active_minutes", "lightly_active_minutes"),
+            _num("mean_steps", "mean_active_minutes", "mean_light_minutes")),
+    *(
+        Feature(f"exercise_{kind}", _EXERCISE_LABELS[kind],
+                f"Whether {_EXERCISE_LABELS[kind].lower()} is one of your regular activities.",
+                "cause", ("exercise_types",), _cat(f"ex_{kind}"), modifiable=True)
+        for kind in MODELLED_EXERCISES
+    ),
+    Feature("exercise_volume", "Exercise volume", "Exercise days a week times minutes a session.",
+            "cause", ("exercise_days_per_week", "exercise_minutes_per_session"),
+            _num("exercise_volume_minutes"), modifiable=True),
+    Feature("strength_training", "Strength-training balance",
+            "Whether you train with weights, and whether you train opposing muscles alike "
+            "(pushing and pulling, biceps and triceps).",
+            "cause", ("strength_training", "exercise_types"),
+            _cat("strength_training", "ex_weightlifting"), modifiable=True),
+    Feature("stretching", "Stretching habit",
+            "Days a week you stretch, and whether you stretch around exercise.",
+            "cause", ("stretching_days_per_week", "stretches_before_exercise", "stretches_after_exercise"),
+            (*_num("stretching_days"), *_cat("stretches_before", "stretches_after")), modifiable=True),
+    Feature("age", "Age", "Your age in years.", "cause", ("age",), _num("age")),
+    Feature("sex", "Sex", "Your sex.", "cause", ("sex",), _cat("sex")),
+    Feature("bmi", "Body size", "Body-mass index from your height and weight.",
+            "cause", ("height_cm", "weight_kg"), _num("bmi")),
+    Feature("posture", "Self-rated posture", "How you rate your own posture.",
+            "sign", ("posture_self_report",), _cat("posture")),
+    Feature("back_pain", "Back pain", "How often you have back pain.",
+            "sign", ("back_pain",), _cat("back_pain")),
+    Feature("neck_pain", "Neck pain", "How often you have neck pain.",
+            "sign", ("neck_pain",), _cat("neck_pain")),
+    Feature("shoulder_pain", "Shoulder pain", "How often you have shoulder pain.",
+            "sign", ("shoulder_pain",), _cat("shoulder_pain")),
+)
+
+BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOGUE}
+CAUSES: tuple[str, ...] = tuple(f.name for f in CATALOGUE if f.role == "cause")
+SIGNS: tuple[str, ...] = tuple(f.name for f in CATALOGUE if f.role == "sign")
+
+
+def model_columns() -> list[FeatureColumn]:
+    """Every feature-table column the model sees, in catalogue order."""
+    return [column for feature in CATALOGUE for column in feature.columns]
+
+
+def model_input(features: pd.DataFrame) -> pd.DataFrame:
+    """Categories as strings or None, numbers as floats: the one form every candidate model takes."""
+    return pd.DataFrame({c.name: model_column(c.name, features[c.name]) for c in model_columns()},
+                        index=features.index)
+
+
+def model_column(name: str, values: pd.Series) -> pd.Series:
+    """One feature-table column in model form (see `model_input`)."""
+    if _ENCODINGS[name] == "category":
+        return values.astype("string").astype(object).where(values.notna(), None)
+    return pd.to_numeric(values, errors="coerce").astype(float)
+
+
+_ENCODINGS = {c.name: c.encoding for c in model_columns()}

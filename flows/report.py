@@ -1,0 +1,37 @@
+"""Report flows: the population report for a batch (or the training population), a person's report."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from balanceit.flows.common import stage, workspace
+from balanceit.reports.build import person_explanation, population_context
+from balanceit.reports.render import render_person, render_population
+
+
+@stage(name="render population report")
+def population_report(home: str | None, batch: str | None) -> dict[str, object]:
+    settings = workspace(home)
+    context = population_context(settings, batch)
+    name = "training" if batch == "training" else "latest" if batch is None else batch
+    path = render_population(context, settings.reports_path / f"population-{name}.html")
+    return {"path": str(path), "people": context["summary"]["n"], "population": context["population"]}
+
+
+@stage(name="render person report")
+def person_report(home: str | None, respondent_id: str) -> dict[str, object]:
+    settings = workspace(home)
+    context = person_explanation(settings, respondent_id)
+    safe_name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in respondent_id)
+    path = render_person(context, settings.reports_path / "people" / f"{safe_name}.html")
+    return {"path": str(path), "respondent_id": respondent_id, "risk": context["risk"], "band": context["band"]}
+
+
+@flow(name="population-report")
+def population_report_flow(batch: str | None = None, home: str | None = None) -> dict[str, object]:
+    return population_report(home, batch)
+
+
+@flow(name="person-report")
+def person_report_flow(respondent_id: str, home: str | None = None) -> dict[str, object]:
+    return person_report(home, respondent_id)

@@ -1,0 +1,173 @@
+"""One person's explanation in plain words: drivers, signs, missing answers, what-ifs, advice.
+
+Sentences are written from the person's own answers; recommendations are chosen by their drivers
+and follow the domain: stretch what an activity tightens, train the neglected side, break up
+sitting, keep joints moving.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from balanceit.data.contract import PAIN_COLUMNS
+from balanceit.features.catalogue import BY_NAME
+from balanceit.models.whatif import WHAT_IFS
+
+RANK_WORDS = ("the most", "second most", "third most")
+
+
+def _value(row: pd.Series, column: str) -> object:
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    return value
+
+
+def _about(value: object, unit: str) -> str:
+    return f"about {float(value):.0f} {unit}" if value is not None else f"an unknown number of {unit}"
+
+
+def _situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
+    """What the person's answers say about one catalogue feature."""
+    a = lambda column: _value(answers, column)  # noqa: E731
+    f = lambda column: _value(features, column)  # noqa: E731
+    if feature == "sitting_hours":
+        text = f"You sit {_about(a('sitting_hours_per_day'), 'hours')} a day"
+        if f("mean_sedentary_hours") is not None:
+            text += f" (your wearable measured {float(f('mean_sedentary_hours')):.0f} sedentary hours)"
+        return text
+    if feature == "standing_hours":
+        return f"You stand {_about(a('standing_hours_per_day'), 'hours')} a day"
+    if feature == "screen_hours":
+        return f"You spend {_about(a('screen_hours_per_day'), 'hours')} a day at a screen"
+    if feature == "movement_breaks":
+        return f"You take {_about(a('movement_breaks_per_day'), 'movement breaks')} a day"
+    if feature == "occupation":
+        return f"Your work is mostly {a('occupation') or 'not stated'}"
+    if feature == "daily_steps":
+        steps = f("mean_steps")
+        return (f"Your wearable counted about {float(steps):,.0f} steps a day" if steps is not None
+                else "No wearable data was available")
+    if feature.startswith("exercise_") and feature != "exercise_volume":
+        activity = BY_NAME[feature].label.lower()
+        if f(BY_NAME[feature].column_names[0]) in (None, 0, "0"):
+            return f"You do not do {activity}"
+        stretching = a("stretching_days_per_week")
+        if feature in ("exercise_running", "exercise_walking") and stretching is not None and int(stretching) < 3:
+            return f"You do {activity} and stretch {int(stretching)} days a week"
+        return f"You do {activity}"
+    if feature == "exercise_volume":
+        return f"You exercise {_about(f('exercise_volume_minutes'), 'minutes')} a week"
+    if feature == "strength_training":
+        kind = a("strength_training")
+        return {"unbalanced": "You train some muscles and neglect their opposites",
+                "balanced": "You do balanced strength training",
+                "none": "You do no strength training"}.get(kind, "Your strength training was not stated")
+    if feature == "stretching":
+        return f"You stretch {_about(a('stretching_days_per_week'), 'days')} a week"
+    if feature == "age":
+        return f"You are {a('age')} years old"
+    if feature == "sex":
+        return f"Your sex is {a('sex')}"
+    if feature == "bmi":
+        bmi = f("bmi")
+        return f"Your body-mass index is about {float(bmi):.0f}" if bmi is not None else "Your BMI is unknown"
+    return BY_NAME[feature].label
+
+
+def driver_sentence(feature: str, rank: int, answers: pd.Series, features: pd.Series) -> str:
+    return f"{_situation(feature, answers, features)}: this raises your risk {RANK_WORDS[rank]}."
+
+
+def sign_sentences(answers: pd.Series) -> list[str]:
+    sentences = [
+        f"You report {answers[column]} {column.replace('_', ' ')}, which often comes with muscle imbalance."
+        for column in PAIN_COLUMNS if _value(answers, column) in ("occasional", "frequent")
+    ]
+    if _value(answers, "posture_self_report") == "poor":
+        sentences.append("You rate your posture as poor, which often comes with muscle imbalance.")
+    return sentences
+
+
+ADVICE: dict[str, tuple[str, str]] = {
+    "sitting_hours": ("Break up sitting",
+                      "Stand up and move for 2-3 minutes every 30-60 minutes, and stretch your hip flexors "
+                      "and chest once a day: long sitting shortens them."),
+    "movement_breaks": ("Move every hour",
+                        "Set a reminder to get up at least once an hour you sit; walk, roll your shoulders, "
+                        "extend your back."),
+    "screen_hours": ("Ease the screen posture",
+                     "Raise the screen to eye level, do chin tucks and upper-back extensions, and stretch "
+                     "your chest to counter a forward head and rounded shoulders."),
+    "occupation": ("Balance your work posture",
+                   "Alternate positions during the day and strengthen the muscles your job rarely uses "
+                   "(upper back and glutes for desk and driving work, core for manual work)."),
+    "daily_steps": ("Walk more", "Add short walks to reach at least 7,500 steps on most days."),
+    "exercise_running": ("Stretch what running tightens",
+                         "Stretch calves and hamstrings after every run, at least 3 days a week."),
+    "exercise_walking": ("Stretch what walking tightens",
+                         "Stretch calves and hamstrings after your walks, at least 3 days a week."),
+    "exercise_cycling": ("Open the hips after cycling",
+                         "Stretch hip flexors and hamstrings after rides and strengthen your glutes."),
+    "exercise_swimming": ("Balance the shoulders",
+                          "Add rotator-cuff and upper-back (pulling) exercises to your swimming."),
+    "exercise_team_sports": ("Strengthen the back of the legs",
+                             "Add hamstring strengthening and hip mobility to your sport."),
+    "strength_training": ("Train the neglected side",
+                          "Pair every push with a pull and biceps with triceps; start the weaker side with "
+                          "light weights and many repetitions."),
+    "stretching": ("Stretch 3 days a week",
+                   "Stretch the muscles your day tightens (chest, hip flexors, hamstrings, calves) at least "
+                   "3 days a week, holding each stretch about 30 seconds."),
+    "age": ("Keep joints moving", "A short daily joint-mobility routine (neck, shoulders, hips, ankles) "
+                                  "keeps range of motion as you age."),
+    "bmi": ("Build general activity", "Regular moderate activity and strength work ease the load on back and hips."),
+}
+GENERAL_ADVICE = ("Keep joints moving", "A few minutes of joint mobility every day keeps muscles balanced.")
+
+
+def recommendations(drivers: list[str]) -> list[dict[str, str]]:
+    chosen, seen = [], set()
+    for driver in drivers:
+        advice = ADVICE.get(driver)
+        if advice and advice[0] not in seen:
+            seen.add(advice[0])
+            chosen.append({"title": advice[0], "text": advice[1]})
+    if not chosen:
+        chosen.append({"title": GENERAL_ADVICE[0], "text": GENERAL_ADVICE[1]})
+    return chosen
+
+
+def explanation(scored: pd.Series, answers: pd.Series, features: pd.Series,
+                contributions: dict[str, float]) -> dict[str, object]:
+    """Everything a person is told, as one dict (printed by `explain`, rendered in the person report)."""
+    drivers = [scored[f"driver_{rank}"] for rank in (1, 2, 3) if isinstance(scored[f"driver_{rank}"], str)]
+    missing = [name for name in str(scored["missing_answers"] or "").split(";") if name]
+    what_ifs = [
+        {"label": w.label, "risk_before": float(scored["risk"]), "risk_after": float(scored[f"whatif_{w.name}"])}
+        for w in WHAT_IFS
+        if not pd.isna(scored[f"whatif_{w.name}"]) and scored[f"whatif_{w.name}"] < scored["risk"] - 0.005
+    ]
+    band = scored["band"]
+    return {
+        "respondent_id": scored["respondent_id"],
+        "submitted_at": str(scored["submitted_at"]),
+        "risk": float(scored["risk"]),
+        "band": band,
+        "summary": (f"Your estimated risk of muscle imbalance is {scored['risk']:.0%} ({band})."
+                    + (f" What raises it most: {BY_NAME[drivers[0]].label.lower()}." if drivers else "")),
+        "drivers": [
+            {"feature": name, "label": BY_NAME[name].label,
+             "sentence": driver_sentence(name, rank, answers, features),
+             "answers": [{"question": part.split("=", 1)[0], "value": part.split("=", 1)[1]}
+                         for part in str(scored[f"driver_{rank + 1}_answers"]).split("; ") if "=" in part],
+             "contribution": float(contributions.get(name, 0.0))}
+            for rank, name in enumerate(drivers)
+        ],
+        "signs": sign_sentences(answers),
+        "missing_answers": missing,
+        "what_ifs": sorted(what_ifs, key=lambda w: w["risk_after"]),
+        "recommendations": recommendations(drivers),
+    }

@@ -1,0 +1,202 @@
+"""MLflow tracking and the model registry: log a training run, gate promotion, move aliases.
+
+Tracking uses the workspace's sqlite store and artifact folder, so nothing reaches the network.
+A new version becomes `champion` only when it is not worse than the current champion on the same
+held-out rows (within the configured tolerances); otherwise it becomes `challenger` and the run
+records why.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from sklearn.metrics import RocCurveDisplay
+
+from balanceit.config import Settings
+from balanceit.features.catalogue import CATALOGUE, model_input
+from balanceit.models.metrics import calibration_bins, classification_metrics
+from balanceit.models.pyfunc import RiskModel
+from balanceit.models.train import TrainingResult
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+PREVIOUS_CHAMPION_TAG = "previous_champion"
+
+
+def configure(settings: Settings) -> MlflowClient:
+    """Point MLflow at the workspace and make sure the experiment keeps artifacts there too."""
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    if mlflow.get_experiment_by_name(settings.experiment_name) is None:
+        mlflow.create_experiment(settings.experiment_name,
+                                 artifact_location=settings.mlflow_artifacts_path.as_uri())
+    mlflow.set_experiment(settings.experiment_name)
+    return MlflowClient()
+
+
+@dataclass
+class Registration:
+    run_id: str
+    version: str
+    alias: str
+    reason: str
+    metrics: dict[str, float]
+
+
+def _figures(result: TrainingResult, holdout_X: pd.DataFrame, y_holdout: np.ndarray) -> dict[str, Figure]:
+    """ROC (beside the gradient-boosted peer), calibration and per-feature importance plots."""
+    roc = Figure(figsize=(5, 5))
+    ax = roc.subplots()
+    RocCurveDisplay.from_predictions(y_holdout, result.holdout_risk, name=result.chosen, ax=ax)
+    RocCurveDisplay.from_predictions(y_holdout, result.peer_holdout_risk, name="gradient_boosting", ax=ax)
+    calibration = Figure(figsize=(5, 5))
+    ax = calibration.subplots()
+    bins = calibration_bins(y_holdout, result.holdout_risk)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax.plot(bins["predicted_mean"], bins["observed_rate"], marker="o")
+    ax.set(xlabel="predicted risk", ylabel="observed share", title="Calibration (held-out)")
+    importance = Figure(figsize=(6, 7), layout="tight")
+    ax = importance.subplots()
+    spread = result.model.contributions(holdout_X).abs().mean().sort_values()
+    ax.barh(spread.index, spread.to_numpy())
+    ax.set(title="Mean |contribution| to the logit (held-out)")
+    return {"roc.png": roc, "calibration.png": calibration, "importance.png": importance}
+
+
+def _gate(client: MlflowClient, settings: Settings, holdout_X: pd.DataFrame, y: np.ndarray,
+          candidate: dict[str, float]) -> tuple[str, str]:
+    """Decide the new version's alias by comparing it with the champion on the same rows."""
+    try:
+        champion = client.get_model_version_by_alias(settings.registered_model_name, CHAMPION)
+    except MlflowException:
+        return CHAMPION, "first model: nothing to compare with"
+    current = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}@{CHAMPION}")
+    risk = current.unwrap_python_model().model.predict_proba(holdout_X)[:, 1]
+    incumbent = classification_metrics(y, risk)
+    auc_ok = candidate["roc_auc"] >= incumbent["roc_auc"] - settings.promotion_auc_tolerance
+    brier_ok = candidate["brier"] <= incumbent["brier"] + settings.promotion_brier_tolerance
+    comparison = (f"AUC {candidate['roc_auc']:.4f} vs champion v{champion.version} {incumbent['roc_auc']:.4f}, "
+                  f"Brier {candidate['brier']:.4f} vs {incumbent['brier']:.4f}")
+    if auc_ok and brier_ok:
+        return CHAMPION, f"promoted: not worse than the champion ({comparison})"
+    return CHALLENGER, f"kept as challenger: worse than the champion ({comparison})"
+
+
+def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd.DataFrame,
+                     labels: pd.Series, settings: Settings, data_description: str) -> Registration:
+    """Log the run (params, metrics, plots, data digest, features, model) and apply the gate."""
+    client = configure(settings)
+    holdout_X = model_input(features.loc[result.holdout_index])
+    y_holdout = labels.loc[result.holdout_index].astype(int).to_numpy()
+    dataset = mlflow.data.from_pandas(features.drop(columns=["submitted_at"]), name="training_features")
+    with mlflow.start_run() as run:
+        mlflow.log_input(dataset, context="training")
+        mlflow.log_params({
+            "chosen_model": result.chosen, "n_knots": result.model.n_knots, "C": result.model.C,
+            "training_rows": len(features), "training_data": data_description,
+            "training_digest": dataset.digest, "cv_folds": settings.cv_folds,
+            "holdout_fraction": settings.holdout_fraction, "random_seed": settings.random_seed,
+        })
+        metrics = {**result.holdout_metrics, **result.truth_metrics,
+                   **{f"peer_{k}": v for k, v in result.peer_holdout_metrics.items()},
+                   "fit_seconds": result.fit_seconds}
+        mlflow.log_metrics({k: v for k, v in metrics.items() if k != "n"})
+        cv_means = result.cross_validation.groupby("candidate")[["roc_auc", "brier", "fit_seconds"]].mean()
+        for candidate, row in cv_means.iterrows():
+            mlflow.log_metrics({f"cv_{candidate}_{k}": float(v) for k, v in row.items()})
+        for name, figure in _figures(result, holdout_X, y_holdout).items():
+            mlflow.log_figure(figure, name)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            result.cross_validation.to_csv(folder / "cross_validation.csv", index=False)
+            result.subgroups.to_csv(folder / "subgroup_metrics.csv", index=False)
+            calibration_bins(y_holdout, result.holdout_risk).to_csv(folder / "calibration.csv", index=False)
+            (folder / "features.json").write_text(json.dumps(
+                [{"name": f.name, "label": f.label, "role": f.role, "sources": f.sources,
+                  "columns": f.column_names} for f in CATALOGUE], indent=2))
+            mlflow.log_artifacts(tmp)
+
+        from balanceit.models.score import request_rows
+
+        example = request_rows(answers.head(3))
+        pyfunc = RiskModel(result.model, settings)
+        signature = infer_signature(example, pyfunc.predict(None, example))
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=pyfunc, signature=signature, input_example=example,
+            registered_model_name=settings.registered_model_name)
+        version = str(info.registered_model_version)
+        alias, reason = _gate(client, settings, holdout_X, y_holdout, result.holdout_metrics)
+        mlflow.set_tags({"gate": alias, "gate_reason": reason, "model_version": version})
+    _set_alias(client, settings, alias, version)
+    return Registration(run.info.run_id, version, alias, reason, metrics)
+
+
+def _set_alias(client: MlflowClient, settings: Settings, alias: str, version: str) -> None:
+    name = settings.registered_model_name
+    if alias == CHAMPION:
+        try:
+            previous = client.get_model_version_by_alias(name, CHAMPION).version
+            client.set_registered_model_tag(name, PREVIOUS_CHAMPION_TAG, previous)
+        except MlflowException:
+            pass
+    client.set_registered_model_alias(name, alias, version)
+
+
+def promote(settings: Settings, version: str) -> None:
+    """Make `version` the champion by hand (the previous champion is remembered for rollback)."""
+    client = configure(settings)
+    client.get_model_version(settings.registered_model_name, version)
+    _set_alias(client, settings, CHAMPION, version)
+
+
+def rollback(settings: Settings) -> str:
+    """Give the champion alias back to the version that held it before."""
+    client = configure(settings)
+    model = client.get_registered_model(settings.registered_model_name)
+    previous = model.tags.get(PREVIOUS_CHAMPION_TAG)
+    if not previous:
+        raise RuntimeError("no previous champion to roll back to")
+    _set_alias(client, settings, CHAMPION, previous)
+    return previous
+
+
+def list_versions(settings: Settings) -> list[dict[str, object]]:
+    client = configure(settings)
+    name = settings.registered_model_name
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException:
+        return []
+    aliases: dict[str, list[str]] = {}
+    for alias, version in model.aliases.items():
+        aliases.setdefault(str(version), []).append(alias)
+    rows = []
+    for version in client.search_model_versions(f"name='{name}'"):
+        run = client.get_run(version.run_id)
+        rows.append({"version": str(version.version), "aliases": sorted(aliases.get(str(version.version), [])),
+                     "run_id": version.run_id, "created": version.creation_timestamp,
+                     "roc_auc": run.data.metrics.get("roc_auc"), "brier": run.data.metrics.get("brier"),
+                     "gate_reason": run.data.tags.get("gate_reason")})
+    return sorted(rows, key=lambda r: int(r["version"]))
+
+
+def load_model(settings: Settings, version: str | None = None) -> tuple[RiskModel, str]:
+    """A registered version (default: the champion) and its number, loaded from MLflow, never a local pickle."""
+    client = configure(settings)
+    name = settings.registered_model_name
+    if version is None:
+        try:
+            version = client.get_model_version_by_alias(name, CHAMPION).version
+        except MlflowException:
+            raise RuntimeError("no champion model yet: run `balanceit train` (or `balanceit demo`) first") from None
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return loaded.unwrap_python_model(), str(version)
+

@@ -1,0 +1,68 @@
+"""Scoring: features, risk and explanations for one batch (one partition in, one frame out)."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from balanceit.config import Settings
+from balanceit.data.contract import LABEL, QUESTIONNAIRE_COLUMNS, QUESTIONNAIRE_KEY
+from balanceit.features.build import features_for_frames
+from balanceit.models.additive import AdditiveRiskModel
+from balanceit.models.explain import explain_batch
+
+OUTPUT_COLUMNS = (
+    "respondent_id", "submitted_at", "risk", "band", "model_version",
+    "driver_1", "driver_1_answers", "driver_2", "driver_2_answers", "driver_3", "driver_3_answers",
+    "signs", "missing_answers",
+)
+REQUEST_COLUMNS = tuple(c for c in QUESTIONNAIRE_COLUMNS if c != LABEL and not c.startswith("survey_"))
+
+
+def request_rows(answers: pd.DataFrame) -> pd.DataFrame:
+    """Canonical answers written back as the text a survey export holds (the pyfunc's input form)."""
+    out = pd.DataFrame(index=answers.index)
+    for column in REQUEST_COLUMNS:
+        values = answers[column]
+        if column == "submitted_at":
+            text = pd.to_datetime(values).dt.strftime("%Y-%m-%dT%H:%M:%S")
+        elif pd.api.types.is_bool_dtype(values):
+            text = values.map({True: "yes", False: "no"})
+        else:
+            text = values.astype("string")
+        out[column] = text.astype(object).where(values.notna(), None)
+    return out.reset_index(drop=True)
+
+
+def score_frames(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.DataFrame | None,
+                 settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score validated answers (and optional activity) without a warehouse: the partition function."""
+    features = features_for_frames(answers, activity, settings.activity_window_days)
+    aligned = answers.merge(features[list(QUESTIONNAIRE_KEY)], on=list(QUESTIONNAIRE_KEY), how="right")
+    return explain_batch(model, aligned, features, settings)
+
+
+def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Score rows as a survey platform sends them; a bad row gets `error` instead of a risk."""
+    from balanceit.data.validation import validate_questionnaire
+
+    text = raw.astype("string").astype(object).where(raw.notna(), None)
+    checked = validate_questionnaire(text, source="request")
+    scored, _ = score_frames(model, checked.accepted, None, settings)
+    scored["row_number"] = checked.accepted["row_number"].to_numpy()
+    errors = (checked.quarantined.assign(error=lambda q: q["column"] + ": " + q["rule"])
+              .groupby("row_number")["error"].agg("; ".join).reset_index())
+    result = pd.DataFrame({"row_number": np.arange(1, len(raw) + 1)})
+    result = result.merge(scored, on="row_number", how="left").merge(errors, on="row_number", how="left")
+    result["submitted_at"] = result["submitted_at"].astype("string")
+    return result.drop(columns="row_number")
+
+
+def score_batch(con: duckdb.DuckDBPyConnection, model: AdditiveRiskModel, batch_id: str,
+                settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score the questionnaire rows of one warehouse batch, with their features stored in `features`."""
+    from balanceit.features.store import batch_features
+
+    answers, features = batch_features(con, batch_id, settings)
+    return explain_batch(model, answers, features, settings)

@@ -1,0 +1,165 @@
+"""Report contexts from the warehouse and the registry: what each report says, before rendering.
+
+Population figures are recomputed with the model version that scored the batch (the model is
+additive, so a batch's explanations take seconds), which keeps what-ifs and drivers exact
+without storing every intermediate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import mlflow
+import numpy as np
+import pandas as pd
+
+from balanceit.config import Settings
+from balanceit.features.catalogue import BY_NAME, model_columns, model_input
+from balanceit.features.store import batch_features, labelled_features
+from balanceit.models.explain import explain_batch
+from balanceit.models.narrative import explanation
+from balanceit.models.registry import CHAMPION, configure, load_model
+from balanceit.models.whatif import WHAT_IFS
+from balanceit.reports import aggregate
+from balanceit.warehouse import open_warehouse
+
+TRAINING = "training"
+BAND_ORDER = {"low": 0, "moderate": 1, "high": 2}
+LIMITS = (
+    "balanceit is a screening aid, not a diagnosis: a clinician decides whether a muscle imbalance is present.",
+    "Risks come from self-reported answers and, where worn, a wearable; misreported answers move them.",
+    "Drivers are associations the model learned from training data, ranked among behaviours and personal "
+    "factors; pain and posture answers are shown as signs, not causes.",
+    "The model is only as representative as the population it was trained on; see drift below.",
+)
+
+
+def _latest_batch(con: duckdb.DuckDBPyConnection) -> str:
+    row = con.execute("SELECT batch_id FROM batches WHERE model_version IS NOT NULL "
+                      "ORDER BY created_at DESC LIMIT 1").fetchone()
+    if row is None:
+        raise LookupError("no scored batch yet: run `balanceit score FILE` first")
+    return row[0]
+
+
+def _batch_version(con: duckdb.DuckDBPyConnection, batch_id: str) -> str | None:
+    row = con.execute("SELECT model_version FROM batches WHERE batch_id = ?", [batch_id]).fetchone()
+    if row is None:
+        raise LookupError(f"no batch '{batch_id}' in the warehouse")
+    return row[0]
+
+
+def _model_card(settings: Settings, version: str, alias: str) -> dict[str, object]:
+    client = configure(settings)
+    model_version = client.get_model_version(settings.registered_model_name, version)
+    run = client.get_run(model_version.run_id)
+    calibration = pd.read_csv(mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="calibration.csv"))
+    return {
+        "version": version, "alias": alias, "run_id": run.info.run_id,
+        "trained_at": datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc),
+        "training_rows": int(float(run.data.params.get("training_rows", 0))),
+        "metrics": {k: run.data.metrics.get(k) for k in ("roc_auc", "pr_auc", "brier", "ece")},
+        "calibration": calibration.to_dict("records"),
+        "limits": list(LIMITS),
+    }
+
+
+def _data_quality(con: duckdb.DuckDBPyConnection, ingestion_ids: list[str]) -> list[dict[str, object]]:
+    ingestions = con.execute(
+        "SELECT ingestion_id, file, rows_read, accepted, quarantined FROM ingestions "
+        "WHERE status = 'loaded' AND list_contains(?, ingestion_id) ORDER BY started_at",
+        [ingestion_ids]).df()
+    reasons = con.execute(
+        "SELECT ingestion_id, \"column\" || ': ' || rule AS reason, count(DISTINCT row_number) AS n "
+        "FROM quarantine WHERE list_contains(?, ingestion_id) GROUP BY ALL", [ingestion_ids]).df()
+    return [
+        {"file": Path(row.file).name, "rows_read": int(row.rows_read), "accepted": int(row.accepted),
+         "quarantined": int(row.quarantined),
+         "reasons": dict(reasons.loc[reasons["ingestion_id"] == row.ingestion_id, ["reason", "n"]]
+                         .itertuples(index=False, name=None))}
+        for row in ingestions.itertuples()
+    ]
+
+
+def _population_what_ifs(scored: pd.DataFrame, settings: Settings) -> list[dict[str, object]]:
+    """How many people would drop at least one band under each what-if."""
+    before = scored["band"].map(BAND_ORDER).to_numpy()
+    rows = []
+    for what_if in WHAT_IFS:
+        after_risk = scored[f"whatif_{what_if.name}"].to_numpy()
+        after = np.where(after_risk < settings.low_band_below, 0, np.where(after_risk >= settings.high_band_from, 2, 1))
+        dropping = int(np.sum(~np.isnan(after_risk) & (after < before)))
+        rows.append({"label": what_if.label, "people_dropping_band": dropping,
+                     "share": dropping / max(len(scored), 1)})
+    return sorted(rows, key=lambda r: -r["people_dropping_band"])
+
+
+def population_context(settings: Settings, batch: str | None) -> dict[str, object]:
+    """Everything the population report shows, for a scored batch or the training population."""
+    with open_warehouse(settings) as con:
+        if batch == TRAINING:
+            version = None
+            answers, features = labelled_features(con, settings)
+            ingestion_ids = con.execute("SELECT DISTINCT ingestion_id FROM questionnaire "
+                                        "WHERE imbalance IS NOT NULL").df()["ingestion_id"].tolist()
+            description = f"Training population: {len(answers):,} labelled respondents"
+        else:
+            batch = batch or _latest_batch(con)
+            version = _batch_version(con, batch)
+            answers, features = batch_features(con, batch, settings)
+            ingestion_ids = [batch]
+            file = con.execute("SELECT file FROM batches WHERE batch_id = ?", [batch]).fetchone()[0]
+            description = f"Scored batch {batch} from {Path(file).name}: {len(answers):,} respondents"
+        _, training_features = labelled_features(con, settings)
+        ingestion_ids += con.execute("SELECT ingestion_id FROM ingestions WHERE kind = 'activity' "
+                                     "AND status = 'loaded'").df()["ingestion_id"].tolist()
+        quality = _data_quality(con, ingestion_ids)
+    model, version = load_model(settings, version)
+    if answers.empty:
+        raise LookupError("no respondents to report on")
+    scored, _ = explain_batch(model.model, answers, features, settings)
+    people = pd.concat([answers.drop(columns=["respondent_id", "submitted_at"]), scored], axis=1)
+    drivers = aggregate.top_drivers(people)
+    drift_columns = [c.name for c in model_columns()]
+    return {
+        "title": "Muscle-imbalance risk: population report",
+        "generated_at": datetime.now(timezone.utc),
+        "population": description,
+        "min_group_size": settings.min_group_size,
+        "weighted": aggregate.is_weighted(people),
+        "summary": {"n": len(people), "mean_risk": aggregate.mean_risk(people),
+                    "bands": aggregate.band_counts(people).to_dict("records")},
+        "histogram": aggregate.risk_histogram(people),
+        "segments": aggregate.segment_tables(people, settings.min_group_size),
+        "drivers": [{**row, "label": BY_NAME[row["feature"]].label,
+                     "description": BY_NAME[row["feature"]].description}
+                    for row in drivers.head(10).to_dict("records")],
+        "what_ifs": _population_what_ifs(scored, settings),
+        "model": _model_card(settings, version, CHAMPION if batch == TRAINING else f"scored with v{version}"),
+        "data_quality": quality,
+        "drift": aggregate.drift_table(training_features, features, drift_columns).to_dict("records"),
+        "band_cutoffs": {"moderate_from": settings.low_band_below, "high_from": settings.high_band_from},
+    }
+
+
+def person_explanation(settings: Settings, respondent_id: str) -> dict[str, object]:
+    """One person's latest scored submission, explained by the model version that scored it."""
+    with open_warehouse(settings) as con:
+        row = con.execute(
+            "SELECT s.batch_id, s.model_version, s.submitted_at FROM scores s WHERE s.respondent_id = ? "
+            "ORDER BY s.submitted_at DESC, s.scored_at DESC LIMIT 1", [respondent_id]).fetchone()
+        if row is None:
+            raise LookupError(f"no scored submission for respondent '{respondent_id}'")
+        batch_id, version, submitted_at = row
+        answers, features = batch_features(con, batch_id, settings)
+    mine = ((answers["respondent_id"] == respondent_id) & (answers["submitted_at"] == submitted_at)).to_numpy()
+    answers, features = answers[mine].reset_index(drop=True), features[mine].reset_index(drop=True)
+    model, version = load_model(settings, version)
+    scored, _ = explain_batch(model.model, answers, features, settings)
+    contributions = model.model.contributions(model_input(features)).iloc[0].to_dict()
+    return {**explanation(scored.iloc[0], answers.iloc[0], features.iloc[0], contributions),
+            "model_version": version}
+
