@@ -1,0 +1,255 @@
+"""Population figures for the reports, as pure pandas functions of a scored frame.
+
+A scored frame has one row per person: `respondent_id`, `risk` (0-1), `band` (low, moderate, high),
+the answers the segments group by (`occupation`, `sex`, `age`, `sitting_hours_per_day`,
+`exercise_types`, `stretching_days_per_week`, `strength_training`), the person's three strongest
+risk drivers `driver_1..3` (catalogue feature names) and optionally `survey_weight`.
+
+Shares and means are weighted by `survey_weight` when every row has a positive weight, so that a
+weighted survey describes its population rather than its sample; counts (`n`) are always people.
+Privacy: a segment with fewer than `min_group_size` people is never shown (see `segment_table`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+BANDS = ("low", "moderate", "high")
+NOT_ANSWERED = "not answered"
+DRIVER_COLUMNS = ("driver_1", "driver_2", "driver_3")
+PSI_EPSILON = 1e-4
+PSI_WATCH_FROM = 0.1
+PSI_DRIFT_ABOVE = 0.25
+
+# Segment dimensions: key -> heading shown in the report.
+SEGMENT_DIMENSIONS = {
+    "occupation": "Occupation",
+    "sitting": "Sitting per day",
+    "exercise_type": "Exercise type",
+    "stretching": "Stretching",
+    "strength": "Strength training",
+    "age_band": "Age",
+    "sex": "Sex",
+}
+SITTING_BANDS = ("under 4 h", "4–6 h", "6–8 h", "over 8 h")
+STRETCHING_HABITS = ("never", "1–2 days a week", "3+ days a week")
+AGE_BANDS = ("16–34", "35–44", "45–64", "65+")
+STRENGTH_LABELS = {"none": "no strength training", "balanced": "balanced", "unbalanced": "unbalanced"}
+EXERCISE_LABELS = {"none": "no exercise"}
+
+
+def is_weighted(scored: pd.DataFrame) -> bool:
+    """True when every person has a positive survey weight, so figures can be weighted."""
+    if "survey_weight" not in scored:
+        return False
+    weights = pd.to_numeric(scored["survey_weight"], errors="coerce")
+    return bool(len(weights)) and bool((weights > 0).all())
+
+
+def band_counts(scored: pd.DataFrame) -> pd.DataFrame:
+    """People per risk band (all three bands, in order) with their (weighted) share."""
+    weights = _weights(scored)
+    people = scored["band"].value_counts().reindex(BANDS, fill_value=0)
+    share = weights.groupby(scored["band"]).sum().reindex(BANDS, fill_value=0) / weights.sum()
+    return pd.DataFrame({"band": BANDS, "n": people.to_numpy(), "share": share.to_numpy()})
+
+
+def mean_risk(scored: pd.DataFrame) -> float:
+    """The population's (weighted) mean risk."""
+    return float(np.average(scored["risk"].astype(float), weights=_weights(scored)))
+
+
+def risk_histogram(scored: pd.DataFrame, bins: int = 20) -> dict[str, list]:
+    """People per equal-width risk bin over 0-1: {"bin_edges": [...bins+1], "counts": [...bins]}."""
+    counts, edges = np.histogram(scored["risk"].clip(0, 1), bins=bins, range=(0.0, 1.0))
+    return {"bin_edges": edges.tolist(), "counts": counts.tolist()}
+
+
+def segment_table(scored: pd.DataFrame, dimension: str, min_group_size: int) -> pd.DataFrame:
+    """Mean risk and share in the high band per group of one dimension (a key of SEGMENT_DIMENSIONS).
+
+    Columns: label, n, n_shown, mean_risk, share_high, suppressed. Missing answers form a
+    "not answered" group. A group smaller than `min_group_size` is suppressed: n_shown is
+    "< {min}" and n, mean_risk and share_high are blank. Subtracting the shown groups from the
+    population's totals gives the hidden groups together, so the next-smallest groups are hidden too
+    (n_shown "≥ {min}") until at least two are hidden and they hold `min_group_size` people between them.
+    """
+    people = scored.reset_index(drop=True)
+    labels = _segment_labels(people, dimension)
+    weights = _weights(people)
+    long = pd.DataFrame({
+        "label": labels,
+        "weight": weights.reindex(labels.index),
+        "weighted_risk": (people["risk"] * weights).reindex(labels.index),
+        "weighted_high": ((people["band"] == "high") * weights).reindex(labels.index),
+    })
+    grouped = long.groupby("label", observed=True, sort=False)
+    table = pd.DataFrame({
+        "n": grouped.size(),
+        "mean_risk": grouped["weighted_risk"].sum() / grouped["weight"].sum(),
+        "share_high": grouped["weighted_high"].sum() / grouped["weight"].sum(),
+    })
+    table = _order_groups(table).rename_axis("label").reset_index()
+    table["label"] = table["label"].astype(str)
+
+    too_small = table["n"] < min_group_size
+    hidden = too_small.copy()
+    def recoverable() -> bool:
+        return hidden.sum() < 2 or table.loc[hidden, "n"].sum() < min_group_size
+
+    while hidden.any() and not hidden.all() and recoverable():
+        hidden[table.loc[~hidden, "n"].idxmin()] = True
+    table["suppressed"] = hidden
+    table["n_shown"] = table["n"].map("{:,}".format)
+    table.loc[hidden & ~too_small, "n_shown"] = f"≥ {min_group_size}"
+    table.loc[too_small, "n_shown"] = f"< {min_group_size}"
+    table["n"] = table["n"].astype("Int64").mask(table["suppressed"])
+    table[["mean_risk", "share_high"]] = table[["mean_risk", "share_high"]].mask(table["suppressed"])
+    return table[["label", "n", "n_shown", "mean_risk", "share_high", "suppressed"]]
+
+
+def segment_tables(scored: pd.DataFrame, min_group_size: int) -> list[dict]:
+    """Every segment dimension as {"key", "title", "rows"}: the report context's `segments`."""
+    return [
+        {"key": key, "title": title, "rows": segment_table(scored, key, min_group_size).to_dict("records")}
+        for key, title in SEGMENT_DIMENSIONS.items()
+    ]
+
+
+def top_drivers(scored: pd.DataFrame) -> pd.DataFrame:
+    """How often each feature is among a person's three drivers, and how often it is the first.
+
+    Columns: feature, share_top3, share_first (weighted shares of all people), most common first.
+    """
+    people = scored.reset_index(drop=True)
+    weights = _weights(people)
+    pairs = (people[list(DRIVER_COLUMNS)].melt(ignore_index=False, value_name="feature")["feature"]
+             .dropna().rename_axis("person").reset_index().drop_duplicates())
+    total = weights.sum()
+    in_top3 = weights.reindex(pairs["person"]).groupby(pairs["feature"].to_numpy()).sum() / total
+    first = weights.groupby(people["driver_1"]).sum() / total
+    table = pd.DataFrame({"share_top3": in_top3, "share_first": first}).fillna(0.0)
+    table = table.rename_axis("feature").reset_index()
+    return table.sort_values(["share_top3", "feature"], ascending=[False, True], ignore_index=True)
+
+
+def calibration_bins(risk: pd.Series, label: pd.Series, bins: int = 10) -> pd.DataFrame:
+    """Mean predicted risk and observed rate per equal-width risk bin; empty bins are left out.
+
+    Columns: lower, upper, n, predicted_mean, observed_rate. People without a label are skipped,
+    so n sums to the number of labelled people.
+    """
+    frame = pd.DataFrame({
+        "risk": np.asarray(risk, dtype=float),
+        "label": pd.Series(label).astype("Float64").to_numpy(dtype=float, na_value=np.nan),
+    }).dropna()
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    frame["bin"] = np.digitize(frame["risk"], edges[1:-1])
+    grouped = frame.groupby("bin")
+    table = pd.DataFrame({
+        "n": grouped.size(),
+        "predicted_mean": grouped["risk"].mean(),
+        "observed_rate": grouped["label"].mean(),
+    })
+    table.insert(0, "upper", edges[table.index + 1])
+    table.insert(0, "lower", edges[table.index])
+    return table.reset_index(drop=True)
+
+
+def psi(expected: pd.Series, actual: pd.Series, bins: int = 10) -> float:
+    """Population stability index of `actual` against `expected` (0: same distribution).
+
+    Numeric answers are cut at quantiles of `expected`; categories (and booleans) are compared by
+    their shares. Missing values are a bin of their own, so a jump in unanswered questions shows as
+    drift. Empty bins count as a tiny share (epsilon) so the log stays finite.
+    """
+    expected_shares, actual_shares = _bin_shares(expected, actual, bins)
+    e = np.clip(expected_shares, PSI_EPSILON, None)
+    a = np.clip(actual_shares, PSI_EPSILON, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def drift_table(train_features: pd.DataFrame, batch_features: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """PSI of each feature in the batch against training, with a level: ok, watch or drift."""
+    values = [psi(train_features[column], batch_features[column]) for column in columns]
+    levels = ["drift" if v > PSI_DRIFT_ABOVE else "watch" if v >= PSI_WATCH_FROM else "ok" for v in values]
+    return pd.DataFrame({"feature": list(columns), "psi": values, "level": levels})
+
+
+def _weights(scored: pd.DataFrame) -> pd.Series:
+    if is_weighted(scored):
+        return pd.to_numeric(scored["survey_weight"]).astype(float)
+    return pd.Series(1.0, index=scored.index)
+
+
+def _segment_labels(people: pd.DataFrame, dimension: str) -> pd.Series:
+    """Each person's group label for one dimension; a person may appear once per exercise type."""
+    if dimension == "occupation":
+        return _answer_labels(people["occupation"])
+    if dimension == "sex":
+        return _answer_labels(people["sex"])
+    if dimension == "strength":
+        return _answer_labels(people["strength_training"].replace(STRENGTH_LABELS))
+    if dimension == "exercise_type":
+        types = people["exercise_types"].astype("string").str.split(r"[;|]", regex=True).explode()
+        return _answer_labels(types.str.strip().replace(EXERCISE_LABELS).str.replace("_", " "))
+    if dimension == "sitting":
+        hours = _numbers(people["sitting_hours_per_day"])
+        return _banded(hours, [hours < 4, hours < 6, hours <= 8, hours > 8], SITTING_BANDS)
+    if dimension == "stretching":
+        days = _numbers(people["stretching_days_per_week"])
+        return _banded(days, [days == 0, days < 3, days >= 3], STRETCHING_HABITS)
+    if dimension == "age_band":
+        age = _numbers(people["age"])
+        return _banded(age, [age < 35, age < 45, age < 65, age >= 65], AGE_BANDS)
+    raise ValueError(f"unknown segment dimension {dimension!r}; expected one of {list(SEGMENT_DIMENSIONS)}")
+
+
+def _numbers(answers: pd.Series) -> pd.Series:
+    """Answers as plain floats: missing (or unreadable) becomes NaN, which compares False everywhere."""
+    return pd.to_numeric(answers, errors="coerce").astype(float)
+
+
+def _answer_labels(answers: pd.Series) -> pd.Series:
+    labels = answers.astype("string").str.strip()
+    return labels.mask(labels.isna() | (labels == ""), NOT_ANSWERED).astype(str)
+
+
+def _banded(values: pd.Series, conditions: list[pd.Series], labels: tuple[str, ...]) -> pd.Series:
+    """The first matching band's label; values that match none (missing) are "not answered"."""
+    chosen = np.select([c.to_numpy() for c in conditions], labels, default=NOT_ANSWERED)
+    return pd.Series(pd.Categorical(chosen, categories=[*labels, NOT_ANSWERED]), index=values.index)
+
+
+def _order_groups(table: pd.DataFrame) -> pd.DataFrame:
+    """Banded dimensions keep their natural order; others go largest first; "not answered" last."""
+    if isinstance(table.index, pd.CategoricalIndex):
+        return table.sort_index()
+    unanswered = table.index == NOT_ANSWERED
+    ranked = table[~unanswered].sort_values("n", ascending=False, kind="stable")
+    return pd.concat([ranked, table[unanswered]])
+
+
+def _bin_shares(expected: pd.Series, actual: pd.Series, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shares of each series per bin, with missing values as the last bin."""
+    if pd.api.types.is_numeric_dtype(expected) and not pd.api.types.is_bool_dtype(expected):
+        known = _numbers(expected).dropna()
+        inner_edges = np.unique(np.quantile(known, np.linspace(0, 1, bins + 1)))[1:-1] if len(known) else []
+
+        def shares(values: pd.Series) -> np.ndarray:
+            numbers = _numbers(values)
+            positions = np.searchsorted(inner_edges, numbers.dropna(), side="left")
+            counts = np.bincount(positions, minlength=len(inner_edges) + 1)
+            return np.append(counts, numbers.isna().sum()) / max(len(values), 1)
+
+        return shares(expected), shares(actual)
+
+    def labelled(values: pd.Series) -> pd.Series:
+        return values.astype("string").fillna("\0missing")
+
+    categories = sorted(set(labelled(expected)) | set(labelled(actual)))
+    return tuple(
+        labelled(values).value_counts().reindex(categories, fill_value=0).to_numpy() / max(len(values), 1)
+        for values in (expected, actual)
+    )

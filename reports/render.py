@@ -1,0 +1,172 @@
+"""Write the population and personal HTML reports: one self-contained file each.
+
+Readers open the files by double click, offline, so the stylesheet is inlined, charts are inline
+SVG (see charts.py), and a Content-Security-Policy forbids every fetch. Everything from the context
+is escaped by jinja2's autoescape; nothing from a user is ever marked safe. Contexts are checked
+against the keys below, and a personal report refuses any key it does not know, so no one else's
+data can ride along into it.
+
+Population context (`render_population`)
+    title: str
+    generated_at: datetime | str
+    population: str -- what was scored, e.g. "Scored batch 'b-2025-06-01' from file survey.csv"
+    min_group_size: int -- the same value given to aggregate.segment_table
+    weighted: bool -- aggregate.is_weighted(scored): whether shares and means use survey weights
+    summary: {n: int, mean_risk: float, bands: [{band, n, share}]} -- aggregate.mean_risk, band_counts
+    histogram: {bin_edges: [float], counts: [int]} -- aggregate.risk_histogram
+    segments: [{title: str, rows: [{label, n_shown, mean_risk, share_high, suppressed}]}]
+        -- aggregate.segment_tables
+    drivers: [{label, description, share_top3, share_first}] -- aggregate.top_drivers, with each
+        feature's label and plain description from the feature catalogue
+    what_ifs: [{label, people_dropping_band: int, share: float}]
+    model: {version, alias, run_id, trained_at, training_rows,
+            metrics: {roc_auc, pr_auc, brier, ece},
+            calibration: [{predicted_mean, observed_rate, n}] -- aggregate.calibration_bins,
+            limits: [str]}
+    data_quality: [{file, rows_read, accepted, quarantined, reasons: {rule: count}}]
+    drift: [{feature, psi, level}] -- aggregate.drift_table
+    estimates (optional): [{name, value, ci_low, ci_high}] -- shares or means on 0-1; bounds may be None
+    band_cutoffs (optional): {moderate_from: float, high_from: float} -- marked on the histogram
+
+Personal context (`render_person`)
+    respondent_id: str
+    submitted_at: datetime | str
+    risk: float (0-1)
+    band: "low" | "moderate" | "high"
+    summary: str -- one sentence
+    drivers: [{label, sentence, answers: [{question, value}], contribution: float}]
+        -- contribution > 0 raises risk, < 0 lowers it
+    signs: [str]
+    missing_answers: [str] -- questions the person skipped
+    what_ifs: [{label, risk_before, risk_after}]
+    recommendations: [{title, text}]
+    model_version: str
+
+Both reports state that balanceit is a screening aid, not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from balanceit.reports import charts
+
+POPULATION_KEYS = frozenset({
+    "title", "generated_at", "population", "min_group_size", "weighted", "summary", "histogram",
+    "segments", "drivers", "what_ifs", "model", "data_quality", "drift",
+})
+POPULATION_OPTIONAL = {"estimates": [], "band_cutoffs": None}
+PERSON_KEYS = frozenset({
+    "respondent_id", "submitted_at", "risk", "band", "summary", "drivers", "signs", "missing_answers",
+    "what_ifs", "recommendations", "model_version",
+})
+
+
+def render_population(context: Mapping[str, Any], out_path: Path) -> Path:
+    """Write the population report for program leads; returns `out_path`."""
+    values = _checked(context, POPULATION_KEYS, POPULATION_OPTIONAL, "population")
+    return _write("population.html.j2", {**values, "charts": _population_charts(values)}, out_path)
+
+
+def render_person(context: Mapping[str, Any], out_path: Path) -> Path:
+    """Write one respondent's own report; returns `out_path`."""
+    values = _checked(context, PERSON_KEYS, {}, "person")
+    contributions = charts.contribution_bars(
+        [(driver["label"], driver["contribution"]) for driver in values["drivers"]],
+        "How each answer moves your estimated risk",
+    )
+    return _write("person.html.j2", {**values, "charts": {"contributions": contributions}}, out_path)
+
+
+def _checked(context: Mapping[str, Any], required: frozenset[str], optional: Mapping[str, Any],
+             kind: str) -> dict[str, Any]:
+    """The context with optional keys filled in; refuses missing keys and keys it does not know."""
+    missing = required - context.keys()
+    unknown = context.keys() - required - optional.keys()
+    if missing or unknown:
+        raise ValueError(f"{kind} report context: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
+    return {**optional, **context}
+
+
+def _population_charts(context: Mapping[str, Any]) -> dict[str, Markup]:
+    cutoffs = context["band_cutoffs"]
+    markers = [(cutoffs["moderate_from"], "moderate"), (cutoffs["high_from"], "high")] if cutoffs else []
+    calibration = context["model"]["calibration"]
+    return {
+        "histogram": charts.histogram(
+            context["histogram"]["bin_edges"], context["histogram"]["counts"],
+            "Distribution of estimated risk", "estimated risk", x_format=".0%", markers=markers,
+        ),
+        "drivers": charts.bar_chart(
+            [(d["label"], d["share_top3"], None, None) for d in context["drivers"]],
+            "Share of people with each driver among their top three", ".0%",
+        ),
+        "what_ifs": charts.bar_chart(
+            [(w["label"], w["share"], None, None) for w in context["what_ifs"]],
+            "Share of people who would move to a lower band", ".0%",
+        ),
+        "estimates": charts.bar_chart(
+            [(e["name"], e["value"], e["ci_low"], e["ci_high"]) for e in context["estimates"]],
+            "Population estimates with 95% intervals", ".1%",
+        ),
+        "calibration": charts.calibration_plot(
+            [b["predicted_mean"] for b in calibration], [b["observed_rate"] for b in calibration],
+            [b["n"] for b in calibration], "Calibration: predicted risk against observed rate",
+        ),
+    }
+
+
+def _write(template: str, values: Mapping[str, Any], out_path: Path) -> Path:
+    """Render and replace `out_path` atomically, so a reader never opens a half-written report."""
+    html = _environment().get_template(template).render(values)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
+    partial.write_text(html, encoding="utf-8")
+    os.replace(partial, out_path)
+    return out_path
+
+
+@cache
+def _environment() -> Environment:
+    environment = Environment(
+        loader=PackageLoader("balanceit.reports", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(percent=_percent, number=_number, points=_points, when=_when)
+    return environment
+
+
+def _percent(value: float | None, digits: int = 0) -> str:
+    return "—" if _blank(value) else f"{value:.{digits}%}"
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "—" if _blank(value) else f"{value:,.{digits}f}"
+
+
+def _points(difference: float) -> str:
+    """A change in risk as percentage points, with a true minus sign."""
+    return f"{difference * 100:+.0f} pts".replace("-", "−")
+
+
+def _when(moment: datetime | str) -> str:
+    if isinstance(moment, datetime):
+        return moment.strftime("%Y-%m-%d %H:%M %Z").strip()
+    return str(moment)
+
+
+def _blank(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
