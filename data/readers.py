@@ -1,0 +1,128 @@
+"""Read an input file into a frame of text, whatever its format (contract: formats, section 4).
+
+Every column comes back as pandas "string" (an empty cell is missing), so validation sees what the
+user wrote, not what a reader guessed: `007` stays `007`, `3.50` stays `3.50`. Anything that cannot be
+parsed is refused whole with `FileRefused`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+TEXT = pd.StringDtype()
+
+
+class FileRefused(Exception):
+    """A file refused whole (contract section 4): nothing from it is written."""
+
+    def __init__(self, file: str, problem: str, column: str | None = None):
+        super().__init__(f"{file}: {problem}")
+        self.file = file
+        self.problem = problem
+        self.column = column
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read CSV (`.csv`, `.csv.gz`), Parquet or JSON Lines into text columns with normalised names.
+
+    The format is chosen by extension, case-insensitively. Rows keep file order, index 0..n-1.
+    """
+    path = Path(path)
+    source = str(path)
+    reader = _reader_for(path.name.lower(), source)
+    try:
+        if path.stat().st_size == 0:
+            raise FileRefused(source, "file is empty")
+        frame = reader(path, source)
+    except (OSError, ValueError, UnicodeError, csv.Error, pa.ArrowException) as error:
+        raise FileRefused(source, f"cannot be read: {error}") from error
+    return normalise_column_names(frame, source)
+
+
+def normalise_column_names(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Trim and lowercase column names (contract: names match case-insensitively); refuse clashes."""
+    names = pd.Index([str(name).strip().lower() for name in frame.columns])
+    clashes = names[names.duplicated()].unique()
+    if len(clashes):
+        raise FileRefused(source, f"column '{clashes[0]}' appears more than once", clashes[0])
+    return frame.set_axis(names, axis=1)
+
+
+def _read_csv(path: Path, source: str) -> pd.DataFrame:
+    """Comma-separated UTF-8 (BOM allowed), optionally gzipped, every column read as text."""
+    compression = "gzip" if path.name.lower().endswith(".gz") else None
+    header = _csv_header(path, compression, source)
+    with pa.input_stream(path, compression=compression) as stream:
+        table = pa_csv.read_csv(
+            stream,
+            parse_options=pa_csv.ParseOptions(delimiter=",", newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                null_values=[""],
+                strings_can_be_null=True,
+            ),
+        )
+    return _to_text_frame(table)
+
+
+def _csv_header(path: Path, compression: str | None, source: str) -> list[str]:
+    """The header row, read first so that every column can be declared text before parsing."""
+    with pa.input_stream(path, compression=compression) as stream:
+        header = next(csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")), None)
+    if not header:
+        raise FileRefused(source, "file is empty")
+    if any("\x00" in name for name in header):
+        raise FileRefused(source, "binary data, not CSV text")
+    return header
+
+
+def _read_parquet(path: Path, source: str) -> pd.DataFrame:
+    """Parquet columns cast to text, so typed and text Parquet files are validated alike."""
+    table = pq.read_table(path)
+    columns = []
+    for name, column in zip(table.column_names, table.columns):
+        try:
+            columns.append(pc.cast(column, pa.string()))
+        except pa.ArrowException as error:
+            raise FileRefused(source, f"column '{name}' cannot be read as text ({column.type})", name) from error
+    return _to_text_frame(pa.Table.from_arrays(columns, names=table.column_names))
+
+
+def _read_json_lines(path: Path, source: str) -> pd.DataFrame:
+    """One JSON object per line; values of any JSON type become their text."""
+    text = path.read_bytes().decode("utf-8-sig")
+    frame = pd.read_json(io.StringIO(text), lines=True, dtype=False, precise_float=True)
+    if not all(isinstance(name, str) for name in frame.columns):
+        raise FileRefused(source, "not JSON Lines: each line must be a JSON object")
+    return frame.astype(TEXT)
+
+
+def _to_text_frame(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas(types_mapper={pa.string(): TEXT}.get)
+
+
+_READERS: dict[str, Callable[[Path, str], pd.DataFrame]] = {
+    ".csv": _read_csv,
+    ".csv.gz": _read_csv,
+    ".parquet": _read_parquet,
+    ".jsonl": _read_json_lines,
+    ".ndjson": _read_json_lines,
+    ".json": _read_json_lines,
+}
+
+
+def _reader_for(name: str, source: str) -> Callable[[Path, str], pd.DataFrame]:
+    for suffix, reader in _READERS.items():
+        if name.endswith(suffix):
+            return reader
+    known = ", ".join(_READERS)
+    raise FileRefused(source, f"unsupported file type (expected one of {known})")
