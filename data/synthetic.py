@@ -1,0 +1,320 @@
+"""Seeded, reproducible synthetic population: questionnaire answers, wearable days and the truth behind them.
+
+The generative model is section 3 of shared/reference/domain-evidence.md: demographics -> behaviours
+-> four latent patterns (U, Lc, P, A) -> posture and pain answers. Every number lives in
+data/synthetic_config.py; the model math shared by sampling and truth lives in data/synthetic_truth.py;
+docs/generative-model.md explains it in plain words. Everything is vectorised, so a million people take
+seconds, and the same seed always gives the same population.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from balanceit.data.contract import (
+    EXERCISE_TYPES, LABEL, MINUTES_PER_DAY, PAIN, POSTURE, QUESTIONNAIRE, QUESTIONNAIRE_COLUMNS, STRENGTH_TRAINING,
+)
+from balanceit.data.synthetic_config import DEFAULT, LATENTS, PopulationConfig
+from balanceit.data.synthetic_truth import (
+    compute_truth, design_terms, has_postural_pattern, latent_linear_predictor, level_index,
+    outcome_linear_predictor, pain_level_probabilities, posture_probabilities,
+)
+
+ANSWER_COLUMNS = tuple(c for c in QUESTIONNAIRE_COLUMNS if c != LABEL and not c.startswith("survey_"))
+SPECS = {spec.name: spec for spec in QUESTIONNAIRE}
+OPTIONAL_ANSWERS = tuple(c for c in ANSWER_COLUMNS if not SPECS[c].required)
+EXERCISE_CHOICES = tuple(t for t in EXERCISE_TYPES if t != "none")  # "none" is written only alone
+NO_YES = ("no", "yes")  # boolean answers as a user exports them; index = the boolean
+MIFFLIN_ST_JEOR_SEX_TERM = {"male": 5.0, "female": -161.0}  # kcal/day; other/unknown get the average
+
+
+@dataclass
+class Population:
+    questionnaire: pd.DataFrame  # contract section 1 columns, as a user would export them
+    activity: pd.DataFrame  # contract section 2 canonical columns, for the people with a wearable
+    truth: pd.DataFrame  # what generated the answers: latent patterns, label, exact risks, top factor
+
+
+def generate(rows: int, seed: int = 0, labelled: bool = False, config: PopulationConfig = DEFAULT) -> Population:
+    """A population of `rows` people; `labelled` adds the clinician's `imbalance` answer."""
+    rng = np.random.default_rng(seed)
+    answers, true_steps = _sample_answers(rows, seed, config, rng)
+    terms = design_terms(answers, true_steps, config)
+    person_effect = rng.normal(0.0, config.latent.person_effect_sigma, rows)
+    logits = latent_linear_predictor(terms, config) + person_effect[:, None]
+    patterns = (rng.random((rows, len(LATENTS))) < expit(logits)).astype(int)
+    latents = {k: patterns[:, i].astype(float) for i, k in enumerate(LATENTS)}
+    answers = answers.assign(**_sample_posture_and_pain(terms, latents, config, rng))[list(ANSWER_COLUMNS)]
+    imbalance = patterns.max(axis=1)
+    truth = pd.concat([
+        answers[["respondent_id", "submitted_at"]],
+        compute_truth(terms, answers, config),
+        pd.DataFrame(patterns, columns=[f"pattern_{k}" for k in LATENTS], index=answers.index),
+        pd.DataFrame({"imbalance": imbalance, "true_daily_steps": true_steps,
+                      **_sample_clinical_signs(terms, latents, config, rng)}, index=answers.index),
+    ], axis=1)
+    questionnaire = _blank_optional_answers(answers, config.missing_rate, rng)
+    if labelled:
+        questionnaire[LABEL] = _spell(NO_YES, imbalance)
+    activity = _wearable_days(answers, true_steps, config, rng)
+    return Population(questionnaire=questionnaire, activity=activity, truth=truth)
+
+
+def write(population: Population, out_dir: Path) -> dict[str, Path]:
+    """Write the three tables as CSV (empty cell = missing) and return their paths by name."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / f"{name}.csv" for name in ("questionnaire", "activity", "truth")}
+    for name, path in paths.items():
+        getattr(population, name).to_csv(path, index=False)
+    return paths
+
+
+def _sample_answers(rows: int, seed: int, config: PopulationConfig,
+                    rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+    """Complete answers in export format (before posture, pain and missingness) and true steps."""
+    person = _sample_demographics(rows, config, rng)
+    person.update(_sample_working_day(person, config, rng))
+    person.update(_sample_exercise(person, config, rng))
+    person.update(_sample_stretching(person, config, rng))
+    true_steps = _sample_true_steps(person, config, rng)
+    person["respondent_id"] = ("syn" + str(seed) + "-" + pd.Series(np.arange(rows)).astype("str")
+                               .str.zfill(len(str(max(rows - 1, 0))))).array
+    person["submitted_at"] = _sample_submission_times(rows, config, rng)
+    answers = pd.DataFrame({c: person[c] for c in ANSWER_COLUMNS if c in person})
+    return answers.astype({c: _dtype(c) for c in answers.columns}), true_steps
+
+
+def _sample_demographics(rows: int, config: PopulationConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    demo = config.demographics
+    band = rng.choice(len(demo.age_bands), size=rows, p=[b.share for b in demo.age_bands])
+    lows, highs = (np.array([getattr(b, end) for b in demo.age_bands]) for end in ("low", "high"))
+    sexes = list(demo.sex_shares)
+    sex_code = rng.choice(len(sexes), size=rows, p=list(demo.sex_shares.values()))
+    average_height = np.mean(list(demo.height_cm_mean.values()))
+    height_mean = np.array([demo.height_cm_mean.get(sex, average_height) for sex in sexes])[sex_code]
+    height = _clip_to_contract("height_cm", np.round(rng.normal(height_mean, demo.height_cm_sd)))
+    bmi = demo.bmi_median * np.exp(rng.normal(0.0, demo.bmi_log_sigma, rows))
+    weight = _clip_to_contract("weight_kg", np.round(bmi * (height / 100) ** 2, 1))
+    return {"age_band": band, "age": rng.integers(lows[band], highs[band] + 1), "sex_code": sex_code,
+            "sex": _spell(sexes, sex_code), "height_cm": height, "weight_kg": weight}
+
+
+def _sample_working_day(person: dict[str, np.ndarray], config: PopulationConfig,
+                        rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Occupation (students and retired people by age band), then the working day that depends on it."""
+    occ = config.occupations
+    rows = len(person["age"])
+    names = list(occ.profiles)
+    worker_shares = np.array([p.share_of_workers for p in occ.profiles.values()])
+    worker_job = rng.choice(len(names), size=rows, p=worker_shares / worker_shares.sum())
+    student_share = np.asarray(occ.student_share_by_age_band)[person["age_band"]]
+    retired_share = np.asarray(occ.retired_share_by_age_band)[person["age_band"]]
+    status = rng.random(rows)
+    code = np.where(status < student_share, names.index("student"),
+                    np.where(status < student_share + retired_share, names.index("retired"), worker_job))
+
+    def profile(attribute: str) -> np.ndarray:
+        return np.array([getattr(p, attribute) for p in occ.profiles.values()])[code]
+
+    sitting_mean = profile("sitting_mean_h")
+    sitting = _round_to_half(np.clip(rng.normal(sitting_mean, profile("sitting_sd_h")), 0.5, 16))
+    standing_cap = 24 - occ.min_lying_hours - sitting
+    standing = np.floor(2 * np.clip(rng.normal(profile("standing_mean_h"), occ.standing_sd_h), 0, standing_cap)) / 2
+    screen_mean = profile("screen_mean_h") + occ.screen_per_sitting_hour * (sitting - sitting_mean)
+    screen = _round_to_half(np.clip(rng.normal(screen_mean, occ.screen_sd_h), 0, 18))
+    break_rate = occ.breaks_per_sitting_hour_median * np.exp(
+        rng.normal(0.0, occ.breaks_per_sitting_hour_log_sigma, rows))
+    breaks = _clip_to_contract("movement_breaks_per_day", rng.poisson(sitting * break_rate))
+    return {"occupation": _spell(names, code), "log_steps_shift": profile("log_steps_shift"),
+            "sitting_hours_per_day": sitting, "standing_hours_per_day": standing,
+            "screen_hours_per_day": screen, "movement_breaks_per_day": breaks}
+
+
+def _sample_exercise(person: dict[str, np.ndarray], config: PopulationConfig,
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Exercise types (multi-valued), strength training consistent with weightlifting, days and minutes."""
+    ex = config.exercise
+    rows = len(person["age"])
+    does = {kind: rng.random(rows) < share for kind, share in ex.type_shares.items()}
+    age_group = np.searchsorted(ex.strength_age_group_starts, person["age"], side="right") - 1
+    average_share = np.mean(list(ex.strength_share_by_age_group.values()), axis=0)
+    share_by_sex = np.array([ex.strength_share_by_age_group.get(sex, average_share)
+                             for sex in config.demographics.sex_shares])
+    lifts = rng.random(rows) < share_by_sex[person["sex_code"], age_group]
+    balanced = rng.random(rows) < ex.balanced_share_of_lifters
+    does["weightlifting"] = lifts
+    flags = np.stack([does.get(kind, np.zeros(rows, bool)) for kind in EXERCISE_CHOICES], axis=1)
+    exerciser = flags.any(axis=1)
+    days = np.where(exerciser, 1 + rng.binomial(6, ex.days_per_week_binomial_p, rows), 0)
+    days = np.where(lifts, np.maximum(days, ex.lifter_min_days), days)
+    minutes = np.clip(5 * np.round(ex.minutes_median * np.exp(rng.normal(0.0, ex.minutes_log_sigma, rows)) / 5),
+                      *ex.minutes_range)
+    strength_level = np.where(lifts, np.where(balanced, STRENGTH_TRAINING.index("balanced"),
+                                              STRENGTH_TRAINING.index("unbalanced")), STRENGTH_TRAINING.index("none"))
+    return {"exercise_types": _join_exercise_types(flags), "exercise_days_per_week": days,
+            "exercise_minutes_per_session": np.where(exerciser, minutes, 0),
+            "strength_training": _spell(STRENGTH_TRAINING, strength_level), "exerciser": exerciser, "does": does}
+
+
+def _sample_stretching(person: dict[str, np.ndarray], config: PopulationConfig,
+                       rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Stretching days in bands 0 / 1-2 / 3-7; before/after answers only for exercisers who stretch."""
+    st = config.stretching
+    exerciser = person["exerciser"]
+    band_shares = np.where(exerciser[:, None], st.day_band_shares_exercisers, st.day_band_shares_non_exercisers)
+    band = _draw_level(band_shares, rng)
+    band_low, band_width = np.array([0, 1, 3])[band], np.array([1, 2, 5])[band]
+    days = band_low + np.floor(rng.random(len(band)) * band_width).astype(int)
+    stretches_with_exercise = exerciser & (days > 0)
+    after = stretches_with_exercise & (rng.random(len(band)) < st.after_exercise_share)
+    before = stretches_with_exercise & (rng.random(len(band)) < st.before_exercise_share)
+    return {"stretching_days_per_week": days, "stretches_before_exercise": _spell(NO_YES, before.astype(int)),
+            "stretches_after_exercise": _spell(NO_YES, after.astype(int))}
+
+
+def _sample_true_steps(person: dict[str, np.ndarray], config: PopulationConfig,
+                       rng: np.random.Generator) -> np.ndarray:
+    """The person's true daily steps level (lognormal; E72), shifted by occupation, exercise, age and BMI."""
+    steps = config.steps
+    shift = person["log_steps_shift"].copy()
+    for kind, kind_shift in steps.shift_by_exercise.items():
+        shift += kind_shift * person["does"][kind]
+    shift += steps.shift_per_decade_of_age * (person["age"] - config.terms.age_reference_years) / 10
+    bmi = person["weight_kg"] / (person["height_cm"] / 100) ** 2
+    shift += steps.shift_if_obese * (bmi >= config.terms.obese_bmi)
+    return np.round(steps.median * np.exp(shift + rng.normal(0.0, steps.log_sigma, len(shift)))).astype(int)
+
+
+def _sample_submission_times(rows: int, config: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
+    start, end = (np.datetime64(day, "s") for day in config.submitted_between)
+    seconds = rng.integers(0, (end - start).astype(int), rows)
+    return np.datetime_as_string(start + seconds.astype("timedelta64[s]"), unit="s")
+
+
+def _sample_posture_and_pain(terms: pd.DataFrame, latents: dict[str, np.ndarray], config: PopulationConfig,
+                             rng: np.random.Generator) -> dict[str, pd.Series]:
+    """posture_self_report from the postural patterns; each pain answer from table 3.3."""
+    posture = posture_probabilities(has_postural_pattern(latents, config), config)
+    answers = {"posture_self_report": _spell(POSTURE, _draw_level(posture, rng))}
+    for name, model in config.pain.items():
+        levels = pain_level_probabilities(outcome_linear_predictor(model, terms, latents), model.frequent_logit_offset)
+        answers[name] = _spell(PAIN, _draw_level(levels, rng))
+    return {name: pd.Series(values, index=terms.index) for name, values in answers.items()}
+
+
+def _sample_clinical_signs(terms: pd.DataFrame, latents: dict[str, np.ndarray], config: PopulationConfig,
+                           rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Signs a clinician would see (table 3.3); truth only, never a questionnaire answer."""
+    return {f"sign_{name}": (rng.random(len(terms)) < expit(outcome_linear_predictor(model, terms, latents)))
+            .astype(int) for name, model in config.clinical_signs.items()}
+
+
+def _blank_optional_answers(answers: pd.DataFrame, rate: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Missing completely at random, per optional answer; required answers are never blanked."""
+    blanked = answers.copy()
+    for column in OPTIONAL_ANSWERS:
+        blanked[column] = blanked[column].mask(rng.random(len(blanked)) < rate)
+    return blanked
+
+
+def _wearable_days(answers: pd.DataFrame, true_steps: np.ndarray, config: PopulationConfig,
+                   rng: np.random.Generator) -> pd.DataFrame:
+    """28-35 days per wearer around submission (some after it), ~8% non-wear days (0 steps, 1440 sedentary).
+
+    Person-level values are computed once and repeated per day; dates are codes into one calendar.
+    """
+    wear = config.wearable
+    wearer = np.flatnonzero(rng.random(len(answers)) < wear.share_with_device)
+    days = rng.integers(wear.days_range[0], wear.days_range[1] + 1, len(wearer))
+    days_after = np.where(rng.random(len(wearer)) < wear.share_with_days_after_submission,
+                          rng.integers(1, wear.max_days_after_submission + 1, len(wearer)), 0)
+    submitted = answers["submitted_at"].to_numpy()[wearer].astype("datetime64[s]").astype("datetime64[D]")
+    first_day = submitted - (days - 1 - days_after)
+    calendar_start = first_day.min() if len(first_day) else np.datetime64(config.submitted_between[0], "D")
+    first_row = np.cumsum(days) - days
+    rows = int(days.sum())
+    date_code = np.repeat((first_day - calendar_start).astype(int) - first_row, days) + np.arange(rows)
+
+    def per_day(per_person: np.ndarray) -> np.ndarray:
+        return np.repeat(per_person, days)
+
+    level = true_steps[wearer].astype(float)
+    worn = rng.random(rows) >= wear.non_wear_day_rate
+    steps = np.maximum(np.round(per_day(level) * _mean_one_lognormal(wear.day_step_log_sigma, rows, rng)), 1)
+    mvpa_level = wear.mvpa_minutes_at_median_steps * (level / config.steps.median) ** wear.mvpa_steps_elasticity
+    mvpa = np.minimum(np.round(per_day(mvpa_level) * _mean_one_lognormal(wear.day_mvpa_log_sigma, rows, rng)),
+                      wear.max_mvpa_minutes)
+    very = np.round(mvpa * wear.very_active_share_of_mvpa)
+    light = np.minimum(np.round(steps * (wear.light_minutes_per_1000_steps / 1000)), wear.awake_minutes - mvpa)
+    device_sitting = answers["sitting_hours_per_day"].to_numpy(float)[wearer] * 60 * wear.device_to_self_report_sitting
+    sedentary = np.minimum(np.round(per_day(device_sitting) * _mean_one_lognormal(wear.day_sedentary_log_sigma,
+                                                                                  rows, rng)),
+                           MINUTES_PER_DAY - light - mvpa)
+    bmr = _basal_metabolic_rate(answers).to_numpy()[wearer]
+    active_kcal = (per_day(bmr * (wear.bmr_activity_factor - 1)) + steps * wear.kcal_per_step
+                   + (mvpa - very) * wear.kcal_per_fairly_minute + very * wear.kcal_per_very_minute)
+    calendar = np.datetime_as_string(calendar_start + np.arange(date_code.max(initial=-1) + 1), unit="D")
+    counts = {
+        "steps": np.where(worn, steps, 0),
+        "sedentary_minutes": np.where(worn, sedentary, MINUTES_PER_DAY),
+        "lightly_active_minutes": np.where(worn, light, 0),
+        "fairly_active_minutes": np.where(worn, mvpa - very, 0),
+        "very_active_minutes": np.where(worn, very, 0),
+        "calories": np.round(per_day(bmr) + np.where(worn, active_kcal, 0)),
+    }
+    return pd.DataFrame({
+        "respondent_id": pd.Series(answers["respondent_id"].to_numpy()[wearer], dtype="str").array.take(
+            np.repeat(np.arange(len(wearer)), days)),
+        "date": pd.Series(calendar, dtype="str").array.take(date_code),
+        **{name: values.astype(np.int64) for name, values in counts.items()},
+    })
+
+
+def _basal_metabolic_rate(answers: pd.DataFrame) -> pd.Series:
+    """Mifflin-St Jeor resting kcal/day: what a tracker reports on a day it was not worn."""
+    sex_terms = list(MIFFLIN_ST_JEOR_SEX_TERM.values())
+    sex_term = np.array([*sex_terms, np.mean(sex_terms)])[level_index(answers["sex"], list(MIFFLIN_ST_JEOR_SEX_TERM))]
+    return 10 * answers["weight_kg"] + 6.25 * answers["height_cm"] - 5 * answers["age"] + sex_term
+
+
+def _join_exercise_types(flags: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """';'-joined exercise types, or "none" alone; via a lookup over the 2^types combinations."""
+    codes = flags.astype(np.int64) @ (1 << np.arange(flags.shape[1]))
+    spellings = [";".join(t for bit, t in enumerate(EXERCISE_CHOICES) if combo >> bit & 1) or "none"
+                 for combo in range(1 << len(EXERCISE_CHOICES))]
+    return _spell(spellings, codes)
+
+
+def _draw_level(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Index of the category drawn from each row's probabilities."""
+    return (rng.random(len(probabilities))[:, None] > np.cumsum(probabilities, axis=1)[:, :-1]).sum(axis=1)
+
+
+def _mean_one_lognormal(log_sigma: float, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Multiplicative day-to-day noise that leaves the person's average unchanged."""
+    return np.exp(rng.normal(-log_sigma**2 / 2, log_sigma, size))
+
+
+def _spell(levels: Sequence[str], codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """Each code spelled as its answer, as a pandas string array (one fast take, no per-row strings)."""
+    return pd.Series(list(levels), dtype="str").array.take(np.asarray(codes))
+
+
+def _clip_to_contract(column: str, values: np.ndarray) -> np.ndarray:
+    return np.clip(values, SPECS[column].low, SPECS[column].high)
+
+
+def _round_to_half(hours: np.ndarray) -> np.ndarray:
+    return np.round(hours * 2) / 2
+
+
+def _dtype(column: str) -> str:
+    kind = SPECS[column].type
+    return {"integer": "Int64", "number": "float64"}.get(kind, "str")
