@@ -7,6 +7,7 @@ environment (Prefect's home inside the workspace, no telemetry) is set before th
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,17 +44,19 @@ def _prepare() -> Settings:
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ["BALANCEIT_HOME"] = str(settings.root)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
     return settings
 
 
 def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
+    """One JSON object for scripts, or `key: value` lines (paths never truncated) for people."""
     if as_json:
         print(json.dumps(result, default=str))
         return
-    table = Table(title=title, show_header=False, title_justify="left")
+    console.print(f"[bold]{title}[/]")
     for key, value in result.items():
-        table.add_row(str(key), json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
-    console.print(table)
+        text = json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+        console.print(f"  [cyan]{key}[/]: {text}", highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, as_json: bool, code: int = 2) -> None:

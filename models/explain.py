@@ -71,6 +71,10 @@ def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.
     logit = model.base_logit_ + contributions.sum(axis=1).to_numpy()
     risk = expit(logit)
     causes = contributions[list(CAUSES)].to_numpy()
+    # A feature whose answers are all missing is named under missing answers, never as a driver.
+    answered = np.column_stack([features[list(BY_NAME[name].column_names)].notna().any(axis=1).to_numpy()
+                                for name in CAUSES])
+    causes = np.where(answered, causes, -np.inf)
     order = np.argsort(-causes, axis=1)[:, :DRIVERS]
     top_values = np.take_along_axis(causes, order, axis=1)
     cause_names = np.array(CAUSES, dtype=object)

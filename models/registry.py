@@ -71,9 +71,22 @@ def _figures(result: TrainingResult, holdout_X: pd.DataFrame, y_holdout: np.ndar
     return {"roc.png": roc, "calibration.png": calibration, "importance.png": importance}
 
 
+def _auc_lower_bound(auc: float, y: np.ndarray) -> float:
+    """Lower end of AUC's 95% interval (Hanley & McNeil standard error)."""
+    positives, negatives = float(np.sum(y == 1)), float(np.sum(y == 0))
+    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc ** 2) + (negatives - 1) * (q2 - auc ** 2)) / (
+        positives * negatives)
+    return auc - 1.96 * float(np.sqrt(max(variance, 0.0)))
+
+
 def _gate(client: MlflowClient, settings: Settings, holdout_X: pd.DataFrame, y: np.ndarray,
           candidate: dict[str, float]) -> tuple[str, str]:
-    """Decide the new version's alias by comparing it with the champion on the same rows."""
+    """Decide the new version's alias: it must have skill, and not be worse than the champion on the same rows."""
+    lower = _auc_lower_bound(candidate["roc_auc"], y)
+    if lower <= 0.5:
+        return CHALLENGER, (f"kept as challenger: no skill shown (held-out AUC {candidate['roc_auc']:.4f}, "
+                            f"95% interval reaches {lower:.4f} <= 0.5)")
     try:
         champion = client.get_model_version_by_alias(settings.registered_model_name, CHAMPION)
     except MlflowException:

@@ -1,0 +1,158 @@
+"""End to end through the command line: the demo, its outputs, repeat runs, the gate, the nightly flow.
+
+Prefect starts a temporary local server once per test process, so the whole module shares one
+demo workspace and runs its commands in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from balanceit.cli import app
+from balanceit.models.score import OUTPUT_COLUMNS
+
+pytestmark = pytest.mark.slow
+DEMO_ROWS = 4000
+
+
+def run(home: Path, *args: str, expect: int = 0) -> dict:
+    result = CliRunner().invoke(app, ["--home", str(home), *args, "--json"])
+    assert result.exit_code == expect, result.output + repr(result.exception)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def table_count(home: Path, sql: str) -> int:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, dict]:
+    home = tmp_path_factory.mktemp("workspace")
+    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect")))
+    return home, run(home, "demo", "--rows", str(DEMO_ROWS))
+
+
+def test_demo_prints_where_everything_is(demo):
+    home, result = demo
+    for key in ("duckdb", "population_report", "training_population_report", "person_report", "scores_file"):
+        assert Path(result[key]).is_file(), key
+    assert result["mlflow_run_id"]
+    assert result["registered_model"].endswith("version 1 (champion)")
+    html = Path(result["person_report"]).read_text()
+    assert "screening aid" in html
+
+
+def test_mlflow_holds_the_champion_with_metrics_and_signature(demo):
+    import mlflow
+    from mlflow import MlflowClient
+
+    home, result = demo
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("balanceit-imbalance-risk", "champion")
+    run = client.get_run(champion.run_id)
+    assert {"roc_auc", "pr_auc", "brier", "ece"} <= set(run.data.metrics)
+    assert int(float(run.data.params["training_rows"])) == DEMO_ROWS * 3 // 4
+    info = mlflow.models.get_model_info(f"models:/balanceit-imbalance-risk/{champion.version}")
+    assert info.signature is not None and "respondent_id" in info.signature.inputs.input_names()
+
+
+def test_scores_file_has_the_contract_columns_first(demo):
+    _, result = demo
+    scores = pd.read_csv(result["scores_file"])
+    assert tuple(scores.columns[: len(OUTPUT_COLUMNS)]) == OUTPUT_COLUMNS
+    assert len(scores) == DEMO_ROWS - DEMO_ROWS * 3 // 4
+    assert scores["risk"].between(0, 1).all()
+    assert set(scores["band"]) <= {"low", "moderate", "high"}
+
+
+def test_explain_names_causes_and_keeps_signs_apart(demo):
+    home, result = demo
+    person = pd.read_csv(result["scores_file"]).iloc[0]["respondent_id"]
+    explanation = run(home, "explain", person)
+    assert explanation["respondent_id"] == person
+    assert 0 <= explanation["risk"] <= 1
+    assert all(d["feature"] not in {"posture", "back_pain", "neck_pain", "shoulder_pain"}
+               for d in explanation["drivers"])
+    assert explanation["recommendations"]
+
+
+def test_second_demo_adds_a_version_and_no_rows(demo):
+    home, _ = demo
+    counts = [table_count(home, f"SELECT count(*) FROM {t}") for t in ("questionnaire", "activity", "scores")]
+    again = run(home, "demo", "--rows", str(DEMO_ROWS))
+    assert "version 2" in again["registered_model"]
+    assert [table_count(home, f"SELECT count(*) FROM {t}") for t in ("questionnaire", "activity", "scores")] == [
+        counts[0], counts[1], counts[2] * 2]  # one score per person per model version
+    assert table_count(home, "SELECT count(*) - count(DISTINCT (respondent_id, submitted_at)) "
+                             "FROM questionnaire") == 0
+
+
+def test_scoring_the_same_batch_twice_gives_no_duplicates(demo, tmp_path):
+    home, _ = demo
+    batch = home / "demo" / "new-batch" / "questionnaire.csv"
+    first = run(home, "score", str(batch), "--output", str(tmp_path / "scores.parquet"))
+    second = run(home, "score", str(batch))
+    assert second["ingestion"]["status"] == "already_loaded"
+    assert first["rows_scored"] == second["rows_scored"]
+    assert table_count(home, "SELECT count(*) - count(DISTINCT (respondent_id, submitted_at, model_version)) "
+                             "FROM scores") == 0
+    assert tuple(pd.read_parquet(tmp_path / "scores.parquet").columns[:len(OUTPUT_COLUMNS)]) == OUTPUT_COLUMNS
+
+
+def test_shuffled_labels_are_not_promoted(demo, tmp_path):
+    home, _ = demo
+    training = pd.read_csv(home / "demo" / "training" / "questionnaire.csv")
+    training["imbalance"] = training["imbalance"].sample(frac=1.0, random_state=1).to_numpy()
+    shuffled = tmp_path / "shuffled.csv"
+    training.to_csv(shuffled, index=False)
+    champion_before = [v for v in run(home, "models")["versions"] if "champion" in v["aliases"]]
+    result = run(home, "train", "--data", str(shuffled))
+    assert result["alias"] == "challenger"
+    assert "challenger" in result["reason"]
+    champion_after = [v for v in run(home, "models")["versions"] if "champion" in v["aliases"]]
+    assert champion_after == champion_before
+
+
+def test_refused_file_exits_non_zero_and_names_the_problem(demo, tmp_path):
+    home, _ = demo
+    bad = tmp_path / "bad.csv"
+    bad.write_text("respondent_id,submitted_at\nr1,2025-01-01\n")
+    result = run(home, "ingest", "questionnaire", str(bad), expect=2)
+    assert result["status"] == "refused"
+    assert "bad.csv" in result["message"] and "age" in result["message"]
+
+
+def test_nightly_flow_takes_a_labelled_inbox_file(demo):
+    from balanceit.flows.schedule import nightly_retrain_flow
+
+    home, _ = demo
+    fresh = pd.read_csv(home / "demo" / "training" / "questionnaire.csv").head(500)
+    fresh["respondent_id"] = "inbox-" + fresh["respondent_id"]
+    fresh.to_csv(home / "inbox" / "new-labelled.csv", index=False)
+    versions_before = len(run(home, "models")["versions"])
+    result = nightly_retrain_flow(home=str(home))
+    assert result["trained"] is True
+    assert [f["status"] for f in result["inbox"]] == ["loaded"]
+    assert (home / "inbox" / "done" / "new-labelled.csv").is_file()
+    assert len(run(home, "models")["versions"]) == versions_before + 1
+
+
+COMMANDS = [[], ["generate"], ["ingest"], ["ingest", "questionnaire"], ["ingest", "activity"],
+            ["ingest", "nhanes"], ["train"], ["score"], ["report"], ["report", "population"],
+            ["report", "person"], ["explain"], ["models"], ["promote"], ["rollback"], ["demo"], ["serve"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "balanceit")
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
