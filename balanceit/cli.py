@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from balanceit.benchmarks.cli import bench_app
 from balanceit.config import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -24,6 +25,7 @@ ingest_app = typer.Typer(no_args_is_help=True, help="Load a file into the wareho
 report_app = typer.Typer(no_args_is_help=True, help="Write HTML reports into the workspace.")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(report_app, name="report")
+app.add_typer(bench_app, name="bench")
 
 console = Console()
 errors = Console(stderr=True)
