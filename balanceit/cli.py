@@ -7,7 +7,6 @@ environment (Prefect's home inside the workspace, no telemetry) is set before th
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,8 +44,8 @@ def _prepare() -> Settings:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     os.environ["BALANCEIT_HOME"] = str(settings.root)
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
     return settings
 
 

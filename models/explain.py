@@ -20,15 +20,24 @@ from balanceit.models.whatif import WHAT_IFS
 DRIVERS = 3
 
 
+def _as_text(values: pd.Series) -> pd.Series:
+    """Answers as a person wrote them: yes/no, whole numbers without a trailing .0."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.map({True: "yes", False: "no"}).astype("string")
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(float).round(1).astype("string").str.removesuffix(".0")
+    return values.astype("string")
+
+
 def _answers_text(feature: str, answers: pd.DataFrame, features: pd.DataFrame) -> pd.Series:
     """`column=value` pairs behind one catalogue feature, for every row."""
     spec = BY_NAME[feature]
     parts = [
-        (name + "=" + answers[name].astype("string").fillna("missing"))
+        (name + "=" + _as_text(answers[name]).fillna("missing"))
         for name in spec.sources if name in QUESTIONNAIRE_COLUMNS
     ]
     parts += [
-        ("wearable " + name + "=" + features[name].round(1).astype("string")).fillna("")
+        ("wearable " + name + "=" + _as_text(features[name])).fillna("")
         for name in spec.column_names if name.startswith(("mean_", "share_"))
     ]
     text = parts[0]

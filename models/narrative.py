@@ -77,6 +77,12 @@ def _situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
     return BY_NAME[feature].label
 
 
+def _question(column: str) -> str:
+    """A column name as a reader would say it: `stretching_days_per_week` -> `Stretching days per week`."""
+    text = column.replace("_", " ").replace("mean ", "average ")
+    return text[:1].upper() + text[1:]
+
+
 def driver_sentence(feature: str, rank: int, answers: pd.Series, features: pd.Series) -> str:
     return f"{_situation(feature, answers, features)}: this raises your risk {RANK_WORDS[rank]}."
 
@@ -161,7 +167,7 @@ def explanation(scored: pd.Series, answers: pd.Series, features: pd.Series,
         "drivers": [
             {"feature": name, "label": BY_NAME[name].label,
              "sentence": driver_sentence(name, rank, answers, features),
-             "answers": [{"question": part.split("=", 1)[0], "value": part.split("=", 1)[1]}
+             "answers": [{"question": _question(part.split("=", 1)[0]), "value": part.split("=", 1)[1]}
                          for part in str(scored[f"driver_{rank + 1}_answers"]).split("; ") if "=" in part],
              "contribution": float(contributions.get(name, 0.0))}
             for rank, name in enumerate(drivers)

@@ -2,16 +2,26 @@
 
 Loading `models:/balanceit-imbalance-risk@champion` gives the same answers as `balanceit score`
 for the same rows: validation, the feature query and the explanations all run inside `predict`.
-Bad rows get a per-row error (column and rule) instead of failing the whole request.
+Bad rows get a per-row `error` (column and rule) instead of failing the whole request. The code
+that does this is copied into the model (`code_paths`), so loading needs no checkout of balanceit.
 """
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 
 from balanceit.config import Settings
+from balanceit.data.contract import QUESTIONNAIRE
 from balanceit.models.additive import AdditiveRiskModel
+
+# The packages scoring needs, by import name; copied as balanceit/<name> into the model.
+SCORING_PACKAGES = ("data", "features", "models")
+TEXT_TYPES = {"text", "category", "multi"}
 
 
 class RiskModel(mlflow.pyfunc.PythonModel):
@@ -29,3 +39,34 @@ class RiskModel(mlflow.pyfunc.PythonModel):
         from balanceit.models.score import score_raw_rows
 
         return score_raw_rows(self.model, model_input, self.settings())
+
+
+def request_schema() -> Schema:
+    """Contract columns; numbers and yes/no may come as text or as JSON numbers and booleans.
+
+    Every column is optional in the schema so that a row missing a required answer reaches
+    validation and gets a per-row error naming it, rather than failing the request.
+    """
+    from balanceit.models.score import REQUEST_COLUMNS
+
+    specs = {c.name: c for c in QUESTIONNAIRE}
+    return Schema([
+        ColSpec(DataType.string if specs[name].type in TEXT_TYPES else AnyType(), name, required=False)
+        for name in REQUEST_COLUMNS
+    ])
+
+
+def package_code(folder: Path) -> Path:
+    """Copy the scoring code into `folder/balanceit` (a plain package tree) for `code_paths`."""
+    import balanceit
+
+    target = folder / "balanceit"
+    source_root = Path(balanceit.__path__[0])
+    target.mkdir(parents=True)
+    for name in ("__init__.py", "config.py"):
+        shutil.copy(source_root / name, target / name)
+    for package in SCORING_PACKAGES:
+        module = __import__(f"balanceit.{package}", fromlist=["__path__"])
+        shutil.copytree(Path(module.__path__[0]), target / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +20,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 from sklearn.metrics import RocCurveDisplay
 
 from balanceit.config import Settings
 from balanceit.features.catalogue import CATALOGUE, model_input
 from balanceit.models.metrics import calibration_bins, classification_metrics
-from balanceit.models.pyfunc import RiskModel
+from balanceit.models.pyfunc import RiskModel, package_code, request_schema
 from balanceit.models.train import TrainingResult
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -141,10 +142,14 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
 
         example = request_rows(answers.head(3))
         pyfunc = RiskModel(result.model, settings)
-        signature = infer_signature(example, pyfunc.predict(None, example))
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=pyfunc, signature=signature, input_example=example,
-            registered_model_name=settings.registered_model_name)
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        signature = ModelSignature(inputs=request_schema(),
+                                   outputs=infer_signature(example, pyfunc.predict(None, example)).outputs)
+        with tempfile.TemporaryDirectory() as tmp:
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=pyfunc, signature=signature, input_example=example,
+                code_paths=[str(package_code(Path(tmp)))],
+                registered_model_name=settings.registered_model_name)
         version = str(info.registered_model_version)
         alias, reason = _gate(client, settings, holdout_X, y_holdout, result.holdout_metrics)
         mlflow.set_tags({"gate": alias, "gate_reason": reason, "model_version": version})

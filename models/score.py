@@ -44,16 +44,19 @@ def score_frames(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.D
 
 
 def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """Score rows as a survey platform sends them; a bad row gets `error` instead of a risk."""
-    from balanceit.data.validation import validate_questionnaire
+    """Score rows as a survey platform sends them; a bad row gets `error` (column and rule) instead of a risk."""
+    from balanceit.data.validation import FileRefused, validate_questionnaire
 
+    result = pd.DataFrame({"row_number": np.arange(1, len(raw) + 1)})
     text = raw.astype("string").astype(object).where(raw.notna(), None)
-    checked = validate_questionnaire(text, source="request")
+    try:
+        checked = validate_questionnaire(text, source="request")
+    except FileRefused as refused:
+        return result.assign(error=refused.problem).drop(columns="row_number")
     scored, _ = score_frames(model, checked.accepted, None, settings)
-    scored["row_number"] = checked.accepted["row_number"].to_numpy()
+    scored = scored.merge(checked.accepted[[*QUESTIONNAIRE_KEY, "row_number"]], on=list(QUESTIONNAIRE_KEY))
     errors = (checked.quarantined.assign(error=lambda q: q["column"] + ": " + q["rule"])
               .groupby("row_number")["error"].agg("; ".join).reset_index())
-    result = pd.DataFrame({"row_number": np.arange(1, len(raw) + 1)})
     result = result.merge(scored, on="row_number", how="left").merge(errors, on="row_number", how="left")
     result["submitted_at"] = result["submitted_at"].astype("string")
     return result.drop(columns="row_number")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from balanceit.config import Settings
-from balanceit.features.catalogue import BY_NAME, model_columns, model_input
+from balanceit.features.catalogue import BY_NAME, CATALOGUE, model_columns, model_input
 from balanceit.features.store import batch_features, labelled_features
 from balanceit.models.explain import explain_batch
 from balanceit.models.narrative import explanation
@@ -26,6 +26,7 @@ from balanceit.reports import aggregate
 from balanceit.warehouse import open_warehouse
 
 TRAINING = "training"
+COLUMN_LABELS = {column: feature.label for feature in CATALOGUE for column in feature.column_names}
 BAND_ORDER = {"low": 0, "moderate": 1, "high": 2}
 LIMITS = (
     "balanceit is a screening aid, not a diagnosis: a clinician decides whether a muscle imbalance is present.",
@@ -76,7 +77,7 @@ def _data_quality(con: duckdb.DuckDBPyConnection, ingestion_ids: list[str]) -> l
         "SELECT ingestion_id, \"column\" || ': ' || rule AS reason, count(DISTINCT row_number) AS n "
         "FROM quarantine WHERE list_contains(?, ingestion_id) GROUP BY ALL", [ingestion_ids]).df()
     return [
-        {"file": Path(row.file).name, "rows_read": int(row.rows_read), "accepted": int(row.accepted),
+        {"file": str(Path(*Path(row.file).parts[-2:])), "rows_read": int(row.rows_read), "accepted": int(row.accepted),
          "quarantined": int(row.quarantined),
          "reasons": dict(reasons.loc[reasons["ingestion_id"] == row.ingestion_id, ["reason", "n"]]
                          .itertuples(index=False, name=None))}
@@ -140,7 +141,8 @@ def population_context(settings: Settings, batch: str | None) -> dict[str, objec
         "what_ifs": _population_what_ifs(scored, settings),
         "model": _model_card(settings, version, CHAMPION if batch == TRAINING else f"scored with v{version}"),
         "data_quality": quality,
-        "drift": aggregate.drift_table(training_features, features, drift_columns).to_dict("records"),
+        "drift": [{**row, "feature": f"{COLUMN_LABELS[row['feature']]} ({row['feature']})"}
+                  for row in aggregate.drift_table(training_features, features, drift_columns).to_dict("records")],
         "band_cutoffs": {"moderate_from": settings.low_band_below, "high_from": settings.high_band_from},
     }
 

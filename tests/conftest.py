@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -156,3 +159,25 @@ def make_population_context() -> Callable[..., dict[str, Any]]:
 @pytest.fixture
 def make_person_context() -> Callable[..., dict[str, Any]]:
     return build_person_context
+
+
+DEMO_ROWS = 4000
+
+
+def run(home: Path, *args: str, expect: int = 0) -> dict:
+    """Run a balanceit command in this process with --json and return its JSON object."""
+    from typer.testing import CliRunner
+
+    from balanceit.cli import app
+
+    result = CliRunner().invoke(app, ["--home", str(home), *args, "--json"])
+    assert result.exit_code == expect, result.output + repr(result.exception)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory) -> tuple[Path, dict]:
+    """One demo run shared by the end-to-end tests (Prefect starts once per test process)."""
+    home = tmp_path_factory.mktemp("workspace")
+    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect")))
+    return home, run(home, "demo", "--rows", str(DEMO_ROWS))

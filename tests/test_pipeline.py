@@ -6,8 +6,6 @@ demo workspace and runs its commands in this process.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import duckdb
@@ -17,15 +15,9 @@ from typer.testing import CliRunner
 
 from balanceit.cli import app
 from balanceit.models.score import OUTPUT_COLUMNS
+from conftest import DEMO_ROWS, run
 
 pytestmark = pytest.mark.slow
-DEMO_ROWS = 4000
-
-
-def run(home: Path, *args: str, expect: int = 0) -> dict:
-    result = CliRunner().invoke(app, ["--home", str(home), *args, "--json"])
-    assert result.exit_code == expect, result.output + repr(result.exception)
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def table_count(home: Path, sql: str) -> int:
@@ -34,10 +26,8 @@ def table_count(home: Path, sql: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> tuple[Path, dict]:
-    home = tmp_path_factory.mktemp("workspace")
-    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect")))
-    return home, run(home, "demo", "--rows", str(DEMO_ROWS))
+def demo(demo_workspace) -> tuple[Path, dict]:
+    return demo_workspace
 
 
 def test_demo_prints_where_everything_is(demo):

@@ -1,0 +1,121 @@
+"""The champion as a model other tools call: pyfunc in a fresh process, and `mlflow models serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run
+
+pytestmark = pytest.mark.slow
+MODEL_URI = "models:/balanceit-imbalance-risk@champion"
+
+# Loads the model with balanceit's own install hidden, so only the code packaged with the model can serve it.
+FRESH_PROCESS = """
+import sys
+sys.meta_path = [f for f in sys.meta_path if "editable" not in type(f).__module__ and "editable" not in repr(f)]
+sys.path = [p for p in sys.path if not p.rstrip("/").endswith("main")]
+import importlib.util
+assert importlib.util.find_spec("balanceit") is None, "balanceit is importable without the model's code"
+import mlflow, pandas as pd
+mlflow.set_tracking_uri(sys.argv[1])
+rows = pd.read_csv(sys.argv[2], dtype=str, keep_default_na=False).replace("", None)
+mlflow.pyfunc.load_model(sys.argv[3]).predict(rows).to_parquet(sys.argv[4])
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_batch(demo_workspace, tmp_path_factory) -> tuple[Path, Path]:
+    """Rows nobody has wearable data for, so `balanceit score` and the pyfunc see the same inputs."""
+    home, _ = demo_workspace
+    rows = pd.read_csv(home / "demo" / "new-batch" / "questionnaire.csv", dtype=str).head(300)
+    rows["respondent_id"] = "pyfunc-" + rows["respondent_id"]
+    path = tmp_path_factory.mktemp("pyfunc") / "batch.csv"
+    rows.to_csv(path, index=False)
+    return home, path
+
+
+def test_pyfunc_in_a_fresh_process_matches_balanceit_score(fresh_batch, tmp_path):
+    home, batch = fresh_batch
+    scored = run(home, "score", str(batch), "--output", str(tmp_path / "cli.csv"))
+    predictions = tmp_path / "pyfunc.parquet"
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, f"sqlite:///{home / 'mlflow.db'}", str(batch),
+                    MODEL_URI, str(predictions)], check=True, cwd=tmp_path, timeout=300)
+    cli = pd.read_csv(tmp_path / "cli.csv").set_index("respondent_id")
+    pyfunc = pd.read_parquet(predictions).set_index("respondent_id").loc[cli.index]
+    assert scored["rows_scored"] == len(cli) == 300
+    np.testing.assert_allclose(pyfunc["risk"].to_numpy(), cli["risk"].to_numpy(), rtol=0, atol=1e-9)
+    assert (pyfunc["driver_1"].fillna("") == cli["driver_1"].fillna("")).all()
+    assert pyfunc["error"].isna().all()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def server(fresh_batch):
+    home, _ = fresh_batch
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", MODEL_URI, "--env-manager", "local",
+         "--host", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None, "the scoring server exited"
+                time.sleep(0.5)
+        else:
+            pytest.fail("the scoring server did not answer /ping within 120 s")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_server_scores_good_rows_and_names_bad_ones(server, fresh_batch):
+    _, batch = fresh_batch
+    rows = pd.read_csv(batch, dtype=str).head(2)
+    rows.loc[1, "age"] = "12"
+    body = json.dumps({"dataframe_split": {"columns": list(rows.columns),
+                                           "data": rows.astype(object).where(rows.notna(), None).values.tolist()}})
+    status, answer = _post(f"{server}/invocations", body.encode())
+    assert status == 200, answer
+    good, bad = answer["predictions"]
+    assert 0 <= good["risk"] <= 1 and good["band"] in {"low", "moderate", "high"} and good["error"] is None
+    assert bad["risk"] is None and "age" in bad["error"] and "16" in bad["error"]
+
+
+def test_server_answers_400_to_a_request_that_is_not_a_table(server):
+    status, _ = _post(f"{server}/invocations", b'"just a string"')
+    assert status == 400
