@@ -22,7 +22,7 @@ from balanceit.data.contract import (
 )
 from balanceit.data.synthetic_config import DEFAULT, LATENTS, PopulationConfig
 from balanceit.data.synthetic_truth import (
-    compute_truth, design_terms, has_postural_pattern, latent_linear_predictor, level_index,
+    compute_truth, design_terms, has_postural_pattern, latent_linear_predictor, level_index, log_steps_shift,
     outcome_linear_predictor, pain_level_probabilities, posture_probabilities,
 )
 
@@ -31,6 +31,7 @@ SPECS = {spec.name: spec for spec in QUESTIONNAIRE}
 OPTIONAL_ANSWERS = tuple(c for c in ANSWER_COLUMNS if not SPECS[c].required)
 EXERCISE_CHOICES = tuple(t for t in EXERCISE_TYPES if t != "none")  # "none" is written only alone
 NO_YES = ("no", "yes")  # boolean answers as a user exports them; index = the boolean
+STEPS_SHIFT_ANSWERS = ("occupation", "exercise_types", "age", "height_cm", "weight_kg")
 MIFFLIN_ST_JEOR_SEX_TERM = {"male": 5.0, "female": -161.0}  # kcal/day; other/unknown get the average
 
 
@@ -38,7 +39,7 @@ MIFFLIN_ST_JEOR_SEX_TERM = {"male": 5.0, "female": -161.0}  # kcal/day; other/un
 class Population:
     questionnaire: pd.DataFrame  # contract section 1 columns, as a user would export them
     activity: pd.DataFrame  # contract section 2 canonical columns, for the people with a wearable
-    truth: pd.DataFrame  # what generated the answers: latent patterns, label, exact risks, top factor
+    truth: pd.DataFrame  # what generated the answers: latent patterns, label, exact risks, top factor, has_wearable
 
 
 def generate(rows: int, seed: int = 0, labelled: bool = False, config: PopulationConfig = DEFAULT) -> Population:
@@ -52,17 +53,19 @@ def generate(rows: int, seed: int = 0, labelled: bool = False, config: Populatio
     latents = {k: patterns[:, i].astype(float) for i, k in enumerate(LATENTS)}
     answers = answers.assign(**_sample_posture_and_pain(terms, latents, config, rng))[list(ANSWER_COLUMNS)]
     imbalance = patterns.max(axis=1)
-    truth = pd.concat([
-        answers[["respondent_id", "submitted_at"]],
-        compute_truth(terms, answers, config),
-        pd.DataFrame(patterns, columns=[f"pattern_{k}" for k in LATENTS], index=answers.index),
-        pd.DataFrame({"imbalance": imbalance, "true_daily_steps": true_steps,
-                      **_sample_clinical_signs(terms, latents, config, rng)}, index=answers.index),
-    ], axis=1)
+    signs = _sample_clinical_signs(terms, latents, config, rng)
     questionnaire = _blank_optional_answers(answers, config.missing_rate, rng)
     if labelled:
         questionnaire[LABEL] = _spell(NO_YES, imbalance)
-    activity = _wearable_days(answers, true_steps, config, rng)
+    has_wearable = rng.random(rows) < config.wearable.share_with_device
+    activity = _wearable_days(answers, true_steps, np.flatnonzero(has_wearable), config, rng)
+    truth = pd.concat([  # computed last because true_risk depends on who has a wearable (no random draws)
+        answers[["respondent_id", "submitted_at"]],
+        compute_truth(terms, answers, config, has_wearable),
+        pd.DataFrame(patterns, columns=[f"pattern_{k}" for k in LATENTS], index=answers.index),
+        pd.DataFrame({"imbalance": imbalance, "true_daily_steps": true_steps, "has_wearable": has_wearable,
+                      **signs}, index=answers.index),
+    ], axis=1)
     return Population(questionnaire=questionnaire, activity=activity, truth=truth)
 
 
@@ -132,8 +135,7 @@ def _sample_working_day(person: dict[str, np.ndarray], config: PopulationConfig,
     break_rate = occ.breaks_per_sitting_hour_median * np.exp(
         rng.normal(0.0, occ.breaks_per_sitting_hour_log_sigma, rows))
     breaks = _clip_to_contract("movement_breaks_per_day", rng.poisson(sitting * break_rate))
-    return {"occupation": _spell(names, code), "log_steps_shift": profile("log_steps_shift"),
-            "sitting_hours_per_day": sitting, "standing_hours_per_day": standing,
+    return {"occupation": _spell(names, code), "sitting_hours_per_day": sitting, "standing_hours_per_day": standing,
             "screen_hours_per_day": screen, "movement_breaks_per_day": breaks}
 
 
@@ -160,7 +162,7 @@ def _sample_exercise(person: dict[str, np.ndarray], config: PopulationConfig,
                                               STRENGTH_TRAINING.index("unbalanced")), STRENGTH_TRAINING.index("none"))
     return {"exercise_types": _join_exercise_types(flags), "exercise_days_per_week": days,
             "exercise_minutes_per_session": np.where(exerciser, minutes, 0),
-            "strength_training": _spell(STRENGTH_TRAINING, strength_level), "exerciser": exerciser, "does": does}
+            "strength_training": _spell(STRENGTH_TRAINING, strength_level), "exerciser": exerciser}
 
 
 def _sample_stretching(person: dict[str, np.ndarray], config: PopulationConfig,
@@ -181,14 +183,12 @@ def _sample_stretching(person: dict[str, np.ndarray], config: PopulationConfig,
 
 def _sample_true_steps(person: dict[str, np.ndarray], config: PopulationConfig,
                        rng: np.random.Generator) -> np.ndarray:
-    """The person's true daily steps level (lognormal; E72), shifted by occupation, exercise, age and BMI."""
+    """The person's true daily steps level (lognormal; E72), shifted by occupation, exercise, age and BMI.
+
+    The shift is computed from the answers (shared with the truth, which needs P(steps band | answers)).
+    """
     steps = config.steps
-    shift = person["log_steps_shift"].copy()
-    for kind, kind_shift in steps.shift_by_exercise.items():
-        shift += kind_shift * person["does"][kind]
-    shift += steps.shift_per_decade_of_age * (person["age"] - config.terms.age_reference_years) / 10
-    bmi = person["weight_kg"] / (person["height_cm"] / 100) ** 2
-    shift += steps.shift_if_obese * (bmi >= config.terms.obese_bmi)
+    shift = log_steps_shift(pd.DataFrame({c: person[c] for c in STEPS_SHIFT_ANSWERS}), config)
     return np.round(steps.median * np.exp(shift + rng.normal(0.0, steps.log_sigma, len(shift)))).astype(int)
 
 
@@ -224,14 +224,14 @@ def _blank_optional_answers(answers: pd.DataFrame, rate: float, rng: np.random.G
     return blanked
 
 
-def _wearable_days(answers: pd.DataFrame, true_steps: np.ndarray, config: PopulationConfig,
+def _wearable_days(answers: pd.DataFrame, true_steps: np.ndarray, wearer: np.ndarray, config: PopulationConfig,
                    rng: np.random.Generator) -> pd.DataFrame:
     """28-35 days per wearer around submission (some after it), ~8% non-wear days (0 steps, 1440 sedentary).
 
-    Person-level values are computed once and repeated per day; dates are codes into one calendar.
+    `wearer` holds the row positions of the people with a device. Person-level values are computed once and
+    repeated per day; dates are codes into one calendar.
     """
     wear = config.wearable
-    wearer = np.flatnonzero(rng.random(len(answers)) < wear.share_with_device)
     days = rng.integers(wear.days_range[0], wear.days_range[1] + 1, len(wearer))
     days_after = np.where(rng.random(len(wearer)) < wear.share_with_days_after_submission,
                           rng.integers(1, wear.max_days_after_submission + 1, len(wearer)), 0)

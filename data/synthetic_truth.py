@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from scipy.special import expit
+from scipy.stats import norm
 
 from balanceit.data.contract import EXERCISE_SEPARATORS, PAIN, POSTURE
 from balanceit.data.synthetic_config import FACTORS, LATENTS, OutcomeModel, PopulationConfig
@@ -19,6 +20,7 @@ from balanceit.data.synthetic_config import FACTORS, LATENTS, OutcomeModel, Popu
 PATTERNS = np.array(list(product((0, 1), repeat=len(LATENTS))), dtype=float)  # the 16 latent patterns z
 EXERCISE_FACTOR_TYPES = tuple(f.removeprefix("exercise_") for f in FACTORS if f.startswith("exercise_"))
 CHUNK_ROWS = 100_000  # bounds the (rows x nodes x latents) arrays to ~64 MB
+STEPS_TERM = "low_steps"  # the only design term that depends on the true step level (binary; tested)
 
 
 def design_terms(answers: pd.DataFrame, true_daily_steps: np.ndarray, config: PopulationConfig) -> pd.DataFrame:
@@ -33,17 +35,11 @@ def design_terms(answers: pd.DataFrame, true_daily_steps: np.ndarray, config: Po
     occupation = level_index(answers["occupation"], list(occupations))
     exposure = np.array([p.exposure for p in occupations.values()])[occupation]
     strength = answers["strength_training"]
-    height_m = answers["height_cm"].to_numpy(float) / 100
-    bmi = answers["weight_kg"].to_numpy(float) / height_m**2
+    bmi = body_mass_index(answers)
     hourly_breaks = answers["movement_breaks_per_day"].to_numpy(float) >= (
         cuts.hourly_breaks_per_sitting_hour * sitting)
     sex_shares = config.demographics.sex_shares
     female_share = sex_shares["female"] / (sex_shares["female"] + sex_shares["male"])
-    exercise_types = answers["exercise_types"]
-
-    def does(exercise_type: str) -> pd.Series:
-        pattern = rf"(?:^|{EXERCISE_SEPARATORS}){exercise_type}(?:$|{EXERCISE_SEPARATORS})"
-        return exercise_types.str.contains(pattern, regex=True)
 
     columns = {
         "sitting_hours_over_reference": np.clip(sitting - cuts.sitting_reference_hours, 0,
@@ -56,7 +52,7 @@ def design_terms(answers: pd.DataFrame, true_daily_steps: np.ndarray, config: Po
         "hourly_breaks": hourly_breaks,
         "no_hourly_breaks": ~hourly_breaks,
         "low_steps": true_daily_steps < cuts.low_steps_below,
-        **{f"exercise_{kind}": does(kind) for kind in EXERCISE_FACTOR_TYPES},
+        **{f"exercise_{kind}": does_exercise(answers["exercise_types"], kind) for kind in EXERCISE_FACTOR_TYPES},
         "unbalanced_lifting": strength == "unbalanced",
         "balanced_lifting": strength == "balanced",
         "meets_msa_guideline": strength.isin(("balanced", "unbalanced")),
@@ -67,6 +63,44 @@ def design_terms(answers: pd.DataFrame, true_daily_steps: np.ndarray, config: Po
     }
     return pd.DataFrame({name: np.asarray(values, dtype=float) for name, values in columns.items()},
                         index=answers.index)
+
+
+def does_exercise(exercise_types: pd.Series, kind: str) -> pd.Series:
+    """Whether the multi-valued exercise answer lists `kind` (missing stays missing)."""
+    pattern = rf"(?:^|{EXERCISE_SEPARATORS}){kind}(?:$|{EXERCISE_SEPARATORS})"
+    return exercise_types.str.contains(pattern, regex=True)
+
+
+def body_mass_index(answers: pd.DataFrame) -> np.ndarray:
+    return answers["weight_kg"].to_numpy(float) / (answers["height_cm"].to_numpy(float) / 100) ** 2
+
+
+def log_steps_shift(answers: pd.DataFrame, config: PopulationConfig) -> np.ndarray:
+    """shift(x) in ln(true steps) = ln(median) + shift(x) + N(0, log_sigma^2), from answers only.
+
+    Occupation, exercise types, age and BMI are all questionnaire answers, so the step level's
+    distribution given the answers is known exactly (used for sampling and for `low_steps_probability`).
+    """
+    steps = config.steps
+    profiles = config.occupations.profiles
+    shift = np.array([p.log_steps_shift for p in profiles.values()])[level_index(answers["occupation"], list(profiles))]
+    for kind, kind_shift in steps.shift_by_exercise.items():
+        shift = shift + kind_shift * does_exercise(answers["exercise_types"], kind).to_numpy(bool)
+    shift = shift + steps.shift_per_decade_of_age * (
+        answers["age"].to_numpy(float) - config.terms.age_reference_years) / 10
+    return shift + steps.shift_if_obese * (body_mass_index(answers) >= config.terms.obese_bmi)
+
+
+def low_steps_probability(answers: pd.DataFrame, config: PopulationConfig) -> np.ndarray:
+    """P(low_steps = 1 | answers): the step level is round(median e^{shift + e}), e ~ N(0, log_sigma^2).
+
+    round(v) < cut  <=>  v < ceil(cut) - 0.5, so P = Phi((ln((ceil(cut) - 0.5) / median) - shift) / log_sigma).
+    """
+    steps = config.steps
+    gap = np.log((np.ceil(config.terms.low_steps_below) - 0.5) / steps.median) - log_steps_shift(answers, config)
+    if steps.log_sigma == 0:
+        return (gap > 0).astype(float)
+    return norm.cdf(gap / steps.log_sigma)
 
 
 def level_index(answers: pd.Series, levels: Sequence[str]) -> np.ndarray:
@@ -121,21 +155,46 @@ def has_postural_pattern(latents: dict[str, np.ndarray | float], config: Populat
     return np.any([np.asarray(latents[k], dtype=bool) for k in config.posture.pattern_latents], axis=0)
 
 
-def compute_truth(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig) -> pd.DataFrame:
+def compute_truth(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig,
+                  has_wearable: np.ndarray) -> pd.DataFrame:
     """Exact truth per person, from the complete answers and the design terms.
 
-    true_risk = P(imbalance | x, posture and pain answers) = 1 - P(z = 0, s | x) / sum_z P(z, s | x);
-    behaviour_risk = P(imbalance | x) = 1 - E_u[prod_k (1 - p_k)]; plus the top factor.
+    true_risk = P(imbalance | what a model sees) = 1 - P(z = 0, s | x_obs) / sum_z P(z, s | x_obs), where
+    the step band b (`low_steps`) is observed only for people with a wearable; for the others it is
+    marginalised: P(z, s | x_obs) = sum_b P(b | x) P(z, s | x, b), with P(b | x) from `low_steps_probability`.
+    behaviour_risk = P(imbalance | x, true steps) = 1 - E_u[prod_k (1 - p_k)] (causes, not information);
+    plus the top factor, also on the true steps.
     """
     eta = latent_linear_predictor(terms, config)
     nodes, weights = _person_effect_quadrature(config)
-    moments = _no_pattern_moments(eta, nodes, weights)
-    behaviour_risk = 1 - moments[:, 0]
-    pattern_weight = np.exp(np.einsum("nk,zk->nz", eta, PATTERNS)) * moments[:, PATTERNS.sum(axis=1).astype(int)]
-    joint = pattern_weight * _answer_likelihood(terms, answers, config)
-    true_risk = 1 - joint[:, 0] / joint.sum(axis=1)
+    behaviour_risk = 1 - _no_pattern_moments(eta, nodes, weights)[:, 0]
+    observed = np.asarray(has_wearable, dtype=bool)
+    low_steps = np.where(observed, terms[STEPS_TERM].to_numpy(), low_steps_probability(answers, config))
+    true_risk = _risk_given_answers(terms, answers, config, low_steps)
     return pd.DataFrame({"true_risk": true_risk, "behaviour_risk": behaviour_risk,
                          **_top_factor(eta, behaviour_risk, terms, config)}, index=answers.index)
+
+
+def _risk_given_answers(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig,
+                        low_steps: np.ndarray) -> np.ndarray:
+    """P(imbalance | x, posture and pain answers) with the step band b mixed by P(b = 1) = `low_steps`.
+
+    A 0/1 `low_steps` gives exactly the complete-information formula (0 x finite = 0, 1 x value = value).
+    """
+    joint = np.zeros((len(terms), len(PATTERNS)))
+    for level in (0.0, 1.0):
+        band_terms = terms.assign(**{STEPS_TERM: level})  # also feeds any direct path on the step band
+        band_weight = low_steps if level else 1 - low_steps
+        joint += band_weight[:, None] * _pattern_answer_joint(band_terms, answers, config)
+    return 1 - joint[:, 0] / joint.sum(axis=1)
+
+
+def _pattern_answer_joint(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig) -> np.ndarray:
+    """P(z, s | x) for the 16 patterns z (rows x 16): e^{z.eta} M_{|z|} P(s | z, x)."""
+    eta = latent_linear_predictor(terms, config)
+    moments = _no_pattern_moments(eta, *_person_effect_quadrature(config))
+    pattern_weight = np.exp(np.einsum("nk,zk->nz", eta, PATTERNS)) * moments[:, PATTERNS.sum(axis=1).astype(int)]
+    return pattern_weight * _answer_likelihood(terms, answers, config)
 
 
 def _person_effect_quadrature(config: PopulationConfig) -> tuple[np.ndarray, np.ndarray]:

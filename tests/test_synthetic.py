@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from itertools import product
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.integrate import quad
+from scipy.special import expit
+from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from balanceit.data import contract
 from balanceit.data.synthetic import Population, generate, write
 from balanceit.data.synthetic_config import DEFAULT, FACTORS, LATENTS, PopulationConfig
-from balanceit.data.synthetic_truth import design_terms, latent_log_odds
+from balanceit.data.synthetic_truth import (
+    STEPS_TERM, compute_truth, design_terms, latent_log_odds, log_steps_shift, low_steps_probability,
+)
 
 ROWS = 100_000
 REFIT_ROWS = 200_000  # keeps every refit standard error under ~0.03, so +-0.1 is > 3 SE for all 76 ORs
@@ -279,9 +286,117 @@ def test_true_risk_is_calibrated_and_beats_behaviour_risk(population):
         decile = pd.qcut(truth[risk], 10, labels=False)
         gap = (truth.groupby(decile)["imbalance"].mean() - truth.groupby(decile)[risk].mean()).abs()
         assert gap.max() < 0.02, risk
+    by_device = truth.groupby("has_wearable")[["imbalance", "true_risk"]].mean()
+    assert (by_device["imbalance"] - by_device["true_risk"]).abs().max() < 0.01  # calibrated in both groups
     auc = {risk: roc_auc_score(truth["imbalance"], truth[risk]) for risk in ("true_risk", "behaviour_risk")}
+    for has_wearable, group in truth.groupby("has_wearable"):
+        auc[f"true_risk, has_wearable={has_wearable}"] = roc_auc_score(group["imbalance"], group["true_risk"])
     print(f"AUC on {len(truth):,} rows: {auc}")
     assert auc["true_risk"] > auc["behaviour_risk"] + 0.02
+
+
+# true_risk is the ceiling given what a model sees: the step band only for people with a wearable -----------
+
+@pytest.fixture(scope="module")
+def complete_population() -> Population:
+    """No blanked answers, so the questionnaire holds exactly the answers the truth was computed from."""
+    return generate(5_000, seed=13, config=replace(DEFAULT, missing_rate=0.0))
+
+
+def test_only_the_binary_low_steps_term_depends_on_the_step_level(complete_population):
+    answers = complete_population.questionnaire
+    few, many = (design_terms(answers, np.full(len(answers), steps), DEFAULT) for steps in (0, 10**6))
+    changed = (few != many).any()
+    assert changed[changed].index.tolist() == [STEPS_TERM]
+    assert set(few[STEPS_TERM]) == {1.0} and set(many[STEPS_TERM]) == {0.0}
+
+
+def test_has_wearable_marks_exactly_the_people_with_activity_rows(population):
+    truth = population.truth
+    assert truth["has_wearable"].dtype == bool
+    with_rows = truth["respondent_id"].isin(population.activity["respondent_id"].unique())
+    assert (truth["has_wearable"] == with_rows).all()
+
+
+def test_step_band_probability_matches_the_sampled_step_levels(population):
+    """P(low_steps | answers) against the sampled levels, on people whose step-relevant answers are present."""
+    answers, truth = population.questionnaire, population.truth
+    present = answers[["occupation", "exercise_types", "age", "height_cm", "weight_kg"]].notna().all(axis=1)
+    answers, steps = answers[present], truth.loc[present, "true_daily_steps"]
+    residual = (np.log(steps) - np.log(DEFAULT.steps.median) - log_steps_shift(answers, DEFAULT)) / DEFAULT.steps.log_sigma
+    assert abs(residual.mean()) < 0.02 and residual.std() == pytest.approx(1.0, abs=0.02)
+    predicted = pd.Series(low_steps_probability(answers, DEFAULT), index=answers.index)
+    low = steps < DEFAULT.terms.low_steps_below
+    decile = pd.qcut(predicted, 10, labels=False)
+    assert (low.groupby(decile).mean() - predicted.groupby(decile).mean()).abs().max() < 0.02
+
+
+def test_true_risk_with_a_wearable_is_the_complete_information_formula(complete_population):
+    answers, truth = complete_population.questionnaire, complete_population.truth
+    terms = design_terms(answers, truth["true_daily_steps"].to_numpy(), DEFAULT)
+    complete = compute_truth(terms, answers, DEFAULT, has_wearable=np.ones(len(answers), bool))["true_risk"]
+    worn = truth["has_wearable"]
+    assert 0.35 < worn.mean() < 0.45
+    assert (truth.loc[worn, "true_risk"] == complete[worn]).all()  # bit for bit
+    assert (truth.loc[~worn, "true_risk"] - complete[~worn]).abs().max() > 0.01  # the others are marginalised
+
+
+def _brute_force_risk(person: pd.DataFrame, config: PopulationConfig) -> float:
+    """P(imbalance | one person's answers) without the step level, by direct enumeration.
+
+    Sums over the step band b (P(b | x) from the lognormal) and the 16 patterns z, integrates u by adaptive
+    quadrature, and shares no code with the truth except the design terms (checked by the refits above).
+    """
+    answers = person.iloc[0]
+    occupation = config.occupations.profiles[answers["occupation"]]
+    exercise_types = set(re.split(r"[;|]", answers["exercise_types"]))
+    bmi = answers["weight_kg"] / (answers["height_cm"] / 100) ** 2
+    shift = (occupation.log_steps_shift
+             + sum(s for kind, s in config.steps.shift_by_exercise.items() if kind in exercise_types)
+             + config.steps.shift_per_decade_of_age * (answers["age"] - config.terms.age_reference_years) / 10
+             + config.steps.shift_if_obese * (bmi >= config.terms.obese_bmi))
+    # integer step level < 5,000  <=>  level <= 4,999  <=>  median e^{shift + e} < 4,999.5 before rounding
+    p_low = norm.cdf((np.log(4_999.5 / config.steps.median) - shift) / config.steps.log_sigma)
+    sigma = config.latent.person_effect_sigma
+    joint = np.zeros(2 ** len(LATENTS))
+    for low, p_band in ((1, p_low), (0, 1 - p_low)):
+        x = design_terms(person, np.array([0 if low else 10**6]), config).iloc[0]
+        logit = {k: config.latent.intercepts[k] + sum(np.log(term.odds_ratios.get(k, 1.0)) * x[name]
+                                                      for name, term in config.latent.terms.items())
+                 for k in LATENTS}
+        for index, z in enumerate(product((0, 1), repeat=len(LATENTS))):
+            pattern = dict(zip(LATENTS, z))
+
+            def density(u: float) -> float:
+                p = {k: expit(logit[k] + u) for k in LATENTS}
+                return np.prod([p[k] if pattern[k] else 1 - p[k] for k in LATENTS]) * norm.pdf(u, 0, sigma)
+
+            p_pattern = quad(density, -10 * sigma, 10 * sigma, epsabs=1e-13, epsrel=1e-11)[0]
+            postural = any(pattern[k] for k in config.posture.pattern_latents)
+            poor = config.posture.poor_with_pattern if postural else config.posture.poor_without_pattern
+            fair = (1 - poor) * (config.posture.fair_share_of_rest_with_pattern if postural
+                                 else config.posture.fair_share_of_rest_without_pattern)
+            p_answers = {"good": 1 - poor - fair, "fair": fair, "poor": poor}[answers["posture_self_report"]]
+            for name, model in config.pain.items():
+                eta = (model.intercept + sum(np.log(o) * pattern[k] for k, o in model.latent_odds_ratios.items())
+                       + sum(np.log(o) * x[t] for t, o in model.direct_odds_ratios.items()))
+                any_pain, frequent = expit(eta), expit(eta - model.frequent_logit_offset)
+                p_answers *= {"none": 1 - any_pain, "occasional": any_pain - frequent,
+                              "frequent": frequent}[answers[name]]
+            joint[index] += p_band * p_pattern * p_answers
+    return 1 - joint[0] / joint.sum()  # pattern 0 is z = (0, 0, 0, 0)
+
+
+def test_true_risk_without_a_wearable_matches_a_brute_force_mixture_over_the_step_band(complete_population):
+    answers, truth = complete_population.questionnaire, complete_population.truth
+    p_low = low_steps_probability(answers, DEFAULT)
+    unsure = ~truth["has_wearable"] & (p_low > 0.2) & (p_low < 0.8)  # rows where the mixture matters most
+    rows = [*truth.index[unsure][:6], *truth.index[~truth["has_wearable"] & ~unsure][:2]]
+    terms = design_terms(answers.loc[rows], truth.loc[rows, "true_daily_steps"].to_numpy(), DEFAULT)
+    complete = compute_truth(terms, answers.loc[rows], DEFAULT, np.ones(len(rows), bool))["true_risk"]
+    brute = pd.Series({row: _brute_force_risk(answers.loc[[row]], DEFAULT) for row in rows})
+    assert np.allclose(truth.loc[rows, "true_risk"], brute, rtol=0, atol=1e-9), (truth.loc[rows, "true_risk"], brute)
+    assert (brute - complete).abs().max() > 0.005  # the step band really was marginalised
 
 
 def test_top_factors_are_model_factors_and_often_clear(population):
