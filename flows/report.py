@@ -13,9 +13,10 @@ from balanceit.reports.render import render_person, render_population
 def population_report(home: str | None, batch: str | None) -> dict[str, object]:
     settings = workspace(home)
     context = population_context(settings, batch)
+    estimates = context.pop("population_estimates")
     name = "training" if batch == "training" else "latest" if batch is None else batch
     path = render_population(context, settings.reports_path / f"population-{name}.html")
-    return {"path": str(path), "people": context["summary"]["n"], "population": context["population"]}
+    return {"path": str(path), "population": context["population"], **estimates}
 
 
 @stage(name="render person report")

@@ -23,9 +23,15 @@ from balanceit.models.narrative import explanation
 from balanceit.models.registry import CHAMPION, configure, load_model
 from balanceit.models.whatif import WHAT_IFS
 from balanceit.reports import aggregate
+from balanceit.reports.estimates import population_estimates
 from balanceit.warehouse import open_warehouse
 
 TRAINING = "training"
+ESTIMATE_NAMES = {
+    "mean_risk": "Mean risk", "share_low_risk": "Share in the low band",
+    "share_moderate_risk": "Share in the moderate band", "share_high_risk": "Share in the high band",
+    "mean_sitting_hours": "Mean sitting per day", "share_sitting_over_8h": "Share sitting over 8 hours a day",
+}
 COLUMN_LABELS = {column: feature.label for feature in CATALOGUE for column in feature.column_names}
 BAND_ORDER = {"low": 0, "moderate": 1, "high": 2}
 LIMITS = (
@@ -125,12 +131,17 @@ def population_context(settings: Settings, batch: str | None) -> dict[str, objec
     people = pd.concat([answers.drop(columns=["respondent_id", "submitted_at"]), scored], axis=1)
     drivers = aggregate.top_drivers(people)
     drift_columns = [c.name for c in model_columns()]
+    estimates = population_estimates(people)
     return {
+        "population_estimates": {k: estimates[k] for k in ("weighted", "n", "estimates")},
+        "estimates": [{"name": ESTIMATE_NAMES[name], "unit": "hours" if name.endswith("hours") else "share", **figure}
+                      for name, figure in estimates["estimates"].items()],
+        "estimates_note": f"{estimates['population']} {estimates['intervals']}",
         "title": "Muscle-imbalance risk: population report",
         "generated_at": datetime.now(timezone.utc),
         "population": description,
         "min_group_size": settings.min_group_size,
-        "weighted": aggregate.is_weighted(people),
+        "weighted": estimates["weighted"],
         "summary": {"n": len(people), "mean_risk": aggregate.mean_risk(people),
                     "bands": aggregate.band_counts(people).to_dict("records")},
         "histogram": aggregate.risk_histogram(people),

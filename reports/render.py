@@ -25,7 +25,9 @@ Population context (`render_population`)
             limits: [str]}
     data_quality: [{file, rows_read, accepted, quarantined, reasons: {rule: count}}]
     drift: [{feature, psi, level}] -- aggregate.drift_table
-    estimates (optional): [{name, value, ci_low, ci_high}] -- shares or means on 0-1; bounds may be None
+    estimates (optional): [{name, value, ci_low, ci_high, unit}] -- unit "share" (0-1, charted) or
+        "hours"; bounds may be None
+    estimates_note (optional): str -- how the figures were weighted and the intervals computed
     band_cutoffs (optional): {moderate_from: float, high_from: float} -- marked on the histogram
 
 Personal context (`render_person`)
@@ -64,7 +66,7 @@ POPULATION_KEYS = frozenset({
     "title", "generated_at", "population", "min_group_size", "weighted", "summary", "histogram",
     "segments", "drivers", "what_ifs", "model", "data_quality", "drift",
 })
-POPULATION_OPTIONAL = {"estimates": [], "band_cutoffs": None}
+POPULATION_OPTIONAL = {"estimates": [], "band_cutoffs": None, "estimates_note": ""}
 PERSON_KEYS = frozenset({
     "respondent_id", "submitted_at", "risk", "band", "summary", "drivers", "signs", "missing_answers",
     "what_ifs", "recommendations", "model_version",
@@ -115,7 +117,8 @@ def _population_charts(context: Mapping[str, Any]) -> dict[str, Markup]:
             "Share of people who would move to a lower band", ".0%",
         ),
         "estimates": charts.bar_chart(
-            [(e["name"], e["value"], e["ci_low"], e["ci_high"]) for e in context["estimates"]],
+            [(e["name"], e["value"], e["ci_low"], e["ci_high"]) for e in context["estimates"]
+             if e.get("unit", "share") == "share"],
             "Population estimates with 95% intervals", ".1%",
         ),
         "calibration": charts.calibration_plot(

@@ -1,0 +1,318 @@
+"""Population estimates with 95% intervals that respect how the respondents were sampled.
+
+NHANES and similar surveys are complex samples: people are drawn in clusters (PSUs) within strata,
+with unequal probabilities, and each respondent carries a weight (how many people they stand for).
+Over adults in NHANES 2017-2020 the plain mean of sitting is 335 minutes a day; weighted by WTINTPRP
+it is 356. So every population figure here is weighted when the frame has survey weights, and its
+interval is design-based: Taylor linearisation over strata and PSUs, computed by the survey-statistics
+library `svy` (the maintained successor of `samplics`, validated against R's `survey` package), never by
+hand-written variance code.
+
+The design (see `design_of`) comes from the columns `survey_weight`, `survey_stratum`, `survey_psu`:
+
+* weights only when every row has a positive weight (as `aggregate.is_weighted`); otherwise the frame
+  is unweighted;
+* strata and PSUs only when their column is present and has no missing value; PSU codes are taken
+  within strata (NHANES numbers its PSUs 1, 2 in every stratum);
+* weights without PSUs: each row is its own PSU (a weighted, unclustered sample); weights without
+  strata: one stratum;
+* a stratum with a single PSU has no within-stratum variance; it is centred on the grand mean (R's
+  `lonely.psu = "adjust"`), and `Design.describe()` says so.
+
+Unweighted frames get ordinary intervals, as for a simple random sample of the respondents: a t
+interval for means and a Korn-Graubard (Clopper-Pearson type) interval for shares. They describe the
+respondents only, and `population_estimates` says so.
+
+Shares use Korn-Graubard intervals (the NCHS standard for NHANES proportions), which stay in [0, 1]
+and are not degenerate at 0 or 1. Means use t intervals with the design's degrees of freedom
+(#PSUs - #strata for the full design).
+
+Missing values are a domain, not a filter: a row whose value is missing leaves that estimate but keeps
+its stratum and PSU in the design (the same holds for segments, see `segment_estimates`). svy takes a
+domain's degrees of freedom from the PSUs that hold its members; a domain found in a single PSU of
+a single stratum has no degrees of freedom, and its interval is NaN (null in JSON): there is no honest
+interval for it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import svy
+
+WEIGHT, STRATUM, PSU = "survey_weight", "survey_stratum", "survey_psu"
+BANDS = ("low", "moderate", "high")
+ALPHA = 0.05  # 95% intervals
+SHARE_INTERVAL = "korn-graubard"
+SINGLETON_RULE = "center"
+LONG_SITTING_HOURS = 8.0  # "sitting over 8 hours" is strictly more than this, as the report's "over 8 h" band
+
+WEIGHTED_POPULATION = "Weighted to the population the survey represents."
+UNWEIGHTED_POPULATION = ("Unweighted: figures describe the respondents only, "
+                         "not the population they came from.")
+ORDINARY_INTERVALS = ("95% intervals are ordinary ones for a simple random sample of the respondents "
+                      "(t for means, Korn-Graubard for shares).")
+
+# Internal column names of the polars frame handed to svy.
+_W, _S, _P, _DOMAIN = "_weight", "_stratum", "_psu", "_domain"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its 95% interval; the interval is NaN where none can be computed."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+
+    def as_dict(self) -> dict[str, float | None]:
+        """{"value", "ci_low", "ci_high"}, with NaN as None so that it is valid JSON."""
+        return {name: _finite_or_none(getattr(self, name)) for name in ("value", "ci_low", "ci_high")}
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """A weighted design of one frame, row for row: weights, and stratum / PSU codes when known."""
+
+    weight: np.ndarray  # float, all > 0
+    stratum: np.ndarray | None  # int codes 0.., or None for a single stratum
+    psu: np.ndarray | None  # int codes 0.. (nested in strata), or None: each row is its own PSU
+    n_strata: int
+    n_psus: int
+    singleton_strata: int  # strata with a single PSU, centred on the grand mean
+
+    def describe(self) -> str:
+        """One sentence on how the intervals are computed, for the report and its JSON."""
+        if self.psu is None:
+            units = ", each respondent counted as its own PSU (the data give weights but no PSUs)"
+            if self.stratum is not None:
+                units += f", within {self.n_strata} strata"
+        else:
+            units = f" over {self.n_strata} strata and {self.n_psus} PSUs"
+        sentence = (f"95% design-based intervals by Taylor linearisation{units}, "
+                    f"with {self.n_psus - self.n_strata} degrees of freedom")
+        if self.singleton_strata:
+            sentence += (f"; strata with a single PSU ({self.singleton_strata}) are centred on the grand mean "
+                         "(R's lonely.psu = \"adjust\")")
+        return sentence + "."
+
+    def svy_design(self) -> svy.Design:
+        """The svy declaration of this design over the columns that `_sample` builds."""
+        return svy.Design(
+            stratum=_S if self.stratum is not None else None,
+            psu=_P if self.psu is not None else None,
+            wgt=_W,
+            singleton=SINGLETON_RULE if self.singleton_strata else None,
+        )
+
+
+def design_of(frame: pd.DataFrame) -> Design | None:
+    """The frame's survey design, or None when it is unweighted (see the module docstring)."""
+    if WEIGHT not in frame or not len(frame):
+        return None
+    weight = pd.to_numeric(frame[WEIGHT], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    if not (np.isfinite(weight).all() and (weight > 0).all()):
+        return None
+    stratum, psu = _codes(frame, STRATUM), _codes(frame, PSU)
+    strata = np.zeros(len(weight), dtype=np.int64) if stratum is None else stratum
+    units = np.arange(len(weight), dtype=np.int64) if psu is None else psu
+    # PSUs are nested in strata: one (stratum, PSU) pair is one PSU.
+    pairs = pd.DataFrame({"stratum": strata, "psu": units}).drop_duplicates()
+    psus_per_stratum = np.bincount(pairs["stratum"].to_numpy())
+    return Design(weight=weight, stratum=stratum, psu=psu, n_strata=int((psus_per_stratum > 0).sum()),
+                  n_psus=len(pairs), singleton_strata=int((psus_per_stratum == 1).sum()))
+
+
+def estimate_mean(values: pd.Series, frame: pd.DataFrame) -> Estimate:
+    """Mean of `values` (aligned with `frame`'s rows); rows whose value is missing are left out as a domain.
+
+    Weighted with a design-based interval when the frame has a design, else the plain mean with a t interval.
+    """
+    y = _floats(values, frame)
+    if not np.isfinite(y).any():
+        return Estimate(math.nan, math.nan, math.nan)
+    sample = _sample(design_of(frame), {"y": y})
+    return _mean_estimates(sample, "y")[0]
+
+
+def estimate_share(indicator: pd.Series, frame: pd.DataFrame) -> Estimate:
+    """Share of rows where `indicator` (booleans or 0/1, aligned with `frame`) is true; missing rows are a domain.
+
+    Weighted with a design-based Korn-Graubard interval when the frame has a design; otherwise an
+    ordinary one. The estimate and its interval are always within [0, 1].
+    """
+    y = _indicator(indicator, frame)
+    if not np.isfinite(y).any():
+        return Estimate(math.nan, math.nan, math.nan)
+    sample = _sample(design_of(frame), {"y": y})
+    return _share_estimates(sample, "y")[0]
+
+
+def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
+    """The population's headline figures, each with its 95% interval.
+
+    `people` has `risk`, `band`, `sitting_hours_per_day` and optionally the survey design columns.
+    Returns {"weighted", "n" (people), "population" (what the figures describe), "intervals" (how they
+    were computed), "estimates": {name: {"value", "ci_low", "ci_high"}}} with the names mean_risk,
+    share_low_risk, share_moderate_risk, share_high_risk (the share in `high_band`), mean_sitting_hours
+    and share_sitting_over_8h (strictly more than 8 hours). Missing answers leave only their own figure.
+    """
+    design = design_of(people)
+    band = people["band"]
+    sitting = _floats(people["sitting_hours_per_day"], people)
+    band_of = {"low": "low", "moderate": "moderate", "high": high_band}
+    columns = {
+        "mean_risk": _floats(people["risk"], people),
+        "mean_sitting_hours": sitting,
+        **{f"share_{name}_risk": _indicator((band == value).mask(band.isna()), people)
+           for name, value in band_of.items()},
+        "share_sitting_over_8h": np.where(np.isnan(sitting), np.nan, sitting > LONG_SITTING_HOURS),
+    }
+    sample = _sample(design, columns) if len(people) else None
+    estimates = {}
+    for name, y in columns.items():
+        if sample is None or not np.isfinite(y).any():
+            estimates[name] = Estimate(math.nan, math.nan, math.nan)
+        elif name.startswith("share_"):
+            estimates[name] = _share_estimates(sample, name)[0]
+        else:
+            estimates[name] = _mean_estimates(sample, name)[0]
+    return {
+        "weighted": design is not None,
+        "n": int(len(people)),
+        "population": WEIGHTED_POPULATION if design is not None else UNWEIGHTED_POPULATION,
+        "intervals": design.describe() if design is not None else ORDINARY_INTERVALS,
+        "estimates": {name: estimate.as_dict() for name, estimate in estimates.items()},
+    }
+
+
+def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = "high") -> pd.DataFrame:
+    """Mean risk and share in `high_band` per segment, with 95% intervals (domain estimation).
+
+    `labels` gives each person's segment (aligned with `people`); people without a label are in no
+    segment but stay in the design. Segments come in the order of a categorical's categories, else of
+    first appearance. Columns: label, n (people), mean_risk, mean_risk_ci_low, mean_risk_ci_high,
+    share_high, share_high_ci_low, share_high_ci_high.
+    """
+    columns = ["label", "n", "mean_risk", "mean_risk_ci_low", "mean_risk_ci_high",
+               "share_high", "share_high_ci_low", "share_high_ci_high"]
+    labels = _aligned(labels, people)
+    codes, uniques = pd.factorize(labels, sort=isinstance(labels.dtype, pd.CategoricalDtype))
+    if not len(uniques):
+        return pd.DataFrame(columns=columns)
+    band = people["band"]
+    domain = np.where(codes >= 0, codes, np.nan)
+    sample = _sample(design_of(people), {
+        "risk": _floats(people["risk"], people),
+        "high": _indicator((band == high_band).mask(band.isna()), people),
+        _DOMAIN: domain,
+    })
+    risk = _mean_estimates(sample, "risk", by=_DOMAIN, n_domains=len(uniques))
+    high = _share_estimates(sample, "high", by=_DOMAIN, n_domains=len(uniques))
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    return pd.DataFrame({
+        "label": list(uniques),
+        "n": counts,
+        "mean_risk": [e.value for e in risk],
+        "mean_risk_ci_low": [e.ci_low for e in risk],
+        "mean_risk_ci_high": [e.ci_high for e in risk],
+        "share_high": [e.value for e in high],
+        "share_high_ci_low": [e.ci_low for e in high],
+        "share_high_ci_high": [e.ci_high for e in high],
+    }, columns=columns)
+
+
+# --- svy plumbing -------------------------------------------------------------------------------------
+
+def _sample(design: Design | None, columns: dict[str, np.ndarray]) -> svy.Sample:
+    """An svy sample of the given row-aligned columns (NaN = missing) under `design` (None: SRS)."""
+    data = {name: pl.Series(name, np.asarray(values, dtype=float), nan_to_null=True)
+            for name, values in columns.items()}
+    if design is None:
+        return svy.Sample(pl.DataFrame(data))
+    data[_W] = pl.Series(_W, design.weight)
+    if design.stratum is not None:
+        data[_S] = pl.Series(_S, design.stratum)
+    if design.psu is not None:
+        data[_P] = pl.Series(_P, design.psu)
+    return svy.Sample(pl.DataFrame(data), design.svy_design())
+
+
+def _mean_estimates(sample: svy.Sample, column: str, by: str | None = None,
+                    n_domains: int = 1) -> list[Estimate]:
+    rows = sample.estimation.mean(column, by=by, alpha=ALPHA, drop_nulls=True).to_polars()
+    found = {_domain_key(row, by): Estimate(row["est"], row["lci"], row["uci"])
+             for row in rows.iter_rows(named=True)}
+    return [_nan_if_absent(found, key if by else None) for key in range(n_domains)]
+
+
+def _share_estimates(sample: svy.Sample, column: str, by: str | None = None,
+                     n_domains: int = 1) -> list[Estimate]:
+    """Share of 1s in a 0/1 column: svy returns one row per level found, so a share of 0 or 1 comes
+    from the other level's row, mirrored."""
+    rows = sample.estimation.prop(column, by=by, alpha=ALPHA, ci_method=SHARE_INTERVAL,
+                                  drop_nulls=True).to_polars()
+    found: dict[int | None, Estimate] = {}
+    for row in rows.iter_rows(named=True):
+        key = _domain_key(row, by)
+        if row[column] == 1.0:
+            found[key] = Estimate(row["est"], row["lci"], row["uci"])
+        else:
+            found.setdefault(key, Estimate(1.0 - row["est"], 1.0 - row["uci"], 1.0 - row["lci"]))
+    return [_clipped(_nan_if_absent(found, key if by else None)) for key in range(n_domains)]
+
+
+def _domain_key(row: dict, by: str | None) -> int | None:
+    return None if by is None else int(row[by])
+
+
+def _nan_if_absent(found: dict, key: int | None) -> Estimate:
+    return found.get(key, Estimate(math.nan, math.nan, math.nan))
+
+
+def _clipped(estimate: Estimate) -> Estimate:
+    """A share's interval within [0, 1] (rounding can leave it a hair outside)."""
+    return Estimate(*(min(max(v, 0.0), 1.0) if math.isfinite(v) else v
+                      for v in (estimate.value, estimate.ci_low, estimate.ci_high)))
+
+
+# --- inputs -------------------------------------------------------------------------------------------
+
+def _codes(frame: pd.DataFrame, column: str) -> np.ndarray | None:
+    """Integer codes of a design column, or None when it is absent or has a missing value."""
+    if column not in frame:
+        return None
+    codes, _ = pd.factorize(frame[column])
+    return None if (codes < 0).any() else codes.astype(np.int64)
+
+
+def _aligned(values: pd.Series, frame: pd.DataFrame) -> pd.Series:
+    """`values` in the frame's row order: by index when the indexes differ, else as given."""
+    if isinstance(values, pd.Series) and not values.index.equals(frame.index):
+        values = values.reindex(frame.index)
+    elif not isinstance(values, pd.Series):
+        values = pd.Series(values, index=frame.index)
+    if len(values) != len(frame):
+        raise ValueError(f"values have {len(values)} rows, the frame {len(frame)}")
+    return values
+
+
+def _floats(values: pd.Series, frame: pd.DataFrame) -> np.ndarray:
+    numbers = pd.to_numeric(_aligned(values, frame), errors="coerce")
+    return numbers.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _indicator(indicator: pd.Series, frame: pd.DataFrame) -> np.ndarray:
+    """0/1 floats with NaN for missing; anything other than true/false/0/1 is refused."""
+    y = _floats(_aligned(indicator, frame).astype("Float64"), frame)
+    if not np.isin(y[np.isfinite(y)], (0.0, 1.0)).all():
+        raise ValueError("a share's indicator must be true/false or 0/1 (missing allowed)")
+    return y
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
