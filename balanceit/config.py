@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # Features: wearable days before submission that count.
     activity_window_days: int = 28
 
+    # Scoring works on partitions of this many rows (one task each).
+    rows_per_partition: int = 250_000
+
     @cached_property
     def root(self) -> Path:
         return self.home.expanduser().resolve()
@@ -78,6 +81,10 @@ class Settings(BaseSettings):
     @property
     def inbox_path(self) -> Path:
         return self.root / "inbox"
+
+    @property
+    def partitions_path(self) -> Path:
+        return self.root / "partitions"
 
     @property
     def exports_path(self) -> Path:

@@ -1,39 +1,24 @@
-"""Score flow: ingest a survey batch, score it with the champion, store and export the results."""
+"""Score flow: ingest a survey batch, score its partitions with the champion, register, export.
+
+The batch is exported as Parquet partitions, each scored by its own task (in this process by
+default), and the results are registered in the warehouse in one transaction.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from prefect import flow
+from prefect import flow, unmapped
 
-from balanceit.config import Settings
+from balanceit.data.partitions import Partition, export_batch, register_results
 from balanceit.flows.common import stage, workspace
 from balanceit.flows.train import ingest_or_fail
-from balanceit.models.explain import DRIVERS
-from balanceit.models.registry import load_model
-from balanceit.models.score import OUTPUT_COLUMNS, score_batch
-from balanceit.warehouse import open_warehouse, transaction, upsert_frame
-
-SCORE_KEY = ("respondent_id", "submitted_at", "model_version")
-
-
-def _explanation_rows(scored: pd.DataFrame, contributions: pd.DataFrame) -> pd.DataFrame:
-    """One row per person and driver rank, with the answers behind the driver."""
-    ranks = range(1, DRIVERS + 1)
-    rows = pd.DataFrame({
-        "respondent_id": np.repeat(scored["respondent_id"].to_numpy(), DRIVERS),
-        "submitted_at": np.repeat(scored["submitted_at"].to_numpy(), DRIVERS),
-        "model_version": np.repeat(scored["model_version"].to_numpy(), DRIVERS),
-        "kind": "driver",
-        "rank": np.tile(np.array(list(ranks)), len(scored)),
-        "feature": np.column_stack([scored[f"driver_{r}"] for r in ranks]).ravel(),
-        "contribution": contributions["contribution"].to_numpy(),
-        "sentence": None,
-        "answers": np.column_stack([scored[f"driver_{r}_answers"].astype(object) for r in ranks]).ravel(),
-    })
-    return rows[rows["feature"].notna()]
+from balanceit.models.pyfunc import RiskModel
+from balanceit.models.registry import champion_version, load_model
+from balanceit.models.score import OUTPUT_COLUMNS, score_partition
+from balanceit.warehouse import open_warehouse
 
 
 def write_output(scored: pd.DataFrame, path: Path) -> Path:
@@ -47,30 +32,42 @@ def write_output(scored: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def store_scores(settings: Settings, batch_id: str) -> pd.DataFrame:
-    model, version = load_model(settings)
-    with open_warehouse(settings) as con:
-        scored, contributions = score_batch(con, model.model, batch_id, settings)
-        scored["model_version"] = version
-        scored["batch_id"] = batch_id
-        scored["scored_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
-        with transaction(con):
-            upsert_frame(con, "scores", scored[["respondent_id", "submitted_at", "batch_id", "model_version",
-                                                "risk", "band", "scored_at"]], SCORE_KEY)
-            upsert_frame(con, "explanations", _explanation_rows(scored, contributions),
-                         (*SCORE_KEY, "kind", "rank"))
-            con.execute("UPDATE batches SET model_version = ? WHERE batch_id = ?", [version, batch_id])
-    return scored
+@lru_cache(maxsize=4)
+def _model(home: str | None, version: str) -> RiskModel:
+    """The registered version, loaded from MLflow once per worker process."""
+    return load_model(workspace(home), version)[0]
 
 
-@stage(name="score batch")
-def score_stage(home: str | None, batch_id: str, output: str | None) -> dict[str, object]:
+@stage(name="export partitions")
+def export_partitions(home: str | None, batch_id: str, version: str) -> list[Partition]:
     settings = workspace(home)
-    scored = store_scores(settings, batch_id)
+    with open_warehouse(settings) as con:
+        return export_batch(con, batch_id, settings.partitions_path, version, settings.rows_per_partition)
+
+
+@stage(name="score partition", retries=2, retry_delay_seconds=1)
+def score_partition_task(home: str | None, partition: Partition, version: str) -> Partition:
+    return score_partition(partition, _model(home, version).model, version, workspace(home))
+
+
+@stage(name="register results")
+def register(home: str | None, batch_id: str, version: str, partitions: list[Partition],
+             output: str | None) -> dict[str, object]:
+    settings = workspace(home)
+    with open_warehouse(settings) as con:
+        scored = register_results(con, batch_id, version, partitions, settings.partitions_path)
     written = write_output(scored, Path(output)) if output else None
-    return {"batch_id": batch_id, "rows_scored": len(scored),
-            "model_version": str(scored["model_version"].iloc[0]) if len(scored) else None,
-            "bands": scored["band"].value_counts().to_dict(), "output": str(written) if written else None}
+    return {"batch_id": batch_id, "rows_scored": len(scored), "model_version": version,
+            "partitions": len(partitions), "bands": scored["band"].value_counts().to_dict(),
+            "output": str(written) if written else None}
+
+
+def score_stage(home: str | None, batch_id: str, output: str | None) -> dict[str, object]:
+    """Score one ingested batch with the champion: export, score every partition, register."""
+    version = champion_version(workspace(home))
+    partitions = export_partitions(home, batch_id, version)
+    futures = score_partition_task.map(unmapped(home), partitions, unmapped(version))
+    return register(home, batch_id, version, [future.result() for future in futures], output)
 
 
 @flow(name="score")

@@ -69,11 +69,9 @@ def _missing_text(answers: pd.DataFrame) -> pd.Series:
 
 
 def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.DataFrame,
-                  settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Risk, band, top drivers with their answers, signs, missing answers and what-ifs per person.
-
-    `answers` and `features` are aligned row for row. Returns the per-person frame and the long
-    contributions frame (one row per person and cause among their drivers).
+                  settings: Settings) -> pd.DataFrame:
+    """Risk, band, top drivers with their answers and logit contributions, signs, missing answers
+    and what-ifs: one row per person. `answers` and `features` are aligned row for row.
     """
     X = model_input(features)
     contributions = model.contributions(X)
@@ -104,6 +102,7 @@ def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.
             rows = names == feature
             answers_text[rows] = _answers_text(feature, answers[rows], features[rows])
         out[f"driver_{rank + 1}_answers"] = answers_text
+        out[f"driver_{rank + 1}_contribution"] = np.where(is_driver, top_values[:, rank], np.nan)
     out["signs"] = _signs_text(answers)
     out["missing_answers"] = _missing_text(answers)
 
@@ -118,11 +117,4 @@ def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.
             new_logit += model.feature_contribution(changed, feature) - contributions[feature].to_numpy()
         out[f"whatif_{what_if.name}"] = np.where(applies, expit(new_logit), np.nan)
 
-    long = pd.DataFrame({
-        "respondent_id": np.repeat(out["respondent_id"].to_numpy(), DRIVERS),
-        "submitted_at": np.repeat(out["submitted_at"].to_numpy(), DRIVERS),
-        "rank": np.tile(np.arange(1, DRIVERS + 1), len(out)),
-        "feature": cause_names[order].ravel(),
-        "contribution": top_values.ravel(),
-    })
-    return out, long
+    return out

@@ -63,7 +63,7 @@ def package_code(folder: Path) -> Path:
     target = folder / "balanceit"
     source_root = Path(balanceit.__path__[0])
     target.mkdir(parents=True)
-    for name in ("__init__.py", "config.py"):
+    for name in ("__init__.py", "config.py", "warehouse.py"):
         shutil.copy(source_root / name, target / name)
     for package in SCORING_PACKAGES:
         module = __import__(f"balanceit.{package}", fromlist=["__path__"])

@@ -142,10 +142,11 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
 
         example = request_rows(answers.head(3))
         pyfunc = RiskModel(result.model, settings)
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        signature = ModelSignature(inputs=request_schema(),
-                                   outputs=infer_signature(example, pyfunc.predict(None, example)).outputs)
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            # MLflow hints at integer columns that may hold missing values; the output has none.
+            warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
+            signature = ModelSignature(inputs=request_schema(),
+                                       outputs=infer_signature(example, pyfunc.predict(None, example)).outputs)
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=pyfunc, signature=signature, input_example=example,
                 code_paths=[str(package_code(Path(tmp)))],
@@ -206,15 +207,16 @@ def list_versions(settings: Settings) -> list[dict[str, object]]:
     return sorted(rows, key=lambda r: int(r["version"]))
 
 
+def champion_version(settings: Settings) -> str:
+    try:
+        return str(configure(settings).get_model_version_by_alias(settings.registered_model_name, CHAMPION).version)
+    except MlflowException:
+        raise RuntimeError("no champion model yet: run `balanceit train` (or `balanceit demo`) first") from None
+
+
 def load_model(settings: Settings, version: str | None = None) -> tuple[RiskModel, str]:
     """A registered version (default: the champion) and its number, loaded from MLflow, never a local pickle."""
-    client = configure(settings)
-    name = settings.registered_model_name
-    if version is None:
-        try:
-            version = client.get_model_version_by_alias(name, CHAMPION).version
-        except MlflowException:
-            raise RuntimeError("no champion model yet: run `balanceit train` (or `balanceit demo`) first") from None
-    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    version = version or champion_version(settings)
+    loaded = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}/{version}")
     return loaded.unwrap_python_model(), str(version)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from balanceit.config import Settings
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_COLUMNS, QUESTIONNAIRE_KEY
+from balanceit.data.partitions import Partition, write_atomically
 from balanceit.features.build import features_for_frames
 from balanceit.models.additive import AdditiveRiskModel
 from balanceit.models.explain import explain_batch
@@ -35,12 +35,33 @@ def request_rows(answers: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def score_frames(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.DataFrame | None,
-                 settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score validated answers (and optional activity) without a warehouse: the partition function."""
+def _features_and_scores(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.DataFrame | None,
+                         settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     features = features_for_frames(answers, activity, settings.activity_window_days)
     aligned = answers.merge(features[list(QUESTIONNAIRE_KEY)], on=list(QUESTIONNAIRE_KEY), how="right")
-    return explain_batch(model, aligned, features, settings)
+    return features, explain_batch(model, aligned, features, settings)
+
+
+def score_frames(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.DataFrame | None,
+                 settings: Settings) -> pd.DataFrame:
+    """Score validated answers (and optional activity) without a warehouse."""
+    return _features_and_scores(model, answers, activity, settings)[1]
+
+
+def score_partition(partition: Partition, model: AdditiveRiskModel, version: str,
+                    settings: Settings) -> Partition:
+    """One partition file in, its features and scores out: the unit of work a worker runs.
+
+    A partition whose results already exist (a rerun after a crash) is not scored again.
+    """
+    if partition.done:
+        return partition
+    answers = pd.read_parquet(partition.questionnaire)
+    activity = pd.read_parquet(partition.activity)
+    features, scored = _features_and_scores(model, answers, activity, settings)
+    write_atomically(features, partition.features)
+    write_atomically(scored.assign(model_version=version), partition.scored)
+    return partition
 
 
 def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -53,19 +74,10 @@ def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settin
         checked = validate_questionnaire(text, source="request")
     except FileRefused as refused:
         return result.assign(error=refused.problem).drop(columns="row_number")
-    scored, _ = score_frames(model, checked.accepted, None, settings)
+    scored = score_frames(model, checked.accepted, None, settings)
     scored = scored.merge(checked.accepted[[*QUESTIONNAIRE_KEY, "row_number"]], on=list(QUESTIONNAIRE_KEY))
     errors = (checked.quarantined.assign(error=lambda q: q["column"] + ": " + q["rule"])
               .groupby("row_number")["error"].agg("; ".join).reset_index())
     result = result.merge(scored, on="row_number", how="left").merge(errors, on="row_number", how="left")
     result["submitted_at"] = result["submitted_at"].astype("string")
     return result.drop(columns="row_number")
-
-
-def score_batch(con: duckdb.DuckDBPyConnection, model: AdditiveRiskModel, batch_id: str,
-                settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score the questionnaire rows of one warehouse batch, with their features stored in `features`."""
-    from balanceit.features.store import batch_features
-
-    answers, features = batch_features(con, batch_id, settings)
-    return explain_batch(model, answers, features, settings)

@@ -127,7 +127,7 @@ def population_context(settings: Settings, batch: str | None) -> dict[str, objec
     model, version = load_model(settings, version)
     if answers.empty:
         raise LookupError("no respondents to report on")
-    scored, _ = explain_batch(model.model, answers, features, settings)
+    scored = explain_batch(model.model, answers, features, settings)
     people = pd.concat([answers.drop(columns=["respondent_id", "submitted_at"]), scored], axis=1)
     drivers = aggregate.top_drivers(people)
     drift_columns = [c.name for c in model_columns()]
@@ -171,7 +171,7 @@ def person_explanation(settings: Settings, respondent_id: str) -> dict[str, obje
     mine = ((answers["respondent_id"] == respondent_id) & (answers["submitted_at"] == submitted_at)).to_numpy()
     answers, features = answers[mine].reset_index(drop=True), features[mine].reset_index(drop=True)
     model, version = load_model(settings, version)
-    scored, _ = explain_batch(model.model, answers, features, settings)
+    scored = explain_batch(model.model, answers, features, settings)
     contributions = model.model.contributions(model_input(features)).iloc[0].to_dict()
     return {**explanation(scored.iloc[0], answers.iloc[0], features.iloc[0], contributions),
             "model_version": version}
