@@ -1,0 +1,117 @@
+"""Loading into the warehouse: lineage, never twice, all or nothing, one writer at a time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from filelock import FileLock
+
+import balanceit.data.load as load
+from balanceit.config import Settings
+from balanceit.data.load import ingest
+from balanceit.data.synthetic import generate
+from balanceit.warehouse import open_warehouse
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    settings = Settings(home=tmp_path / "ws")
+    settings.ensure_dirs()
+    return settings
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("survey")
+    population = generate(500, seed=2, labelled=True)
+    population.questionnaire.to_csv(folder / "survey.csv", index=False)
+    return folder / "survey.csv"
+
+
+def count(settings: Settings, sql: str) -> int:
+    with open_warehouse(settings) as con:
+        return con.execute(sql).fetchone()[0]
+
+
+def test_lineage_is_recorded_and_the_same_content_is_a_no_op(settings, survey, tmp_path):
+    with open_warehouse(settings) as con:
+        first = ingest(con, survey, "questionnaire")
+        renamed = tmp_path / "same-content-other-name.csv"
+        renamed.write_bytes(survey.read_bytes())
+        second = ingest(con, renamed, "questionnaire")
+        lineage = con.execute("SELECT file, sha256, kind, rows_read, accepted, quarantined, status, "
+                              "started_at <= finished_at FROM ingestions").fetchall()
+    assert first.status == "loaded" and first.accepted == 500
+    assert second.status == "already_loaded" and "nothing to do" in second.message
+    assert len(lineage) == 1
+    file, sha, kind, rows_read, accepted, quarantined, status, ordered = lineage[0]
+    assert (kind, rows_read, accepted, quarantined, status, ordered) == ("questionnaire", 500, 500, 0, "loaded", True)
+    assert len(sha) == 64 and file == str(survey)
+    assert count(settings, "SELECT count(*) FROM questionnaire") == 500
+
+
+@pytest.mark.parametrize("interruption", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_a_crash_mid_load_leaves_nothing_and_a_rerun_completes(settings, survey, monkeypatch, interruption):
+    real_record_batch = load._record_batch
+
+    def crash_after_rows_were_written(*args, **kwargs):
+        raise interruption
+
+    monkeypatch.setattr(load, "_record_batch", crash_after_rows_were_written)
+    with open_warehouse(settings) as con, pytest.raises(type(interruption)):
+        ingest(con, survey, "questionnaire")
+    assert count(settings, "SELECT count(*) FROM questionnaire") == 0
+    assert count(settings, "SELECT count(*) FROM ingestions") == 0
+
+    monkeypatch.setattr(load, "_record_batch", real_record_batch)
+    with open_warehouse(settings) as con:
+        assert ingest(con, survey, "questionnaire").status == "loaded"
+    assert count(settings, "SELECT count(*) FROM questionnaire") == 500
+    assert count(settings, "SELECT count(*) FROM batch_members") == 500
+
+
+def test_a_second_command_waits_for_the_first(settings, survey):
+    held = threading.Event()
+
+    def hold_the_workspace_for_three_seconds() -> None:
+        with FileLock(str(settings.lock_path)):
+            held.set()
+            time.sleep(3.0)
+
+    holder = threading.Thread(target=hold_the_workspace_for_three_seconds)
+    holder.start()
+    held.wait()
+    started = time.monotonic()
+    second_command = (
+        "import sys; from pathlib import Path; from balanceit.config import Settings; "
+        "from balanceit.data.load import ingest; from balanceit.warehouse import open_warehouse\n"
+        "with open_warehouse(Settings(home=Path(sys.argv[1]))) as con: print(ingest(con, sys.argv[2], 'questionnaire'))")
+    process = subprocess.run([sys.executable, "-c", second_command, str(settings.root), str(survey)],
+                             capture_output=True, text=True, timeout=300)
+    holder.join()
+    assert process.returncode == 0, process.stderr
+    assert "waiting" in process.stderr
+    assert time.monotonic() - started >= 3.0
+    assert count(settings, "SELECT count(*) FROM questionnaire") == 500
+
+
+def test_a_busy_workspace_fails_clearly_after_the_wait(settings):
+    with FileLock(str(settings.lock_path)):
+        with pytest.raises(RuntimeError, match="still busy"), open_warehouse(settings, wait_seconds=0.5):
+            pass
+
+
+def test_the_warehouse_stays_readable_after_refused_and_bad_files(settings, tmp_path):
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(b"\x00\xff\xfe binary \x00 garbage")
+    with open_warehouse(settings) as con:
+        refused = ingest(con, garbage, "questionnaire")
+    assert refused.status == "refused" and "garbage.csv" in refused.message
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ingestions").fetchone()[0] == 0
