@@ -26,47 +26,73 @@ def _value(row: pd.Series, column: str) -> object:
 
 
 def _about(value: object, unit: str) -> str:
-    return f"about {float(value):.0f} {unit}" if value is not None else f"an unknown number of {unit}"
+    if value is None:
+        return f"an unknown number of {unit}"
+    rounded = round(float(value))
+    return f"about {rounded} {unit.removesuffix('s') if rounded == 1 else unit}"
+
+
+# Features described by one answer and its unit: (sentence, answer column, unit).
+_ONE_ANSWER = {
+    "standing_hours": ("You stand {} a day", "standing_hours_per_day", "hours"),
+    "screen_hours": ("You spend {} a day at a screen", "screen_hours_per_day", "hours"),
+    "movement_breaks": ("You take {} a day", "movement_breaks_per_day", "movement breaks"),
+    "stretching": ("You stretch {} a week", "stretching_days_per_week", "days"),
+}
+_OCCUPATION = {"desk": "You work at a desk", "standing": "You stand at work", "manual": "You do manual work",
+               "driving": "You drive for work", "student": "You are a student", "retired": "You are retired",
+               "other": "Your work is of another kind"}
+_STRENGTH = {"unbalanced": "You train some muscles and neglect their opposites",
+             "balanced": "You do balanced strength training", "none": "You do no strength training"}
+
+
+# What a person does and does not do, per exercise feature.
+_EXERCISE = {
+    "walking": ("You walk for exercise", "You don't walk for exercise"),
+    "running": ("You run", "You don't run"),
+    "cycling": ("You cycle", "You don't cycle"),
+    "swimming": ("You swim", "You don't swim"),
+    "yoga": ("You do yoga", "You don't do yoga"),
+    "pilates": ("You do pilates", "You don't do pilates"),
+    "team_sports": ("You play team sports", "You don't play team sports"),
+    "racket_sports": ("You play racket sports", "You don't play racket sports"),
+    "other": ("You do other exercise", "You do no other exercise"),
+}
+
+
+def _exercise_situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
+    does, does_not = _EXERCISE[feature.removeprefix("exercise_")]
+    if _value(features, BY_NAME[feature].column_names[0]) in (None, 0, "0"):
+        return does_not
+    stretching = _value(answers, "stretching_days_per_week")
+    if feature in ("exercise_running", "exercise_walking") and stretching is not None and int(stretching) < 3:
+        return f"{does} and stretch {_about(stretching, 'days')} a week"
+    return does
 
 
 def _situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
     """What the person's answers say about one catalogue feature."""
     a = lambda column: _value(answers, column)  # noqa: E731
     f = lambda column: _value(features, column)  # noqa: E731
+    if feature in _ONE_ANSWER:
+        template, column, unit = _ONE_ANSWER[feature]
+        return template.format(_about(a(column), unit))
+    if feature.startswith("exercise_") and feature != "exercise_volume":
+        return _exercise_situation(feature, answers, features)
     if feature == "sitting_hours":
-        text = f"You sit {_about(a('sitting_hours_per_day'), 'hours')} a day"
-        if f("mean_sedentary_hours") is not None:
-            text += f" (your wearable measured {float(f('mean_sedentary_hours')):.0f} sedentary hours)"
-        return text
-    if feature == "standing_hours":
-        return f"You stand {_about(a('standing_hours_per_day'), 'hours')} a day"
-    if feature == "screen_hours":
-        return f"You spend {_about(a('screen_hours_per_day'), 'hours')} a day at a screen"
-    if feature == "movement_breaks":
-        return f"You take {_about(a('movement_breaks_per_day'), 'movement breaks')} a day"
+        measured = f("mean_sedentary_hours")
+        return f"You sit {_about(a('sitting_hours_per_day'), 'hours')} a day" + (
+            f" (your wearable measured {float(measured):.0f} sedentary hours)" if measured is not None else "")
     if feature == "occupation":
-        return f"Your work is mostly {a('occupation') or 'not stated'}"
+        return _OCCUPATION.get(a("occupation"), "Your occupation was not stated")
     if feature == "daily_steps":
         steps = f("mean_steps")
         return (f"Your wearable counted about {float(steps):,.0f} steps a day" if steps is not None
                 else "No wearable data was available")
-    if feature.startswith("exercise_") and feature != "exercise_volume":
-        activity = BY_NAME[feature].label.lower()
-        if f(BY_NAME[feature].column_names[0]) in (None, 0, "0"):
-            return f"You do not do {activity}"
-        stretching = a("stretching_days_per_week")
-        if feature in ("exercise_running", "exercise_walking") and stretching is not None and int(stretching) < 3:
-            return f"You do {activity} and stretch {int(stretching)} days a week"
-        return f"You do {activity}"
     if feature == "exercise_volume":
         return f"You exercise {_about(f('exercise_volume_minutes'), 'minutes')} a week"
     if feature == "strength_training":
-        kind = a("strength_training")
-        return {"unbalanced": "You train some muscles and neglect their opposites",
-                "balanced": "You do balanced strength training",
-                "none": "You do no strength training"}.get(kind, "Your strength training was not stated")
-    if feature == "stretching":
-        return f"You stretch {_about(a('stretching_days_per_week'), 'days')} a week"
+        return _STRENGTH.get(a("strength_training"), "Your strength training was not stated")
     if feature == "age":
         return f"You are {a('age')} years old"
     if feature == "sex":
