@@ -146,3 +146,19 @@ def test_every_command_has_help(command):
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def test_inbox_flow_scores_a_new_unlabelled_file(demo):
+    from balanceit.flows.schedule import inbox_scoring_flow
+
+    home, _ = demo
+    fresh = pd.read_csv(home / "demo" / "new-batch" / "questionnaire.csv").head(200)
+    fresh["respondent_id"] = "inbox-new-" + fresh["respondent_id"]
+    fresh.to_csv(home / "inbox" / "survey-week-12.csv", index=False)
+    (home / "inbox" / "broken.csv").write_text("not,a,questionnaire\n1,2,3\n")
+    result = inbox_scoring_flow(home=str(home))
+    by_file = {Path(f["file"]).name: f for f in result["inbox"]}
+    assert by_file["survey-week-12.csv"]["scoring"]["rows_scored"] == 200
+    assert by_file["broken.csv"]["status"] == "refused"
+    assert (home / "inbox" / "done" / "survey-week-12.csv").is_file()
+    assert (home / "inbox" / "refused" / "broken.csv.reason.txt").read_text().strip()
