@@ -5,3 +5,7 @@ from __future__ import annotations
 import typer
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and quality figures.")
+
+# Each benchmark module registers its command on `bench_app` when imported; their heavy imports
+# stay inside the commands, so `balanceit --help` stays fast.
+from balanceit.benchmarks import features, ingest, score, train  # noqa: E402,F401
