@@ -2,8 +2,8 @@
 
 logit(risk) = intercept + sum over catalogue features f of g_f(x_f), each g_f a spline or a
 one-hot term. Because the model is additive on the logit scale, a person's explanation is exact
-and costs one matrix product: contribution_f = g_f(x_f) - mean over the training population of
-g_f, and base + sum of contributions reproduces the logit to the last bit. What-ifs recompute
+and cheap: contribution_f = g_f(x_f) - mean over the training population of
+g_f, and base + sum of contributions reproduces the logit (to rounding). What-ifs recompute
 only the terms of the features they change.
 """
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder, SplineTransformer
@@ -51,6 +50,20 @@ class _ColumnEncoder:
             return len(self.one_hot.categories_[0])
         return (self.spline.n_features_out_ if self.spline is not None else 0) + 1
 
+    def term(self, values: pd.Series, coef: np.ndarray) -> np.ndarray:
+        """This column's part of the logit, `transform(values) @ coef`, without the design matrix:
+        a one-hot block is a look-up of its category's coefficient (0 for an unseen category)."""
+        if self.one_hot is not None:
+            codes = pd.Categorical(_as_category(values), categories=self.one_hot.categories_[0]).codes
+            return np.where(codes >= 0, coef[codes], 0.0)
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        missing = np.isnan(numbers)
+        term = missing * coef[-1]
+        if self.spline is not None:
+            filled = np.where(missing, self.fill, numbers).reshape(-1, 1)
+            term = term + self.spline.transform(filled) @ coef[:-1]
+        return term
+
     def transform(self, values: pd.Series) -> np.ndarray:
         if self.one_hot is not None:
             return self.one_hot.transform(_as_category(values).to_frame())
@@ -81,49 +94,44 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
             [_ColumnEncoder.fit(column, X[column.name], self.n_knots) for column in feature.columns]
             for feature in self.features_
         ]
-        design = self._design(X)
+        design = np.hstack([e.transform(X[e.column.name]) for encoders in self.encoders_ for e in encoders])
         self.logistic_ = LogisticRegression(C=self.C, max_iter=self.max_iter, solver="newton-cholesky")
         self.logistic_.fit(design, np.asarray(y).astype(int))
         self.classes_ = self.logistic_.classes_
-        widths = [sum(e.width for e in encoders) for encoders in self.encoders_]
-        self.block_slices_ = np.split(np.arange(design.shape[1]), np.cumsum(widths)[:-1])
-        owner = np.repeat(np.arange(len(widths)), widths)
-        self.grouping_ = sparse.csr_matrix(
-            (np.ones(len(owner)), (np.arange(len(owner)), owner)), shape=(len(owner), len(widths)))
-        self.reference_ = design.mean(axis=0)
-        coef = self.logistic_.coef_[0]
-        self.base_logit_ = float(self.logistic_.intercept_[0] + self.reference_ @ coef)
+        widths = [e.width for encoders in self.encoders_ for e in encoders]
+        self.coef_slices_ = np.split(self.logistic_.coef_[0], np.cumsum(widths)[:-1])
+        self.mean_terms_ = self._terms(X).mean(axis=0)
+        self.base_logit_ = float(self.logistic_.intercept_[0] + self.mean_terms_.sum())
         return self
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features_]
 
-    def _block(self, X: pd.DataFrame, index: int) -> np.ndarray:
-        return np.hstack([e.transform(X[e.column.name]) for e in self.encoders_[index]])
+    def _feature_term(self, X: pd.DataFrame, index: int) -> np.ndarray:
+        """g_f(x) for catalogue feature `index`: the sum of its columns' terms."""
+        first = sum(len(encoders) for encoders in self.encoders_[:index])
+        return sum(encoder.term(X[encoder.column.name], self.coef_slices_[first + offset])
+                   for offset, encoder in enumerate(self.encoders_[index]))
 
-    def _design(self, X: pd.DataFrame) -> np.ndarray:
-        return np.hstack([self._block(X, i) for i in range(len(self.encoders_))])
+    def _terms(self, X: pd.DataFrame) -> np.ndarray:
+        return np.column_stack([self._feature_term(X, i) for i in range(len(self.encoders_))])
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-feature logit contributions against the training population's average person."""
-        coef = self.logistic_.coef_[0]
-        centred = (self._design(X) - self.reference_) * coef
-        values = np.asarray(centred @ self.grouping_)
-        return pd.DataFrame(values, columns=self.feature_names, index=X.index)
+        return pd.DataFrame(self._terms(X) - self.mean_terms_, columns=self.feature_names, index=X.index)
 
     def feature_contribution(self, X: pd.DataFrame, feature: str) -> np.ndarray:
         """One feature's contribution, computing only that feature's term (for what-ifs)."""
         index = self.feature_names.index(feature)
-        cols = self.block_slices_[index]
-        coef = self.logistic_.coef_[0][cols]
-        return (self._block(X, index) - self.reference_[cols]) @ coef
+        return self._feature_term(X, index) - self.mean_terms_[index]
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        return self.logistic_.decision_function(self._design(X))
+        return self.logistic_.intercept_[0] + self._terms(X).sum(axis=1)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.logistic_.predict_proba(self._design(X))
+        risk = expit(self.decision_function(X))
+        return np.column_stack([1 - risk, risk])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)

@@ -20,8 +20,9 @@ from balanceit.models.whatif import WHAT_IFS
 DRIVERS = 3
 
 
-def _as_text(values: pd.Series) -> pd.Series:
+def _as_text(values: np.ndarray) -> pd.Series:
     """Answers as a person wrote them: yes/no, whole numbers without a trailing .0."""
+    values = pd.Series(values)
     if pd.api.types.is_bool_dtype(values):
         return values.map({True: "yes", False: "no"}).astype("string")
     if pd.api.types.is_numeric_dtype(values):
@@ -29,15 +30,15 @@ def _as_text(values: pd.Series) -> pd.Series:
     return values.astype("string")
 
 
-def _answers_text(feature: str, answers: pd.DataFrame, features: pd.DataFrame) -> pd.Series:
-    """`column=value` pairs behind one catalogue feature, for every row."""
+def _answers_text(feature: str, answers: pd.DataFrame, features: pd.DataFrame, rows: np.ndarray) -> pd.Series:
+    """`column=value` pairs behind one catalogue feature, for the selected rows."""
     spec = BY_NAME[feature]
     parts = [
-        (name + "=" + _as_text(answers[name]).fillna("missing"))
+        (name + "=" + _as_text(answers[name].to_numpy()[rows]).fillna("missing"))
         for name in spec.sources if name in QUESTIONNAIRE_COLUMNS
     ]
     parts += [
-        ("wearable " + name + "=" + _as_text(features[name])).fillna("")
+        ("wearable " + name + "=" + _as_text(features[name].to_numpy()[rows])).fillna("")
         for name in spec.column_names if name.startswith(("mean_", "share_"))
     ]
     text = parts[0]
@@ -75,17 +76,8 @@ def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.
     """
     X = model_input(features)
     contributions = model.contributions(X)
-    logit = model.base_logit_ + contributions.sum(axis=1).to_numpy()
+    logit = model.base_logit_ + contributions.to_numpy().sum(axis=1)
     risk = expit(logit)
-    causes = contributions[list(CAUSES)].to_numpy()
-    # A feature whose answers are all missing is named under missing answers, never as a driver.
-    answered = np.column_stack([features[list(BY_NAME[name].column_names)].notna().any(axis=1).to_numpy()
-                                for name in CAUSES])
-    causes = np.where(answered, causes, -np.inf)
-    order = np.argsort(-causes, axis=1)[:, :DRIVERS]
-    top_values = np.take_along_axis(causes, order, axis=1)
-    cause_names = np.array(CAUSES, dtype=object)
-
     out = pd.DataFrame({
         "respondent_id": answers["respondent_id"].to_numpy(),
         "submitted_at": answers["submitted_at"].to_numpy(),
@@ -93,28 +85,56 @@ def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.
         "band": np.where(risk < settings.low_band_below, "low",
                          np.where(risk >= settings.high_band_from, "high", "moderate")),
     }, index=answers.index)
+    names, values = _rank_drivers(contributions, features)
+    texts = _driver_answers(names, answers, features)
     for rank in range(DRIVERS):
-        is_driver = top_values[:, rank] > 0
-        names = np.where(is_driver, cause_names[order[:, rank]], None)
-        out[f"driver_{rank + 1}"] = names
-        answers_text = pd.Series(None, index=answers.index, dtype="string")
-        for feature in pd.unique(names[is_driver]):
-            rows = names == feature
-            answers_text[rows] = _answers_text(feature, answers[rows], features[rows])
-        out[f"driver_{rank + 1}_answers"] = answers_text
-        out[f"driver_{rank + 1}_contribution"] = np.where(is_driver, top_values[:, rank], np.nan)
+        out[f"driver_{rank + 1}"] = names[:, rank]
+        out[f"driver_{rank + 1}_answers"] = texts[:, rank]
+        out[f"driver_{rank + 1}_contribution"] = values[:, rank]
     out["signs"] = _signs_text(answers)
     out["missing_answers"] = _missing_text(answers)
-
     for what_if in WHAT_IFS:
-        applies = what_if.applies(features).fillna(False).to_numpy(dtype=bool)
-        changed = X.copy()
-        edits = what_if.change(features)
-        for column in edits.columns:
-            changed[column] = model_column(column, edits[column])
-        new_logit = logit.copy()
-        for feature in what_if.touches:
-            new_logit += model.feature_contribution(changed, feature) - contributions[feature].to_numpy()
-        out[f"whatif_{what_if.name}"] = np.where(applies, expit(new_logit), np.nan)
-
+        out[f"whatif_{what_if.name}"] = _what_if_risk(model, what_if, X, features, contributions, logit)
     return out
+
+
+def _rank_drivers(contributions: pd.DataFrame, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The (up to) three causes raising each person's risk most: names (None past the last) and values."""
+    causes = contributions[list(CAUSES)].to_numpy()
+    # A feature whose answers are all missing is named under missing answers, never as a driver.
+    answered = np.column_stack([features[list(BY_NAME[name].column_names)].notna().any(axis=1).to_numpy()
+                                for name in CAUSES])
+    causes = np.where(answered, causes, -np.inf)
+    order = np.argsort(-causes, axis=1)[:, :DRIVERS]
+    top = np.take_along_axis(causes, order, axis=1)
+    is_driver = top > 0
+    names = np.where(is_driver, np.array(CAUSES, dtype=object)[order], None)
+    return names, np.where(is_driver, top, np.nan)
+
+
+def _driver_answers(names: np.ndarray, answers: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
+    """The answers behind every driver, built once per feature for the people it drives."""
+    texts = np.full(names.shape, None, dtype=object)
+    for feature in pd.unique(names[names != None].ravel()):  # noqa: E711 - element-wise
+        is_feature = names == feature
+        rows = is_feature.any(axis=1)
+        text = _answers_text(feature, answers, features, rows).to_numpy(dtype=object)
+        position = np.cumsum(rows) - 1
+        for rank in range(names.shape[1]):
+            chosen = is_feature[:, rank]
+            texts[chosen, rank] = text[position[chosen]]
+    return texts
+
+
+def _what_if_risk(model: AdditiveRiskModel, what_if, X: pd.DataFrame, features: pd.DataFrame,
+                  contributions: pd.DataFrame, logit: np.ndarray) -> np.ndarray:
+    """Risk after one what-if, for the people it applies to (NaN for the rest)."""
+    applies = what_if.applies(features).fillna(False).to_numpy(dtype=bool)
+    columns = [c for feature in what_if.touches for c in BY_NAME[feature].column_names]
+    changed = X[columns].copy()
+    for column, values in what_if.change(features).items():
+        changed[column] = model_column(column, values)
+    new_logit = logit.copy()
+    for feature in what_if.touches:
+        new_logit += model.feature_contribution(changed, feature) - contributions[feature].to_numpy()
+    return np.where(applies, expit(new_logit), np.nan)
