@@ -200,10 +200,16 @@ def _refuse_repeated_keys(typed: pd.DataFrame, key: tuple[str, ...], source: str
 def _contract_text(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...]) -> pd.DataFrame:
     """The contract's columns as trimmed text, blank -> missing; an absent optional column is all missing."""
     absent = pd.Series(pd.NA, index=raw.index, dtype=TEXT)
-    return pd.DataFrame({
-        spec.name: raw[spec.name].astype(TEXT).str.strip().replace("", pd.NA) if spec.name in raw else absent
-        for spec in specs
-    })
+    return pd.DataFrame({spec.name: _trimmed(raw[spec.name]) if spec.name in raw else absent for spec in specs})
+
+
+def _trimmed(column: pd.Series) -> pd.Series:
+    """Trimmed text with blanks as missing, copied only when some value needs it (large files stay small)."""
+    text = column.astype(TEXT)
+    values = arrow.array(text, type=arrow.large_string())
+    if pc.any(pc.match_substring_regex(values, r"^\s|\s$|^$")).as_py():
+        return text.str.strip().replace("", pd.NA)
+    return text
 
 
 def _per_distinct(values: pd.Series, function: Callable[[str], object], dtype: str) -> pd.Series:
@@ -222,8 +228,14 @@ def _normalise_choices(answer: str) -> str:
 def _to_number(text: pd.Series) -> pd.Series:
     """Finite decimal numbers as written (`12`, `-0.5`, `1e3`); Arrow parses them, several times faster than pandas."""
     values = arrow.array(text, type=arrow.large_string())
-    numeric = pc.match_substring_regex(values, NUMBER_PATTERN)
-    parsed = pc.cast(pc.if_else(numeric, values, arrow.scalar(None, arrow.large_string())), arrow.float64())
+    try:  # the common case, a clean column: one cast, no pattern match
+        parsed = pc.cast(values, arrow.float64())
+        clean = not pc.any(pc.or_(pc.is_nan(parsed), pc.is_inf(parsed))).as_py()
+    except arrow.ArrowInvalid:
+        clean = False
+    if not clean:
+        numeric = pc.match_substring_regex(values, NUMBER_PATTERN)
+        parsed = pc.cast(pc.if_else(numeric, values, arrow.scalar(None, arrow.large_string())), arrow.float64())
     number = pd.Series(pd.array(parsed, dtype="Float64"), index=text.index)
     return number.where(number.abs() < np.inf)
 
