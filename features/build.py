@@ -101,6 +101,7 @@ SELECT
     act.mean_light_minutes
 FROM q
 LEFT JOIN act USING (respondent_id, submitted_at)
+ORDER BY q.respondent_id, q.submitted_at
 """
 
 
