@@ -66,7 +66,8 @@ def _exercise_situation(feature: str, answers: pd.Series, features: pd.Series) -
         return does_not
     stretching = _value(answers, "stretching_days_per_week")
     if feature in ("exercise_running", "exercise_walking") and stretching is not None and int(stretching) < 3:
-        return f"{does} and stretch {_about(stretching, 'days')} a week"
+        return f"{does} and " + ("don't stretch" if int(stretching) == 0
+                                 else f"stretch {_about(stretching, 'days')} a week")
     return does
 
 
@@ -74,6 +75,8 @@ def _situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
     """What the person's answers say about one catalogue feature."""
     a = lambda column: _value(answers, column)  # noqa: E731
     f = lambda column: _value(features, column)  # noqa: E731
+    if feature == "stretching" and a("stretching_days_per_week") in (0, 0.0):
+        return "You don't stretch"
     if feature in _ONE_ANSWER:
         template, column, unit = _ONE_ANSWER[feature]
         return template.format(_about(a(column), unit))
