@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.compose import make_column_transformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -28,6 +28,20 @@ from balanceit.models.metrics import classification_metrics, subgroup_metrics
 EXPLAINABLE = ("additive_spline", "logistic_linear")
 
 
+class FillEmptyColumns(TransformerMixin, BaseEstimator):
+    """Fill columns that had no value at all in training with 0 (say, no wearable data anywhere):
+    HistGradientBoosting cannot bin an all-missing column, and such a column carries nothing."""
+
+    def fit(self, X, y=None) -> FillEmptyColumns:
+        self.empty_ = np.isnan(np.asarray(X, dtype=float)).all(axis=0)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        filled = np.array(X, dtype=float)
+        filled[:, self.empty_] = 0.0
+        return filled
+
+
 def gradient_boosting_peer(seed: int) -> object:
     """HistGradientBoostingClassifier on the same feature columns, categories ordinal-encoded."""
     columns = model_columns()
@@ -40,7 +54,7 @@ def gradient_boosting_peer(seed: int) -> object:
     )
     booster = HistGradientBoostingClassifier(
         categorical_features=list(range(len(categorical))), random_state=seed)
-    return make_pipeline(encode, booster)
+    return make_pipeline(encode, FillEmptyColumns(), booster)
 
 
 def candidates(seed: int) -> dict[str, object]:

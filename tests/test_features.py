@@ -123,3 +123,19 @@ def test_training_and_scoring_features_are_identical(tmp_path):
         con.execute("INSERT INTO batch_members VALUES ('b1', 'p1', TIMESTAMP '2025-03-01 12:00:00')")
         _, stored = batch_features(con, "b1", settings)
     pd.testing.assert_frame_equal(model_input(stored), model_input(in_memory), check_dtype=False)
+
+
+def test_training_works_without_any_wearable_data():
+    """No activity file at all: every wearable column is empty, and every candidate still trains."""
+    from balanceit.data.contract import LABEL
+    from balanceit.data.synthetic import generate
+    from balanceit.models.train import train_model
+
+    population = generate(800, seed=4, labelled=True)
+    rows = validate_questionnaire(population.questionnaire.astype("string"), "no-wearables").accepted
+    features = features_for_frames(rows, None, WINDOW)
+    rows = rows.merge(features[["respondent_id", "submitted_at"]], how="right")
+    assert features["mean_steps"].isna().all()
+    result = train_model(features, rows[LABEL].astype(bool), Settings(cv_folds=2))
+    assert set(result.cross_validation["candidate"]) == {"additive_spline", "logistic_linear", "gradient_boosting"}
+    assert 0.5 < result.holdout_metrics["roc_auc"] <= 1
