@@ -56,7 +56,7 @@ class _ColumnEncoder:
         if self.one_hot is not None:
             codes = pd.Categorical(_as_category(values), categories=self.one_hot.categories_[0]).codes
             return np.where(codes >= 0, coef[codes], 0.0)
-        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        numbers = _numbers(values)
         missing = np.isnan(numbers)
         term = missing * coef[-1]
         if self.spline is not None:
@@ -74,6 +74,12 @@ class _ColumnEncoder:
             filled = np.where(missing, self.fill, numbers).reshape(-1, 1)
             blocks.insert(0, self.spline.transform(filled))
         return np.hstack(blocks)
+
+
+def _numbers(values: pd.Series) -> np.ndarray:
+    if values.dtype == float:
+        return values.to_numpy()
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _as_category(values: pd.Series) -> pd.Series:
