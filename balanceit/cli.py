@@ -26,10 +26,14 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(report_app, name="report")
 app.add_typer(bench_app, name="bench")
 
-console = Console()
+console = Console(soft_wrap=True)
 errors = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+ClusterOption = Annotated[str | None, typer.Option(
+    "--cluster", envvar="BALANCEIT_CLUSTER",
+    help="Run the partition tasks on Dask: local:N (N worker processes on this machine) or "
+         "tcp://HOST:PORT (an existing scheduler). Default: in this process.")]
 
 
 class _State:
@@ -89,11 +93,52 @@ def generate(rows: Annotated[int, typer.Option(help="Respondents to generate.")]
     _emit({name: str(path) for name, path in paths.items()}, as_json, "Generated")
 
 
-def _ingest(kind: str, path: Path, as_json: bool) -> None:
+def _check_cluster(cluster: str | None, as_json: bool) -> str | None:
+    """The --cluster value if it parses (a clear error otherwise); None for in-process."""
+    if not cluster:
+        return None
+    from balanceit.flows.cluster import ClusterConfigError, parse_cluster
+
+    try:
+        return cluster if parse_cluster(cluster) else None
+    except ClusterConfigError as problem:
+        _fail(str(problem), as_json)
+
+
+def _ingest_on_cluster(kind: str, path: Path, cluster: str, as_json: bool) -> None:
+    """A file or a folder of files, each read and validated by its own task on the cluster."""
+    from balanceit.flows.cluster import cluster_ingest_flow
+
+    summaries = cluster_ingest_flow(str(path), kind, str(_State.home) if _State.home else None, cluster)
+    if len(summaries) == 1:
+        _show_ingestion(summaries[0], as_json)
+        return
+    refused = [s for s in summaries if s.status == "refused"]
+    if as_json:
+        print(json.dumps({"files": [s.to_dict() for s in summaries], "cluster": cluster,
+                          "refused": len(refused)}, default=str))
+    else:
+        for summary in summaries:
+            console.print(f"[bold]{summary.file}[/]: {summary.status}. rows read {summary.rows_read}, "
+                          f"accepted {summary.accepted}, quarantined {summary.quarantined}"
+                          + (f" ({summary.message})" if summary.status == "refused" else ""), highlight=False)
+    if refused:
+        raise typer.Exit(2)
+
+
+def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None) -> None:
     _prepare()
+    cluster = _check_cluster(cluster, as_json)
+    if cluster and kind != "nhanes":
+        _ingest_on_cluster(kind, path, cluster, as_json)
+        return
     from balanceit.flows.ingest import ingest_flow
 
     summary = ingest_flow(str(path), kind, str(_State.home) if _State.home else None)
+    _show_ingestion(summary, as_json)
+
+
+def _show_ingestion(summary: Any, as_json: bool) -> None:
     result = summary.to_dict()
     if summary.status == "refused":
         if as_json:
@@ -114,15 +159,21 @@ def _ingest(kind: str, path: Path, as_json: bool) -> None:
 
 
 @ingest_app.command("questionnaire")
-def ingest_questionnaire(file: Path, as_json: JsonOption = False) -> None:
-    """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says)."""
-    _ingest("questionnaire", file, as_json)
+def ingest_questionnaire(file: Path, as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+    """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says).
+
+    With --cluster, FILE may be a folder: each file in it is read and validated by its own task.
+    """
+    _ingest("questionnaire", file, as_json, cluster)
 
 
 @ingest_app.command("activity")
-def ingest_activity(file: Path, as_json: JsonOption = False) -> None:
-    """Daily wearable activity (canonical columns or a Fitbit dailyActivity_merged.csv export)."""
-    _ingest("activity", file, as_json)
+def ingest_activity(file: Path, as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+    """Daily wearable activity (canonical columns or a Fitbit dailyActivity_merged.csv export).
+
+    With --cluster, FILE may be a folder: each file in it is read and validated by its own task.
+    """
+    _ingest("activity", file, as_json, cluster)
 
 
 @ingest_app.command("nhanes")
@@ -136,14 +187,24 @@ def train(data: Annotated[Path | None, typer.Option(help="Labelled questionnaire
           activity: Annotated[Path | None, typer.Option(help="Wearable days for the same people.")] = None,
           truth: Annotated[Path | None, typer.Option(
               help="Generator truth file: adds the Bayes-optimal ceiling to the metrics.")] = None,
-          as_json: JsonOption = False) -> None:
-    """Train candidates, register the chosen model in MLflow, promote it if it is not worse."""
+          as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+    """Train candidates, register the chosen model in MLflow, promote it if it is not worse.
+
+    With --cluster, the training features are computed per partition on the Dask cluster.
+    """
     _prepare()
+    cluster = _check_cluster(cluster, as_json)
     from balanceit.flows.train import InputRefused, train_flow
 
     try:
-        result = train_flow(*(str(p) if p else None for p in (data, activity, truth)),
-                            home=str(_State.home) if _State.home else None)
+        if cluster:
+            from balanceit.flows.cluster import cluster_train_flow
+
+            result = cluster_train_flow(*(str(p) if p else None for p in (data, activity, truth)),
+                                        home=str(_State.home) if _State.home else None, cluster=cluster)
+        else:
+            result = train_flow(*(str(p) if p else None for p in (data, activity, truth)),
+                                home=str(_State.home) if _State.home else None)
     except InputRefused as refused:
         _fail(str(refused), as_json)
     _emit(result, as_json, "Training")
@@ -153,15 +214,17 @@ def train(data: Annotated[Path | None, typer.Option(help="Labelled questionnaire
 def score(file: Path,
           activity: Annotated[Path | None, typer.Option(help="Wearable days for the same people.")] = None,
           output: Annotated[Path | None, typer.Option(help="Write one row per person (.csv or .parquet).")] = None,
-          as_json: JsonOption = False) -> None:
+          as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
     """Score a survey batch with the champion model, with drivers, signs and what-ifs."""
     _prepare()
+    cluster = _check_cluster(cluster, as_json)
     from balanceit.flows.score import score_flow
     from balanceit.flows.train import InputRefused
 
     try:
         result = score_flow(str(file), str(activity) if activity else None, str(output) if output else None,
-                            home=str(_State.home) if _State.home else None)
+                            home=str(_State.home) if _State.home else None,
+                            **({"cluster": cluster} if cluster else {}))
     except (InputRefused, RuntimeError) as problem:
         _fail(str(problem), as_json)
     _emit(result, as_json, "Scoring")
@@ -271,12 +334,24 @@ def rollback() -> None:
 @app.command()
 def demo(rows: Annotated[int, typer.Option(help="Respondents in the built-in population.")] = 20000,
          seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-         as_json: JsonOption = False) -> None:
-    """Run the whole pipeline on a generated population: train, score a new batch, write reports."""
+         as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+    """Run the whole pipeline on a generated population: train, score a new batch, write reports.
+
+    With --cluster, the new batch's partitions are scored on the Dask cluster.
+    """
     _prepare()
     from balanceit.flows.demo import demo_flow
 
-    result = demo_flow(rows, seed, home=str(_State.home) if _State.home else None)
+    before = os.environ.get("BALANCEIT_CLUSTER")
+    if _check_cluster(cluster, as_json):
+        os.environ["BALANCEIT_CLUSTER"] = cluster  # the scoring stage reads it from the settings
+    try:
+        result = demo_flow(rows, seed, home=str(_State.home) if _State.home else None)
+    finally:
+        if before is None:
+            os.environ.pop("BALANCEIT_CLUSTER", None)
+        else:
+            os.environ["BALANCEIT_CLUSTER"] = before
     _emit(result, as_json, "balanceit demo: where everything is")
 
 
@@ -288,3 +363,22 @@ def serve() -> None:
 
     serve_schedules(str(_State.home) if _State.home else None)
 
+
+
+@app.command()
+def deploy(pool: Annotated[str, typer.Option(help="Prefect work pool (type process) whose workers run the flows.")]
+           = "balanceit",
+           as_json: JsonOption = False) -> None:
+    """Register the nightly retraining and inbox scoring as deployments on a Prefect server's work pool.
+
+    For a team: `prefect server start`, PREFECT_API_URL pointing at it, `prefect work-pool create POOL
+    --type process`, this command, then `prefect worker start --pool POOL` (see the README).
+    """
+    settings = _prepare()
+    from balanceit.flows.cluster import deploy_schedules
+
+    try:
+        result = deploy_schedules(settings, pool)
+    except Exception as problem:  # no server, no such pool: say which
+        _fail(f"could not deploy to work pool {pool!r}: {problem}", as_json)
+    _emit(result, as_json, "Deployed")

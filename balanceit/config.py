@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     # Scoring works on partitions of this many rows (one task each).
     rows_per_partition: int = 250_000
 
+    # Where partition tasks run (see flows/cluster.py): None = in this process (Prefect's default
+    # task runner, nothing from Dask imported); "local:N" = a Dask LocalCluster of N worker
+    # processes started for the run, bound to 127.0.0.1; "tcp://HOST:PORT" = an existing scheduler.
+    cluster: str | None = None
+    # Folder for partition files that every Dask worker can read and write (a shared mount);
+    # None = `<home>/partitions`, which is enough for a LocalCluster on this machine.
+    shared_path: Path | None = None
+
     @cached_property
     def root(self) -> Path:
         return self.home.expanduser().resolve()

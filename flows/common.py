@@ -20,3 +20,8 @@ stage = partial(prefect_task, cache_policy=NO_CACHE, persist_result=False)
 
 def workspace(home: str | None) -> Settings:
     return load_settings(Path(home) if home else None)
+
+
+def partitions_root(settings: Settings) -> Path:
+    """Where partition files go: `shared_path` (a folder every Dask worker reaches) or `<home>/partitions`."""
+    return Path(settings.shared_path).expanduser().resolve() if settings.shared_path else settings.partitions_path

@@ -1,7 +1,8 @@
 """Score flow: ingest a survey batch, score its partitions with the champion, register, export.
 
 The batch is exported as Parquet partitions, each scored by its own task (in this process by
-default), and the results are registered in the warehouse in one transaction.
+default, or on a Dask cluster when `cluster` is set: see `flows.cluster`), and the results are
+registered in the warehouse in one transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pandas as pd
 from prefect import flow, unmapped
 
 from balanceit.data.partitions import Partition, export_batch, register_results
-from balanceit.flows.common import stage, workspace
+from balanceit.flows.common import partitions_root, stage, workspace
 from balanceit.flows.train import ingest_or_fail
 from balanceit.models.pyfunc import RiskModel
 from balanceit.models.registry import champion_version, load_model
@@ -33,8 +34,15 @@ def write_output(scored: pd.DataFrame, path: Path) -> Path:
 
 
 @lru_cache(maxsize=4)
-def _model(home: str | None, version: str) -> RiskModel:
-    """The registered version, loaded from MLflow once per worker process."""
+def _model(home: str | None, version: str, tracking_uri: str | None = None) -> RiskModel:
+    """The registered version, loaded from MLflow once per worker process.
+
+    A Dask worker is given the flow's tracking URI, so it reads the same registry as the flow.
+    """
+    if tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
     return load_model(workspace(home), version)[0]
 
 
@@ -42,12 +50,21 @@ def _model(home: str | None, version: str) -> RiskModel:
 def export_partitions(home: str | None, batch_id: str, version: str) -> list[Partition]:
     settings = workspace(home)
     with open_warehouse(settings) as con:
-        return export_batch(con, batch_id, settings.partitions_path, version, settings.rows_per_partition)
+        return export_batch(con, batch_id, partitions_root(settings), version, settings.rows_per_partition)
 
 
 @stage(name="score partition", retries=2, retry_delay_seconds=1)
-def score_partition_task(home: str | None, partition: Partition, version: str) -> Partition:
-    return score_partition(partition, _model(home, version).model, version, workspace(home))
+def score_partition_task(home: str | None, partition: Partition, version: str,
+                         tracking_uri: str | None = None) -> Partition:
+    return score_partition(partition, _model(home, version, tracking_uri).model, version, workspace(home))
+
+
+@flow(name="score partitions", validate_parameters=False)
+def score_partitions_flow(home: str | None, partitions: list[Partition], version: str,
+                          tracking_uri: str) -> list[Partition]:
+    """Score every partition with the flow's task runner (a Dask cluster's, see `flows.cluster`)."""
+    futures = score_partition_task.map(unmapped(home), partitions, unmapped(version), unmapped(tracking_uri))
+    return [future.result() for future in futures]
 
 
 @stage(name="register results")
@@ -55,25 +72,39 @@ def register(home: str | None, batch_id: str, version: str, partitions: list[Par
              output: str | None) -> dict[str, object]:
     settings = workspace(home)
     with open_warehouse(settings) as con:
-        scored = register_results(con, batch_id, version, partitions, settings.partitions_path)
+        scored = register_results(con, batch_id, version, partitions, partitions_root(settings))
     written = write_output(scored, Path(output)) if output else None
     return {"batch_id": batch_id, "rows_scored": len(scored), "model_version": version,
             "partitions": len(partitions), "bands": scored["band"].value_counts().to_dict(),
             "output": str(written) if written else None}
 
 
-def score_stage(home: str | None, batch_id: str, output: str | None) -> dict[str, object]:
-    """Score one ingested batch with the champion: export, score every partition, register."""
-    version = champion_version(workspace(home))
+def score_stage(home: str | None, batch_id: str, output: str | None,
+                cluster: str | None = None) -> dict[str, object]:
+    """Score one ingested batch with the champion: export, score every partition, register.
+
+    With a cluster (`cluster`, else `Settings.cluster`) the partitions are scored by a subflow whose
+    task runner is Prefect's DaskTaskRunner; export and registration stay in this process.
+    """
+    settings = workspace(home)
+    version = champion_version(settings)
     partitions = export_partitions(home, batch_id, version)
+    if cluster or settings.cluster:
+        from balanceit.flows.cluster import cluster_for, task_runner
+
+        spec = cluster_for(settings, cluster)
+        if spec is not None:
+            runner = score_partitions_flow.with_options(task_runner=task_runner(spec))
+            done = runner(home, partitions, version, settings.mlflow_tracking_uri)
+            return {**register(home, batch_id, version, done, output), "cluster": spec.describe()}
     futures = score_partition_task.map(unmapped(home), partitions, unmapped(version))
     return register(home, batch_id, version, [future.result() for future in futures], output)
 
 
 @flow(name="score")
 def score_flow(path: str, activity: str | None = None, output: str | None = None,
-               home: str | None = None) -> dict[str, object]:
+               home: str | None = None, cluster: str | None = None) -> dict[str, object]:
     if activity:
         ingest_or_fail(home, activity, "activity")
     ingestion = ingest_or_fail(home, path, "questionnaire")
-    return {"ingestion": ingestion.to_dict(), **score_stage(home, ingestion.ingestion_id, output)}
+    return {"ingestion": ingestion.to_dict(), **score_stage(home, ingestion.ingestion_id, output, cluster)}

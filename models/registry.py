@@ -34,11 +34,20 @@ PREVIOUS_CHAMPION_TAG = "previous_champion"
 
 
 def configure(settings: Settings) -> MlflowClient:
-    """Point MLflow at the workspace and make sure the experiment keeps artifacts there too."""
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    """Point MLflow at the workspace and make sure the experiment keeps artifacts there too.
+
+    Against a tracking server (`MLFLOW_TRACKING_URI=http://...`, shared by a team) the server
+    decides where artifacts go: with `mlflow server --serve-artifacts` it stores them under its
+    `--artifacts-destination` and proxies them, so no client or worker needs that folder.
+    """
+    uri = settings.mlflow_tracking_uri
+    mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(settings.experiment_name) is None:
-        mlflow.create_experiment(settings.experiment_name,
-                                 artifact_location=settings.mlflow_artifacts_path.as_uri())
+        if uri.startswith(("http://", "https://")):
+            mlflow.create_experiment(settings.experiment_name)
+        else:
+            mlflow.create_experiment(settings.experiment_name,
+                                     artifact_location=settings.mlflow_artifacts_path.as_uri())
     mlflow.set_experiment(settings.experiment_name)
     return MlflowClient()
 
@@ -110,7 +119,10 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
     client = configure(settings)
     holdout_X = model_input(features.loc[result.holdout_index])
     y_holdout = labels.loc[result.holdout_index].astype(int).to_numpy()
-    dataset = mlflow.data.from_pandas(features.drop(columns=["submitted_at"]), name="training_features")
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values; features keep theirs as floats.
+        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
+        dataset = mlflow.data.from_pandas(features.drop(columns=["submitted_at"]), name="training_features")
     with mlflow.start_run() as run:
         mlflow.log_input(dataset, context="training")
         mlflow.log_params({
@@ -142,9 +154,7 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
 
         example = request_rows(answers.head(3))
         pyfunc = RiskModel(result.model, settings)
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-            # MLflow hints at integer columns that may hold missing values; the output has none.
-            warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
+        with tempfile.TemporaryDirectory() as tmp:
             signature = ModelSignature(inputs=request_schema(),
                                        outputs=infer_signature(example, pyfunc.predict(None, example)).outputs)
             info = mlflow.pyfunc.log_model(

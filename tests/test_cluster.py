@@ -1,0 +1,259 @@
+"""The same flows on a Dask cluster (prefect-dask's DaskTaskRunner): same answers, and faults cost a retry.
+
+A fresh workspace trains on a small labelled population; a 50,000-row unlabelled batch is then
+scored in this process and on a LocalCluster of 2 worker processes, in partitions of 12,500 rows.
+One test kills a worker in the middle of a batch; another crashes a run between scoring and
+registration and reruns it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from balanceit.data.synthetic import generate, write
+from conftest import run
+
+pytestmark = pytest.mark.slow
+
+BATCH_ROWS = 50_000
+ROWS_PER_PARTITION = 12_500  # hash partitions: 4 of about 12,500 rows
+DRIVERS = ["driver_1", "driver_2", "driver_3"]
+KEY = ["respondent_id", "submitted_at"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_mlflow_store() -> Iterator[None]:
+    """Each workspace here uses its own MLflow store, and no store is left behind for other modules.
+
+    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, which balanceit's
+    settings read: the first workspace configured in a process would otherwise win for every later one.
+    """
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def test_cluster_setting_is_parsed_and_default_imports_no_dask():
+    import subprocess
+    import sys
+
+    from balanceit.flows.cluster import ClusterConfigError, ClusterSpec, parse_cluster
+
+    assert parse_cluster(None) is None and parse_cluster("") is None and parse_cluster("none") is None
+    assert parse_cluster("local:3") == ClusterSpec(workers=3)
+    assert parse_cluster("tcp://127.0.0.1:8786") == ClusterSpec(address="tcp://127.0.0.1:8786")
+    for bad in ("local:0", "127.0.0.1:8786", "http://x:1", "local:two"):
+        with pytest.raises(ClusterConfigError):
+            parse_cluster(bad)
+    code = ("import sys; import balanceit.cli, balanceit.flows.score, balanceit.flows.cluster; "
+            "print(any(m == 'dask' or m.startswith(('dask.', 'distributed', 'prefect_dask')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict[str, Path]:
+    """A trained workspace and an unlabelled 50,000-row batch (with wearable days) not yet ingested."""
+    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect")))
+    home = tmp_path_factory.mktemp("cluster-home")
+    data = tmp_path_factory.mktemp("cluster-data")
+    training = write(generate(4000, seed=11, labelled=True), data / "training")
+    batch = write(generate(BATCH_ROWS, seed=12, labelled=False), data / "batch")
+    small = write(generate(20_000, seed=13, labelled=False), data / "small")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BALANCEIT_CV_FOLDS", "2")  # the model's quality is not what these tests look at
+        run(home, "train", "--data", str(training["questionnaire"]), "--activity", str(training["activity"]))
+    return {"home": home, "batch": batch["questionnaire"], "batch_activity": batch["activity"],
+            "small": small["questionnaire"], "small_activity": small["activity"]}
+
+
+@pytest.fixture
+def small_partitions(monkeypatch):
+    monkeypatch.setenv("BALANCEIT_ROWS_PER_PARTITION", str(ROWS_PER_PARTITION))
+
+
+def scores_in_warehouse(home: Path, batch_id: str, version: str) -> tuple[int, int]:
+    """(rows, duplicate keys) of one batch's scores by one model version."""
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute("""
+            SELECT count(*), count(*) - count(DISTINCT (respondent_id, submitted_at, model_version))
+            FROM scores WHERE batch_id = ? AND model_version = ?""", [batch_id, version]).fetchone()
+
+
+def test_local_cluster_scores_like_in_process(workspace, small_partitions, tmp_path):
+    home = workspace["home"]
+    started = time.perf_counter()
+    alone = run(home, "score", str(workspace["batch"]), "--activity", str(workspace["batch_activity"]),
+                "--output", str(tmp_path / "in-process.parquet"))
+    in_process_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    spread = run(home, "score", str(workspace["batch"]), "--output", str(tmp_path / "cluster.parquet"),
+                 "--cluster", "local:2")
+    cluster_seconds = time.perf_counter() - started
+    print(f"\n50,000 rows: in-process {in_process_seconds:.1f} s, LocalCluster(2) {cluster_seconds:.1f} s")
+
+    assert alone["partitions"] == spread["partitions"] >= 4
+    assert spread["cluster"] == "local:2" and "cluster" not in alone
+    assert alone["rows_scored"] == spread["rows_scored"] == BATCH_ROWS
+    a = pd.read_parquet(tmp_path / "in-process.parquet").sort_values(KEY, ignore_index=True)
+    b = pd.read_parquet(tmp_path / "cluster.parquet").sort_values(KEY, ignore_index=True)
+    assert (a[KEY] == b[KEY]).all().all()
+    assert np.max(np.abs(a["risk"].to_numpy() - b["risk"].to_numpy())) <= 1e-9
+    assert (a["band"] == b["band"]).all()
+    for column in DRIVERS:
+        assert (a[column].fillna("") == b[column].fillna("")).all(), column
+    assert scores_in_warehouse(home, spread["batch_id"], spread["model_version"]) == (BATCH_ROWS, 0)
+
+
+def _kill_a_busy_worker(address: str, results: Path, partitions: int, killed: dict, stop: threading.Event) -> None:
+    """Once the first partition is scored, SIGKILL a worker process that is scoring another one."""
+    from distributed import Client
+
+    with Client(address, timeout=30) as client:
+        pids = client.run(os.getpid)
+        while not stop.is_set():
+            done = len(list(results.glob("*/v*/part-*-scored.parquet")))
+            busy = [worker for worker, tasks in client.processing().items() if tasks]
+            if done >= 1 and busy:
+                if done < partitions:
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.update(worker=busy[0], pid=pids[busy[0]], partitions_done=done)
+                return
+            time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_batch_costs_a_retry_not_the_batch(workspace, monkeypatch):
+    """On an existing scheduler (tcp://): a worker dies while the batch is scored; every row is scored once."""
+    from distributed import LocalCluster
+
+    monkeypatch.setenv("BALANCEIT_ROWS_PER_PARTITION", "2500")  # 8 partitions: most still to do after the first
+    home = workspace["home"]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        killed: dict = {}
+        stop = threading.Event()
+        killer = threading.Thread(target=_kill_a_busy_worker, daemon=True,
+                                  args=(cluster.scheduler_address, home / "partitions", 8, killed, stop))
+        killer.start()
+        try:
+            result = run(home, "score", str(workspace["small"]), "--activity", str(workspace["small_activity"]),
+                         "--cluster", cluster.scheduler_address)
+        finally:
+            stop.set()
+            killer.join(timeout=30)
+    assert killed, "no worker was killed while partitions were still being scored"
+    assert result["rows_scored"] == 20_000 and result["partitions"] == 8
+    assert killed["partitions_done"] < result["partitions"]
+    assert scores_in_warehouse(home, result["batch_id"], result["model_version"]) == (20_000, 0)
+
+
+def test_a_rerun_after_a_crash_completes_the_batch_and_writes_no_partition_twice(workspace, small_partitions,
+                                                                                 monkeypatch):
+    """A run that dies after scoring one partition is finished by the next run, which scores only the rest."""
+    from balanceit.flows import score as score_flows
+    from balanceit.flows.score import score_flow
+    from balanceit.models import score as score_module
+
+    home = workspace["home"]
+    original_score = score_flows.score_partition
+
+    def die_after_the_first_partition(partition, model, version, settings):
+        if partition.number > 0:
+            raise OSError(f"worker lost while scoring partition {partition.number}")
+        return original_score(partition, model, version, settings)
+
+    monkeypatch.setattr(score_flows, "score_partition", die_after_the_first_partition)
+    with pytest.raises(OSError, match="worker lost"):
+        score_flow(str(workspace["batch"]), home=str(home))
+    monkeypatch.setattr(score_flows, "score_partition", original_score)
+    finished = sorted((home / "partitions").glob("*/v*/part-*-scored.parquet"))
+    assert [p.name for p in finished] == ["part-00000-scored.parquet"]
+    before = finished[0].stat().st_mtime_ns
+
+    written: list[Path] = []
+    seen: dict[Path, int] = {}
+    original_write = score_module.write_atomically
+    monkeypatch.setattr(score_module, "write_atomically",
+                        lambda frame, path: (written.append(path), original_write(frame, path))[1])
+    original_register = score_flows.register_results
+
+    def register_and_look(con, batch_id, version, partitions, root):
+        seen.update({p.scored: p.scored.stat().st_mtime_ns for p in partitions})
+        return original_register(con, batch_id, version, partitions, root)
+
+    monkeypatch.setattr(score_flows, "register_results", register_and_look)
+    result = run(home, "score", str(workspace["batch"]))
+    assert result["rows_scored"] == BATCH_ROWS and result["partitions"] >= 4
+    assert seen[finished[0]] == before, "the partition finished before the crash was written again"
+    assert finished[0] not in written and len(written) == 2 * (result["partitions"] - 1)
+    assert scores_in_warehouse(home, result["batch_id"], result["model_version"]) == (BATCH_ROWS, 0)
+
+
+def test_training_features_on_partitions_equal_the_warehouse_query(workspace, small_partitions):
+    """Scoring's partition function (features_for_frames on Parquet partitions) gives training's features."""
+    from balanceit.config import load_settings
+    from balanceit.features.store import labelled_features
+    from balanceit.flows.cluster import partitioned_training_features
+    from balanceit.warehouse import open_warehouse
+
+    home = workspace["home"]
+    os.environ["BALANCEIT_ROWS_PER_PARTITION"] = "1000"  # restored by the fixture's monkeypatch
+    answers, features = partitioned_training_features(str(home), None)
+    with open_warehouse(load_settings(home)) as con:
+        expected_answers, expected = labelled_features(con, load_settings(home))
+    assert len(features) == len(expected) == 4000
+    pd.testing.assert_frame_equal(answers, expected_answers)
+    pd.testing.assert_frame_equal(features[expected.columns], expected, check_dtype=False, rtol=1e-12)
+    assert not list((home / "partitions").glob("training-*"))
+
+
+def test_a_folder_ingested_and_training_features_built_on_a_local_cluster(tmp_path, monkeypatch):
+    """Each file of a folder read and validated by its own task; the warehouse gets what one-by-one ingestion gives."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # this test's own workspaces, not the module's
+    population = generate(3000, seed=41, labelled=True)
+    answers = population.questionnaire
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    answers.iloc[:1500].to_csv(folder / "a.csv", index=False)
+    broken = answers.iloc[1500:].copy()
+    broken.loc[broken.index[:3], "age"] = 250  # three rows quarantined
+    broken.to_csv(folder / "b.csv", index=False)
+    activity = tmp_path / "activity.csv"
+    population.activity.to_csv(activity, index=False)
+
+    alone, spread = tmp_path / "alone", tmp_path / "spread"
+    run(alone, "ingest", "activity", str(activity))
+    for name in ("a.csv", "b.csv"):
+        run(alone, "ingest", "questionnaire", str(folder / name))
+    run(spread, "ingest", "activity", str(activity))
+    result = run(spread, "ingest", "questionnaire", str(folder), "--cluster", "local:2")
+    assert [f["status"] for f in result["files"]] == ["loaded", "loaded"]
+    assert [f["quarantined"] for f in result["files"]] == [0, 3]
+    again = run(spread, "ingest", "questionnaire", str(folder), "--cluster", "local:2")
+    assert [f["status"] for f in again["files"]] == ["already_loaded", "already_loaded"]
+
+    def table(home: Path, sql: str) -> pd.DataFrame:
+        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+            return con.execute(sql).df()
+
+    for sql in ("SELECT * FROM questionnaire ORDER BY respondent_id, submitted_at",
+                "SELECT * EXCLUDE (file) FROM quarantine ORDER BY ingestion_id, row_number, \"column\"",
+                "SELECT batch_id, ingestion_id, kind, rows FROM batches ORDER BY batch_id",
+                "SELECT * EXCLUDE (started_at, finished_at) FROM ingestions ORDER BY ingestion_id"):
+        pd.testing.assert_frame_equal(table(alone, sql), table(spread, sql))
+
+    monkeypatch.setenv("BALANCEIT_CV_FOLDS", "2")
+    trained = run(spread, "train", "--cluster", "local:2")
+    assert trained["training_rows"] == 2997 and trained["version"] == "1"
