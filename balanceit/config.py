@@ -15,6 +15,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+# A team's tracking server, as the user set it. Read once at import: `mlflow.set_tracking_uri`
+# writes MLFLOW_TRACKING_URI into the environment, which must not leak one workspace into the next.
+_USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BALANCEIT_", frozen=False)
 
@@ -72,7 +77,7 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db_path}"
+        return _USER_TRACKING_URI or f"sqlite:///{self.mlflow_db_path}"
 
     @property
     def mlflow_artifacts_path(self) -> Path:

@@ -73,7 +73,6 @@ def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind) -> IngestionS
         return IngestionSummary(str(path), kind, "refused", message=f"{path}: no such file or folder")
     sha = content_sha256(path)
     ingestion_id = f"{kind}-{sha[:16]}"
-    table_kind = "activity" if kind == "activity" else "questionnaire"
     previous = con.execute(
         "SELECT rows_read, accepted, quarantined FROM ingestions WHERE ingestion_id = ? AND status = 'loaded'",
         [ingestion_id]).fetchone()
@@ -86,7 +85,14 @@ def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind) -> IngestionS
         validated = _validate(path, kind)
     except FileRefused as refused:
         return IngestionSummary(str(path), kind, "refused", ingestion_id, message=str(refused))
+    return store_validated(con, validated, path, kind, sha, started)
 
+
+def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated, path: Path, kind: Kind, sha: str,
+                    started: datetime) -> IngestionSummary:
+    """Accepted rows, quarantined rows, the batch and the lineage row, in one transaction."""
+    ingestion_id = f"{kind}-{sha[:16]}"
+    table_kind = "activity" if kind == "activity" else "questionnaire"
     accepted = validated.accepted.assign(ingestion_id=ingestion_id)
     quarantine = validated.quarantined.assign(ingestion_id=ingestion_id, file=str(path))
     key = ACTIVITY_KEY if table_kind == "activity" else QUESTIONNAIRE_KEY

@@ -267,10 +267,8 @@ def validate_files_flow(jobs: list[tuple[str, str]], kind: str) -> list[dict[str
 
 def _load_validated(con, path: Path, kind: str, sha: str, checked: dict[str, Any]) -> IngestionSummary:
     """`data.load.ingest`'s loading step for rows a worker validated: one transaction per file (batch)."""
-    from balanceit.data.contract import ACTIVITY_KEY
-    from balanceit.data.load import IngestionSummary, _now, _record_batch
+    from balanceit.data.load import IngestionSummary, _now, store_validated
     from balanceit.data.validation import Validated
-    from balanceit.warehouse import transaction, upsert_frame
 
     ingestion_id = f"{kind}-{sha[:16]}"
     if checked["refused"]:
@@ -278,27 +276,7 @@ def _load_validated(con, path: Path, kind: str, sha: str, checked: dict[str, Any
     folder = Path(checked["folder"])
     validated = Validated(kind, str(path), checked["rows_read"], pd.read_parquet(folder / "accepted.parquet"),
                           pd.read_parquet(folder / "quarantined.parquet"), checked["skipped"])
-    started = _now()
-    table_kind = "activity" if kind == "activity" else "questionnaire"
-    accepted = validated.accepted.assign(ingestion_id=ingestion_id)
-    quarantine = validated.quarantined.assign(ingestion_id=ingestion_id, file=str(path))
-    with transaction(con):
-        upsert_frame(con, table_kind, accepted, ACTIVITY_KEY if kind == "activity" else QUESTIONNAIRE_KEY)
-        con.execute("DELETE FROM quarantine WHERE ingestion_id = ?", [ingestion_id])
-        if len(quarantine):
-            con.register("_quarantine", quarantine[["ingestion_id", "file", "row_number", "column", "rule",
-                                                    "raw_value"]])
-            con.execute("INSERT INTO quarantine SELECT * FROM _quarantine")
-            con.unregister("_quarantine")
-        if table_kind == "questionnaire":
-            _record_batch(con, ingestion_id, str(path), kind, accepted)
-        con.execute("DELETE FROM ingestions WHERE ingestion_id = ?", [ingestion_id])
-        con.execute("INSERT INTO ingestions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'loaded', NULL)",
-                    [ingestion_id, str(path), sha, kind, validated.rows_read, len(validated.accepted),
-                     validated.quarantined_rows, started, _now()])
-    return IngestionSummary(str(path), kind, "loaded", ingestion_id, validated.rows_read,
-                            len(validated.accepted), validated.quarantined_rows, validated.reasons(),
-                            validated.skipped)
+    return store_validated(con, validated, path, kind, sha, _now())
 
 
 @flow(name="ingest files")
