@@ -15,6 +15,10 @@ import pytest
 
 from balanceit.reports import aggregate
 
+# Before anything imports Prefect: its temporary server's first start (database set-up) can take
+# longer than Prefect's 20 s default on a busy 2-core machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
 # A stand-in for the feature catalogue: feature -> (label, plain description).
 FEATURES = {
     "sitting_hours": ("Long sitting", "Sits for many hours on most days"),
