@@ -35,8 +35,8 @@ KEY = ["respondent_id", "submitted_at"]
 def own_mlflow_store() -> Iterator[None]:
     """Each workspace here uses its own MLflow store, and no store is left behind for other modules.
 
-    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, which balanceit's
-    settings read: the first workspace configured in a process would otherwise win for every later one.
+    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, which the processes
+    started from here (Dask workers, subprocesses) would inherit as the user's tracking server.
     """
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     yield

@@ -35,8 +35,8 @@ MODEL = "balanceit-imbalance-risk"
 def own_mlflow_store() -> Iterator[None]:
     """Each workspace here uses its own MLflow store, and no store is left behind for other modules.
 
-    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, which balanceit's
-    settings read: the first workspace configured in a process would otherwise win for every later one.
+    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, which the processes
+    started from here (Dask workers, subprocesses) would inherit as the user's tracking server.
     """
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     yield
@@ -96,7 +96,11 @@ def listening_addresses(port: int) -> set[str]:
 
 
 def test_train_and_score_against_a_tracking_server(tracking_server, tmp_path, monkeypatch):
+    from balanceit import config
+
+    # As a user sets it before starting balanceit: read once at import, and inherited by the workers.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server["uri"])
+    monkeypatch.setattr(config, "_USER_TRACKING_URI", tracking_server["uri"])
     monkeypatch.setenv("BALANCEIT_CV_FOLDS", "3")
     monkeypatch.setenv("BALANCEIT_ROWS_PER_PARTITION", "1000")
     os.environ.setdefault("PREFECT_HOME", str(tmp_path / "prefect"))
