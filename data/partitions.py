@@ -65,16 +65,21 @@ def export_batch(con: duckdb.DuckDBPyConnection, batch_id: str, root: Path, vers
                               results / f"part-{number:05d}-scored.parquet",
                               results / f"part-{number:05d}-features.parquet")
         if not partition.done:
-            _copy_atomically(con, f"""
-                SELECT q.* EXCLUDE (ingestion_id) FROM questionnaire q
-                JOIN partition_members m USING (respondent_id, submitted_at) WHERE m.part = {number}""",
-                             partition.questionnaire)
-            _copy_atomically(con, f"""
-                SELECT a.* EXCLUDE (ingestion_id) FROM activity a
-                WHERE a.respondent_id IN (SELECT respondent_id FROM partition_members WHERE part = {number})""",
-                             partition.activity)
+            copy_partition_inputs(con, "partition_members", number, partition.questionnaire, partition.activity)
         partitions.append(partition)
     return partitions
+
+
+def copy_partition_inputs(con: duckdb.DuckDBPyConnection, members: str, number: int,
+                          questionnaire: Path, activity: Path) -> None:
+    """Partition `number` of a members table (respondent_id, submitted_at, part): its answers and its
+    people's wearable days, as Parquet files."""
+    _copy_atomically(con, f"""
+        SELECT q.* EXCLUDE (ingestion_id) FROM questionnaire q
+        JOIN {members} m USING (respondent_id, submitted_at) WHERE m.part = {number}""", questionnaire)
+    _copy_atomically(con, f"""
+        SELECT a.* EXCLUDE (ingestion_id) FROM activity a
+        WHERE a.respondent_id IN (SELECT respondent_id FROM {members} WHERE part = {number})""", activity)
 
 
 def _copy_atomically(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:

@@ -40,6 +40,7 @@ from prefect import flow, unmapped
 
 from balanceit.config import Settings
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
+from balanceit.data.partitions import copy_partition_inputs
 from balanceit.flows.common import partitions_root, stage, workspace
 
 if TYPE_CHECKING:  # only for type hints: the default path never imports Dask
@@ -119,12 +120,6 @@ class FeaturePartition:
         return self.features.exists()
 
 
-def _copy_atomically(con, query: str, path: Path) -> None:
-    partial = path.with_suffix(".partial")
-    con.execute(f"COPY ({query}) TO '{partial}' (FORMAT parquet)")
-    partial.replace(path)
-
-
 def _training_selection(batch_id: str | None) -> str:
     """The rows whose features training builds (as `features.store.labelled_features` selects them)."""
     if batch_id is None:
@@ -149,14 +144,7 @@ def export_training_partitions(con, batch_id: str | None, folder: Path,
         partition = FeaturePartition(number, folder / f"part-{number:05d}-questionnaire.parquet",
                                      folder / f"part-{number:05d}-activity.parquet",
                                      folder / f"part-{number:05d}-features.parquet")
-        _copy_atomically(con, f"""
-            SELECT q.* EXCLUDE (ingestion_id) FROM questionnaire q
-            JOIN training_members m USING (respondent_id, submitted_at) WHERE m.part = {number}""",
-                         partition.questionnaire)
-        _copy_atomically(con, f"""
-            SELECT a.* EXCLUDE (ingestion_id) FROM activity a
-            WHERE a.respondent_id IN (SELECT respondent_id FROM training_members WHERE part = {number})""",
-                         partition.activity)
+        copy_partition_inputs(con, "training_members", number, partition.questionnaire, partition.activity)
         partitions.append(partition)
     return answers, partitions
 
