@@ -185,3 +185,17 @@ def demo_workspace(tmp_path_factory) -> tuple[Path, dict]:
     home = tmp_path_factory.mktemp("workspace")
     os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect")))
     return home, run(home, "demo", "--rows", str(DEMO_ROWS))
+
+
+@pytest.fixture(scope="module")
+def own_mlflow_store():
+    """Each module that asks for it uses its own MLflow stores and leaves none behind for others.
+
+    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, which the processes
+    started from there (Dask workers, subprocesses) would inherit as the user's tracking server.
+    """
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved

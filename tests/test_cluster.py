@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -23,26 +22,12 @@ import pytest
 from balanceit.data.synthetic import generate, write
 from conftest import run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("own_mlflow_store")]
 
 BATCH_ROWS = 50_000
 ROWS_PER_PARTITION = 12_500  # hash partitions: 4 of about 12,500 rows
 DRIVERS = ["driver_1", "driver_2", "driver_3"]
 KEY = ["respondent_id", "submitted_at"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def own_mlflow_store() -> Iterator[None]:
-    """Each workspace here uses its own MLflow store, and no store is left behind for other modules.
-
-    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, which the processes
-    started from here (Dask workers, subprocesses) would inherit as the user's tracking server.
-    """
-    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    yield
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    if saved is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 def test_cluster_setting_is_parsed_and_default_imports_no_dask():

@@ -26,23 +26,9 @@ import pytest
 from balanceit.data.synthetic import generate, write
 from conftest import run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("own_mlflow_store")]
 
 MODEL = "balanceit-imbalance-risk"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def own_mlflow_store() -> Iterator[None]:
-    """Each workspace here uses its own MLflow store, and no store is left behind for other modules.
-
-    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ, which the processes
-    started from here (Dask workers, subprocesses) would inherit as the user's tracking server.
-    """
-    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    yield
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    if saved is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 def free_port() -> int:
@@ -66,17 +52,7 @@ def tracking_server(tmp_path_factory) -> Iterator[dict[str, object]]:
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start:\n{(folder / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_for(f"{uri}/health", server, folder / "server.log")
         yield {"uri": uri, "store": store, "artifacts": artifacts, "port": port}
     finally:
         if server.poll() is None:
