@@ -291,5 +291,4 @@ def cluster(rows: Annotated[int, typer.Option(help="Rows N of the batch to score
         "speed_up_warm": {k: warm_rate[k] / warm_rate[0] for k in counts},
         "speed_up_cold": {k: cold_rate[k] / cold_rate[0] for k in counts},
     }
-    figures.machine(None)
-    figures.emit(as_json)
+    figures.finish(as_json)

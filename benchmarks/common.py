@@ -125,6 +125,13 @@ class Figures:
     def heading(self, label: str) -> None:
         self.rows.append((f"[bold]{label}[/]", "", "", ""))
 
+    def finish(self, as_json: bool, threads: int | None = None, profile: Path | None = None) -> None:
+        """Note where profiles went and what the machine was doing, then print."""
+        if profile is not None:
+            self.notes.append(f"profiles written to {profile}")
+        self.machine(threads)
+        self.emit(as_json)
+
     def emit(self, as_json: bool) -> None:
         if as_json:
             print(json.dumps({**self.data, "targets": self.targets, "notes": self.notes}, default=_plain))

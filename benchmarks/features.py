@@ -78,7 +78,4 @@ def features(rows: Annotated[int, typer.Option(help="Questionnaire rows.")] = 1_
                     "process_peak_mb": answer["process_peak_mb"]}
     figures.notes.append("validation ran once beforehand (not timed); the query runs in a fresh process "
                          "that first loads the canonical frames from Parquet")
-    if profile is not None:
-        figures.notes.append(f"profiles written to {profile}")
-    figures.machine(threads)
-    figures.emit(as_json)
+    figures.finish(as_json, threads, profile)

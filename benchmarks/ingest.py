@@ -72,7 +72,4 @@ def ingest(rows: Annotated[int, typer.Option(help="Questionnaire rows to generat
     figures.data = data
     figures.notes.append("each load runs in a fresh process; peak = that process's resident high-water mark "
                          "(interpreter and imports included)")
-    if profile is not None:
-        figures.notes.append(f"profiles written to {profile}")
-    figures.machine(threads)
-    figures.emit(as_json)
+    figures.finish(as_json, threads, profile)

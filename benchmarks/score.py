@@ -414,7 +414,4 @@ def score(rows: Annotated[int, typer.Option(help="Rows N of the new batch to sco
                          "balanceit's time includes the feature query")
     figures.notes.append(f"script drivers = top-3 catalogue features by summed |SHAP| (causes and symptoms alike); "
                          f"HistGradientBoosting defaults, {fitted['script_boosting_iterations']} boosting iterations")
-    if profile is not None:
-        figures.notes.append(f"profiles written to {profile}")
-    figures.machine(threads)
-    figures.emit(as_json)
+    figures.finish(as_json, threads, profile)

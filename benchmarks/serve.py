@@ -122,5 +122,4 @@ def bench_serve(requests: Annotated[int, typer.Option(help="One-row requests to 
     figures.add("p50 latency", f"{p50:.1f} ms")
     figures.target("p99_ms", "p99 latency", p99, f"< {P99_TARGET_MS:.0f} ms", p99 < P99_TARGET_MS, f"{p99:.1f} ms")
     figures.add("max latency", f"{latencies_ms.max():.1f} ms")
-    figures.machine(None)
-    figures.emit(as_json)
+    figures.finish(as_json)

@@ -101,7 +101,4 @@ def train(rows: Annotated[int, typer.Option(help="Labelled respondents to train 
     figures.data = {"rows": rows, "seed": seed, "input": labelled, **result, "seconds": seconds,
                     "peak_mb": measured_section["peak_mb"]}
     figures.notes.append("train_model runs in a fresh process on a feature table built beforehand (not timed)")
-    if profile is not None:
-        figures.notes.append(f"profiles written to {profile}")
-    figures.machine(threads)
-    figures.emit(as_json)
+    figures.finish(as_json, threads, profile)
