@@ -10,6 +10,7 @@ only the terms of the features they change.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ class _ColumnEncoder:
     def fit(cls, column: FeatureColumn, values: pd.Series, n_knots: int) -> _ColumnEncoder:
         if column.encoding == "category":
             encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
-            encoder.fit(_as_category(values).to_frame())
+            encoder.fit(_as_category(values).reshape(-1, 1))
             return cls(column, one_hot=encoder)
         present = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
         if len(np.unique(present)) < 2:
@@ -54,7 +55,7 @@ class _ColumnEncoder:
         """This column's part of the logit, `transform(values) @ coef`, without the design matrix:
         a one-hot block is a look-up of its category's coefficient (0 for an unseen category)."""
         if self.one_hot is not None:
-            codes = pd.Categorical(_as_category(values), categories=self.one_hot.categories_[0]).codes
+            codes = self._categories.get_indexer(_as_category(values))
             return np.where(codes >= 0, coef[codes], 0.0)
         numbers = _numbers(values)
         missing = np.isnan(numbers)
@@ -64,9 +65,13 @@ class _ColumnEncoder:
             term = term + self.spline.transform(filled) @ coef[:-1]
         return term
 
+    @cached_property
+    def _categories(self) -> pd.Index:
+        return pd.Index(self.one_hot.categories_[0])
+
     def transform(self, values: pd.Series) -> np.ndarray:
         if self.one_hot is not None:
-            return self.one_hot.transform(_as_category(values).to_frame())
+            return self.one_hot.transform(_as_category(values).reshape(-1, 1))
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         missing = np.isnan(numbers)
         blocks = [missing.astype(float).reshape(-1, 1)]
@@ -82,8 +87,10 @@ def _numbers(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _as_category(values: pd.Series) -> pd.Series:
-    return values.astype("string").fillna(MISSING).astype(object)
+def _as_category(values: pd.Series) -> np.ndarray:
+    """Category labels (text, as `model_input` gives them) with missing as a label of its own."""
+    labels = values.to_numpy(dtype=object)
+    return np.where(pd.isna(labels), MISSING, labels)
 
 
 class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
