@@ -338,6 +338,8 @@ def _range_rule(spec: ColumnSpec) -> str:
 
 def _quarantine(failures: pd.DataFrame, text: pd.DataFrame, kind: FileKind, row_numbers: np.ndarray) -> pd.DataFrame:
     """One row per broken rule: row number, column (or columns, for a row rule), rule, the value as written."""
+    if failures.empty:
+        return pd.DataFrame(columns=list(QUARANTINE_DTYPES)).astype(QUARANTINE_DTYPES)
     row_rules = {rule.rule: rule for rule in kind.row_rules}
     # pandera reports a row rule once per column of the row; keep it once, under the rule's columns
     labels = failures["check"].map({name: rule.label for name, rule in row_rules.items()})
@@ -351,7 +353,7 @@ def _quarantine(failures: pd.DataFrame, text: pd.DataFrame, kind: FileKind, row_
         pieces.append(pd.DataFrame(
             {"row_number": row_numbers[positions], "column": label, "rule": rule, "raw_value": raw_value}
         ))
-    quarantined = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=list(QUARANTINE_DTYPES))
+    quarantined = pd.concat(pieces, ignore_index=True)
     return quarantined.astype(QUARANTINE_DTYPES).sort_values(["row_number", "column"], ignore_index=True)
 
 

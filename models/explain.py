@@ -102,7 +102,8 @@ def _rank_drivers(contributions: pd.DataFrame, features: pd.DataFrame) -> tuple[
     """The (up to) three causes raising each person's risk most: names (None past the last) and values."""
     causes = contributions[list(CAUSES)].to_numpy()
     # A feature whose answers are all missing is named under missing answers, never as a driver.
-    answered = np.column_stack([features[list(BY_NAME[name].column_names)].notna().any(axis=1).to_numpy()
+    present = features.notna().to_numpy()
+    answered = np.column_stack([present[:, features.columns.get_indexer(BY_NAME[name].column_names)].any(axis=1)
                                 for name in CAUSES])
     causes = np.where(answered, causes, -np.inf)
     order = np.argsort(-causes, axis=1)[:, :DRIVERS]
