@@ -17,6 +17,7 @@ OUTPUT_COLUMNS = (
     "driver_1", "driver_1_answers", "driver_2", "driver_2_answers", "driver_3", "driver_3_answers",
     "signs", "missing_answers",
 )
+EXPLAIN_SLICE_ROWS = 50_000  # large enough that per-call overheads vanish, small enough to bound memory
 REQUEST_COLUMNS = tuple(c for c in QUESTIONNAIRE_COLUMNS if c != LABEL and not c.startswith("survey_"))
 
 
@@ -37,9 +38,15 @@ def request_rows(answers: pd.DataFrame) -> pd.DataFrame:
 
 def _features_and_scores(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.DataFrame | None,
                          settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features for the whole batch in one query; explanations slice by slice, so a large batch's
+    intermediate model input and contributions never exist for all rows at once."""
     features = features_for_frames(answers, activity, settings.activity_window_days)
     aligned = answers.merge(features[list(QUESTIONNAIRE_KEY)], on=list(QUESTIONNAIRE_KEY), how="right")
-    return features, explain_batch(model, aligned, features, settings)
+    starts = range(0, max(len(features), 1), EXPLAIN_SLICE_ROWS)
+    scored = pd.concat([explain_batch(model, aligned.iloc[start:start + EXPLAIN_SLICE_ROWS],
+                                      features.iloc[start:start + EXPLAIN_SLICE_ROWS], settings)
+                        for start in starts], ignore_index=True)
+    return features, scored
 
 
 def score_frames(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.DataFrame | None,
