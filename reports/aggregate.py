@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from balanceit.reports.estimates import segment_estimates
+
 BANDS = ("low", "moderate", "high")
 NOT_ANSWERED = "not answered"
 DRIVER_COLUMNS = ("driver_1", "driver_2", "driver_3")
@@ -37,6 +39,8 @@ STRETCHING_HABITS = ("never", "1–2 days a week", "3+ days a week")
 AGE_BANDS = ("16–34", "35–44", "45–64", "65+")
 STRENGTH_LABELS = {"none": "no strength training", "balanced": "balanced", "unbalanced": "unbalanced"}
 EXERCISE_LABELS = {"none": "no exercise"}
+SEGMENT_FIGURES = ("mean_risk", "mean_risk_ci_low", "mean_risk_ci_high",
+                   "share_high", "share_high_ci_low", "share_high_ci_high")
 
 
 def is_weighted(scored: pd.DataFrame) -> bool:
@@ -67,30 +71,19 @@ def risk_histogram(scored: pd.DataFrame, bins: int = 20) -> dict[str, list]:
 
 
 def segment_table(scored: pd.DataFrame, dimension: str, min_group_size: int) -> pd.DataFrame:
-    """Mean risk and share in the high band per group of one dimension (a key of SEGMENT_DIMENSIONS).
+    """Mean risk and share in the high band per group of one dimension (a key of SEGMENT_DIMENSIONS),
+    each with its 95% interval (design-based when the frame has survey weights, see `estimates`).
 
-    Columns: label, n, n_shown, mean_risk, share_high, suppressed. Missing answers form a
-    "not answered" group. A group smaller than `min_group_size` is suppressed: n_shown is
-    "< {min}" and n, mean_risk and share_high are blank. Subtracting the shown groups from the
+    Columns: label, n, n_shown, mean_risk, mean_risk_ci_low, mean_risk_ci_high, share_high,
+    share_high_ci_low, share_high_ci_high, suppressed. Missing answers form a "not answered" group.
+    A group smaller than `min_group_size` (counted in people, never in weights) is suppressed:
+    n_shown is "< {min}" and every figure is blank. Subtracting the shown groups from the
     population's totals gives the hidden groups together, so the next-smallest groups are hidden too
     (n_shown "≥ {min}") until at least two are hidden and they hold `min_group_size` people between them.
     """
     people = scored.reset_index(drop=True)
-    labels = _segment_labels(people, dimension)
-    weights = _weights(people)
-    long = pd.DataFrame({
-        "label": labels,
-        "weight": weights.reindex(labels.index),
-        "weighted_risk": (people["risk"] * weights).reindex(labels.index),
-        "weighted_high": ((people["band"] == "high") * weights).reindex(labels.index),
-    })
-    grouped = long.groupby("label", observed=True, sort=False)
-    table = pd.DataFrame({
-        "n": grouped.size(),
-        "mean_risk": grouped["weighted_risk"].sum() / grouped["weight"].sum(),
-        "share_high": grouped["weighted_high"].sum() / grouped["weight"].sum(),
-    })
-    table = _order_groups(table).rename_axis("label").reset_index()
+    table = _order_groups(_segment_figures(people, _segment_labels(people, dimension)).set_index("label"))
+    table = table.rename_axis("label").reset_index()
     table["label"] = table["label"].astype(str)
 
     too_small = table["n"] < min_group_size
@@ -105,8 +98,21 @@ def segment_table(scored: pd.DataFrame, dimension: str, min_group_size: int) -> 
     table.loc[hidden & ~too_small, "n_shown"] = f"≥ {min_group_size}"
     table.loc[too_small, "n_shown"] = f"< {min_group_size}"
     table["n"] = table["n"].astype("Int64").mask(table["suppressed"])
-    table[["mean_risk", "share_high"]] = table[["mean_risk", "share_high"]].mask(table["suppressed"])
-    return table[["label", "n", "n_shown", "mean_risk", "share_high", "suppressed"]]
+    table[list(SEGMENT_FIGURES)] = table[list(SEGMENT_FIGURES)].mask(table["suppressed"])
+    return table[["label", "n", "n_shown", *SEGMENT_FIGURES, "suppressed"]]
+
+
+def _segment_figures(people: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
+    """`estimates.segment_estimates` per group; a dimension where one person can be in several groups
+    (exercise types) is estimated group by group, each group a domain of the whole sample."""
+    if not labels.index.has_duplicates:
+        figures = segment_estimates(people, labels)
+        if isinstance(labels.dtype, pd.CategoricalDtype):  # bands keep their order (`_order_groups`)
+            figures["label"] = pd.Categorical(figures["label"], categories=labels.cat.categories)
+        return figures
+    groups = [segment_estimates(people, labels[labels == label].groupby(level=0).first().reindex(people.index))
+              for label in labels.unique()]
+    return pd.concat(groups, ignore_index=True)
 
 
 def segment_tables(scored: pd.DataFrame, min_group_size: int) -> list[dict]:
@@ -115,6 +121,20 @@ def segment_tables(scored: pd.DataFrame, min_group_size: int) -> list[dict]:
         {"key": key, "title": title, "rows": segment_table(scored, key, min_group_size).to_dict("records")}
         for key, title in SEGMENT_DIMENSIONS.items()
     ]
+
+
+def segments_json(segments: list[dict]) -> list[dict]:
+    """`segment_tables` for `report population --json`: per group its label, people shown ("< 10" when
+    hidden) and each figure as {"value", "ci_low", "ci_high"}, null where hidden or unknown."""
+    def figure(row: dict, name: str) -> dict[str, float | None]:
+        values = (row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"])
+        return dict(zip(("value", "ci_low", "ci_high"), (None if pd.isna(v) else float(v) for v in values)))
+
+    return [{"key": segment["key"], "title": segment["title"],
+             "groups": [{"label": row["label"], "people": row["n_shown"], "suppressed": bool(row["suppressed"]),
+                         "mean_risk": figure(row, "mean_risk"), "share_high_risk": figure(row, "share_high")}
+                        for row in segment["rows"]]}
+            for segment in segments]
 
 
 def top_drivers(scored: pd.DataFrame) -> pd.DataFrame:

@@ -132,8 +132,10 @@ def population_context(settings: Settings, batch: str | None) -> dict[str, objec
     drivers = aggregate.top_drivers(people)
     drift_columns = [c.name for c in model_columns()]
     estimates = population_estimates(people)
+    segments = aggregate.segment_tables(people, settings.min_group_size)
     return {
-        "population_estimates": {k: estimates[k] for k in ("weighted", "n", "estimates")},
+        "population_estimates": {**{k: estimates[k] for k in ("weighted", "n", "estimates")},
+                                 "segments": aggregate.segments_json(segments)},
         "estimates": [{"name": ESTIMATE_NAMES[name], "unit": "hours" if name.endswith("hours") else "share", **figure}
                       for name, figure in estimates["estimates"].items()],
         "estimates_note": f"{estimates['population']} {estimates['intervals']}",
@@ -145,7 +147,7 @@ def population_context(settings: Settings, batch: str | None) -> dict[str, objec
         "summary": {"n": len(people), "mean_risk": aggregate.mean_risk(people),
                     "bands": aggregate.band_counts(people).to_dict("records")},
         "histogram": aggregate.risk_histogram(people),
-        "segments": aggregate.segment_tables(people, settings.min_group_size),
+        "segments": segments,
         "drivers": [{**row, "label": BY_NAME[row["feature"]].label,
                      "description": BY_NAME[row["feature"]].description}
                     for row in drivers.head(10).to_dict("records")],

@@ -14,7 +14,8 @@ Population context (`render_population`)
     weighted: bool -- aggregate.is_weighted(scored): whether shares and means use survey weights
     summary: {n: int, mean_risk: float, bands: [{band, n, share}]} -- aggregate.mean_risk, band_counts
     histogram: {bin_edges: [float], counts: [int]} -- aggregate.risk_histogram
-    segments: [{title: str, rows: [{label, n_shown, mean_risk, share_high, suppressed}]}]
+    segments: [{title: str, rows: [{label, n_shown, mean_risk, mean_risk_ci_low, mean_risk_ci_high,
+                share_high, share_high_ci_low, share_high_ci_high, suppressed}]}]
         -- aggregate.segment_tables
     drivers: [{label, description, share_top3, share_first}] -- aggregate.top_drivers, with each
         feature's label and plain description from the feature catalogue
@@ -149,6 +150,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(percent=_percent, number=_number, points=_points, when=_when)
+    environment.tests["blank"] = _blank
     return environment
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,8 @@ from balanceit.reports.estimates import (
     population_estimates,
     segment_estimates,
 )
+from balanceit.reports import aggregate
+from balanceit.reports.render import render_population
 from conftest import build_scored
 
 SHARED_DATA = Path(os.environ.get("BALANCEIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -354,13 +355,45 @@ def test_segment_order_follows_a_categorical_and_skips_empty_categories():
     assert table["n"].sum() == 500
 
 
-# --- Speed --------------------------------------------------------------------------------------------
+# --- The report's segment tables -----------------------------------------------------------------------
 
-def test_100_000_people_take_well_under_a_second_or_two():
-    people = with_design(build_scored(100_000), strata=30)
-    population_estimates(people.head(100))  # first call loads svy's numerical back end
-    started = time.perf_counter()
-    population_estimates(people)
-    segment_estimates(people, people["occupation"])
-    population_estimates(people.drop(columns=DESIGN_COLUMNS))
-    assert time.perf_counter() - started < 2.0
+@pytest.mark.parametrize("weighted", [False, True])
+def test_report_segments_show_domain_estimates_with_intervals(weighted):
+    people = build_scored(3000)
+    if weighted:
+        people = with_design(people)
+    w = people["survey_weight"] if weighted else pd.Series(1.0, index=people.index)
+    occupations = aggregate.segment_table(people, "occupation", min_group_size=10).set_index("label")
+    expected = segment_estimates(people, people["occupation"]).set_index("label")
+    assert occupations[list(aggregate.SEGMENT_FIGURES)].astype(float).to_numpy() == pytest.approx(
+        expected.loc[occupations.index, list(aggregate.SEGMENT_FIGURES)].to_numpy())
+
+    # A person who does several kinds of exercise is in each kind's group: every group is its own domain.
+    exercise = aggregate.segment_table(people, "exercise_type", min_group_size=10).set_index("label")
+    walkers = people["exercise_types"].fillna("").str.split(";").map(lambda kinds: "walking" in kinds)
+    walking = exercise.loc["walking"]
+    assert walking["n"] == walkers.sum()
+    assert walking["mean_risk"] == pytest.approx(np.average(people.loc[walkers, "risk"], weights=w[walkers]))
+    for row in exercise.itertuples():
+        assert row.mean_risk_ci_low < row.mean_risk < row.mean_risk_ci_high
+        assert 0 <= row.share_high_ci_low <= row.share_high <= row.share_high_ci_high <= 1
+
+
+def test_hidden_segments_hide_their_intervals_too(tmp_path, make_population_context):
+    people = with_design(build_scored(400))
+    people.loc[:2, "occupation"] = "astronaut"
+    table = aggregate.segment_table(people, "occupation", min_group_size=10).set_index("label")
+    hidden = table[table["suppressed"]]
+    assert "astronaut" in hidden.index and hidden[list(aggregate.SEGMENT_FIGURES)].isna().all().all()
+    groups = {group["label"]: group for segment in aggregate.segments_json(aggregate.segment_tables(people, 10))
+              if segment["key"] == "occupation" for group in segment["groups"]}
+    assert groups["astronaut"]["people"] == "< 10"
+    assert groups["astronaut"]["mean_risk"] == {"value": None, "ci_low": None, "ci_high": None}
+    shown = groups["desk"]["mean_risk"]
+    assert shown["ci_low"] < shown["value"] < shown["ci_high"]
+    json.dumps(groups, allow_nan=False)
+
+    html = render_population(make_population_context(people), tmp_path / "p.html").read_text()
+    desk = table.loc["desk"]
+    assert f"({desk['mean_risk_ci_low']:.1%} – {desk['mean_risk_ci_high']:.1%})" in html
+    assert "weighted, with 95% design-based intervals" in html

@@ -75,6 +75,20 @@ def test_explain_names_causes_and_keeps_signs_apart(demo):
     assert explanation["recommendations"]
 
 
+def test_population_report_json_has_estimates_and_segments_with_intervals(demo):
+    home, _ = demo
+    result = run(home, "report", "population")
+    assert Path(result["path"]).is_file()
+    assert result["weighted"] is False and result["n"] > 0  # the generated population carries no weights
+    for name in ("mean_sitting_hours", "share_sitting_over_8h", "mean_risk", "share_high_risk"):
+        figure = result["estimates"][name]
+        assert figure["ci_low"] <= figure["value"] <= figure["ci_high"], name
+    sitting = next(segment for segment in result["segments"] if segment["key"] == "sitting")
+    shown = [group for group in sitting["groups"] if not group["suppressed"]]
+    assert shown and all(g["mean_risk"]["ci_low"] <= g["mean_risk"]["value"] <= g["mean_risk"]["ci_high"]
+                         for g in shown)
+
+
 def test_second_demo_adds_a_version_and_no_rows(demo):
     home, _ = demo
     counts = [table_count(home, f"SELECT count(*) FROM {t}") for t in ("questionnaire", "activity", "scores")]
