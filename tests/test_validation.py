@@ -120,6 +120,15 @@ def test_quarantine_rows_name_row_column_rule_and_value():
     assert validated.quarantined.dtypes.astype(str).tolist() == ["int64", "string", "string", "string"]
 
 
+@pytest.mark.parametrize("padding", [" ", "\t", "\u00a0"])  # space, tab, no-break space
+def test_answers_are_trimmed_and_blank_answers_are_missing(padding):
+    raw = pd.DataFrame([good_row("a", occupation=f"{padding}Desk{padding}", neck_pain=padding * 2),
+                        good_row("b")])
+    accepted = validate_questionnaire(raw, "q", now=NOW).accepted
+    assert accepted.loc[0, "occupation"] == "desk"
+    assert pd.isna(accepted.loc[0, "neck_pain"])
+
+
 def test_row_numbers_follow_the_frame_index():
     raw = pd.DataFrame([good_row("a"), good_row("b", age="x")], index=[41, 99])
     validated = validate_questionnaire(raw, "q", now=NOW)
