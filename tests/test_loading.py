@@ -56,6 +56,31 @@ def test_lineage_is_recorded_and_the_same_content_is_a_no_op(settings, survey, t
     assert count(settings, "SELECT count(*) FROM questionnaire") == 500
 
 
+def test_a_revised_file_replaces_the_rows_it_repeats_and_keeps_one_row_per_key(settings, survey, tmp_path):
+    answers = generate(500, seed=2, labelled=True)
+    revised_answers = answers.questionnaire.iloc[300:].assign(occupation="manual")
+    revised_days = answers.activity.iloc[len(answers.activity) // 2:].assign(steps=12345)
+    revised_answers.to_csv(tmp_path / "survey-revised.csv", index=False)
+    answers.activity.to_csv(tmp_path / "days.csv", index=False)
+    revised_days.to_csv(tmp_path / "days-revised.csv", index=False)
+    with open_warehouse(settings) as con:
+        for path, kind in [(survey, "questionnaire"), (tmp_path / "survey-revised.csv", "questionnaire"),
+                           (tmp_path / "days.csv", "activity"), (tmp_path / "days-revised.csv", "activity")]:
+            assert ingest(con, path, kind).status == "loaded"
+        repeated = con.execute("""
+            SELECT (SELECT count(*) FROM (SELECT 1 FROM questionnaire GROUP BY respondent_id, submitted_at
+                                          HAVING count(*) > 1)),
+                   (SELECT count(*) FROM (SELECT 1 FROM activity GROUP BY respondent_id, date HAVING count(*) > 1))
+        """).fetchone()
+        rows = con.execute("SELECT (SELECT count(*) FROM questionnaire), "
+                           "(SELECT count(*) FILTER (occupation = 'manual') FROM questionnaire), "
+                           "(SELECT count(*) FROM activity), (SELECT count(*) FILTER (steps = 12345) FROM activity)"
+                           ).fetchone()
+    assert repeated == (0, 0)
+    assert rows[0] == 500 and rows[1] >= 200
+    assert rows[2] == len(answers.activity) and rows[3] == len(revised_days)
+
+
 @pytest.mark.parametrize("interruption", [RuntimeError("disk full"), KeyboardInterrupt()])
 def test_a_crash_mid_load_leaves_nothing_and_a_rerun_completes(settings, survey, monkeypatch, interruption):
     real_record_batch = load._record_batch
