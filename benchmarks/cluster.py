@@ -144,7 +144,7 @@ def score_on(home: str, batch_id: str, workers: int, rows_per_partition: int) ->
         # Registration runs in the flow's process whatever the task runner: timed once, here.
         started = time.perf_counter()
         with measured("register"), open_warehouse(settings) as con:
-            extra["scored_rows"] = len(register_results(con, batch_id, version, partitions, root))
+            extra["scored_rows"] = sum(register_results(con, batch_id, version, partitions, root).values())
         extra["register_wall_seconds"] = time.perf_counter() - started
     return {"partitions": len(partitions), "rows": int(sum(s[0] for s in sizes)),
             "activity_days": int(sum(s[1] for s in sizes)), "partition_rows": [s[0] for s in sizes],
@@ -152,10 +152,9 @@ def score_on(home: str, batch_id: str, workers: int, rows_per_partition: int) ->
 
 
 def _partition_size(partition) -> tuple[int, int]:
-    import pyarrow.parquet as pq
+    import pyarrow.dataset as ds
 
-    return pq.ParquetFile(partition.questionnaire).metadata.num_rows, pq.ParquetFile(
-        partition.activity).metadata.num_rows
+    return ds.dataset(partition.questionnaire).count_rows(), ds.dataset(partition.activity).count_rows()
 
 
 def _one_partition(home: str, partition, version: str, settings) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from prefect import flow, unmapped
 
 from balanceit.config import Settings
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
-from balanceit.data.partitions import copy_partition_inputs
+from balanceit.data.partitions import export_partition_inputs
 from balanceit.flows.common import partitions_root, stage, workspace
 
 if TYPE_CHECKING:  # only for type hints: the default path never imports Dask
@@ -139,14 +139,9 @@ def export_training_partitions(con, batch_id: str | None, folder: Path,
     con.execute(f"""CREATE OR REPLACE TEMP TABLE training_members AS
                     SELECT respondent_id, submitted_at, hash(respondent_id) % {count} AS part
                     FROM training_selection""")
-    partitions = []
-    for number in range(count):
-        partition = FeaturePartition(number, folder / f"part-{number:05d}-questionnaire.parquet",
-                                     folder / f"part-{number:05d}-activity.parquet",
-                                     folder / f"part-{number:05d}-features.parquet")
-        copy_partition_inputs(con, "training_members", number, partition.questionnaire, partition.activity)
-        partitions.append(partition)
-    return answers, partitions
+    inputs = export_partition_inputs(con, "training_members", count, folder / "input")
+    return answers, [FeaturePartition(number, questionnaire, activity, folder / f"part-{number:05d}-features.parquet")
+                     for number, (questionnaire, activity) in enumerate(inputs)]
 
 
 @stage(name="features of a partition", retries=2, retry_delay_seconds=1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import pandas as pd
 from prefect import flow, unmapped
 
 from balanceit.data.partitions import Partition, export_batch, register_results
@@ -18,19 +17,8 @@ from balanceit.flows.common import partitions_root, stage, workspace
 from balanceit.flows.train import ingest_or_fail
 from balanceit.models.pyfunc import RiskModel
 from balanceit.models.registry import champion_version, load_model
-from balanceit.models.score import OUTPUT_COLUMNS, score_partition
+from balanceit.models.score import score_partition
 from balanceit.warehouse import open_warehouse
-
-
-def write_output(scored: pd.DataFrame, path: Path) -> Path:
-    """One row per person: the contract's output columns first, then the what-ifs."""
-    ordered = scored[[*OUTPUT_COLUMNS, *[c for c in scored.columns if c.startswith("whatif_")]]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".parquet":
-        ordered.to_parquet(path, index=False)
-    else:
-        ordered.to_csv(path, index=False)
-    return path
 
 
 @lru_cache(maxsize=4)
@@ -72,11 +60,10 @@ def register(home: str | None, batch_id: str, version: str, partitions: list[Par
              output: str | None) -> dict[str, object]:
     settings = workspace(home)
     with open_warehouse(settings) as con:
-        scored = register_results(con, batch_id, version, partitions, partitions_root(settings))
-    written = write_output(scored, Path(output)) if output else None
-    return {"batch_id": batch_id, "rows_scored": len(scored), "model_version": version,
-            "partitions": len(partitions), "bands": scored["band"].value_counts().to_dict(),
-            "output": str(written) if written else None}
+        bands = register_results(con, batch_id, version, partitions, partitions_root(settings),
+                                 Path(output) if output else None)
+    return {"batch_id": batch_id, "rows_scored": sum(bands.values()), "model_version": version,
+            "partitions": len(partitions), "bands": bands, "output": output}
 
 
 def score_stage(home: str | None, batch_id: str, output: str | None,

@@ -174,9 +174,9 @@ def test_a_rerun_after_a_crash_completes_the_batch_and_writes_no_partition_twice
                         lambda frame, path: (written.append(path), original_write(frame, path))[1])
     original_register = score_flows.register_results
 
-    def register_and_look(con, batch_id, version, partitions, root):
+    def register_and_look(con, batch_id, version, partitions, *rest):
         seen.update({p.scored: p.scored.stat().st_mtime_ns for p in partitions})
-        return original_register(con, batch_id, version, partitions, root)
+        return original_register(con, batch_id, version, partitions, *rest)
 
     monkeypatch.setattr(score_flows, "register_results", register_and_look)
     result = run(home, "score", str(workspace["batch"]))

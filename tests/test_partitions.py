@@ -1,0 +1,61 @@
+"""Partitions of a batch: written in one pass per table, every row once, a person's days with their answers."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from balanceit.config import Settings
+from balanceit.data.load import ingest
+from balanceit.data.partitions import export_batch
+from balanceit.data.synthetic import generate, write
+from balanceit.warehouse import open_warehouse
+
+KEY = ["respondent_id", "submitted_at"]
+
+
+@pytest.fixture
+def loaded(tmp_path) -> tuple[Settings, str]:
+    """A workspace holding a 300-person batch with wearable days; returns its settings and batch id."""
+    settings = Settings(home=tmp_path / "ws")
+    settings.ensure_dirs()
+    files = write(generate(300, seed=5, labelled=False), tmp_path / "batch")
+    with open_warehouse(settings) as con:
+        ingest(con, files["activity"], "activity")
+        batch = ingest(con, files["questionnaire"], "questionnaire").ingestion_id
+    return settings, batch
+
+
+def read_parts(partitions, side: str) -> list[pd.DataFrame]:
+    return [pd.read_parquet(getattr(p, side)) for p in partitions]
+
+
+def test_every_row_lands_once_with_its_persons_wearable_days(loaded, tmp_path):
+    settings, batch = loaded
+    with open_warehouse(settings) as con:
+        partitions = export_batch(con, batch, tmp_path / "parts", "1", rows_per_partition=80)
+        answers = con.execute("SELECT * EXCLUDE (ingestion_id) FROM questionnaire").df()
+        days = con.execute("SELECT * EXCLUDE (ingestion_id) FROM activity").df()
+    assert [p.number for p in partitions] == [0, 1, 2, 3]
+    questionnaires, activities = read_parts(partitions, "questionnaire"), read_parts(partitions, "activity")
+    together = pd.concat(questionnaires, ignore_index=True)
+    assert len(together) == len(answers) and not together.duplicated(KEY).any()
+    assert list(together.columns) == list(answers.columns)  # no partition column rides along
+    assert sum(len(frame) for frame in activities) == len(days)
+    for people, worn in zip(questionnaires, activities):
+        assert set(worn["respondent_id"]) <= set(people["respondent_id"])
+
+
+def test_an_empty_partition_keeps_the_columns_and_a_rerun_reuses_the_inputs(loaded, tmp_path):
+    settings, batch = loaded
+    with open_warehouse(settings) as con:
+        partitions = export_batch(con, batch, tmp_path / "parts", "1", rows_per_partition=1)  # 300 partitions
+        sizes = [len(frame) for frame in read_parts(partitions, "questionnaire")]
+        assert len(partitions) == 300 and sum(sizes) == 300 and 0 in sizes  # hashing leaves some empty
+        empty = partitions[sizes.index(0)]
+        assert list(pd.read_parquet(empty.questionnaire).columns) == list(read_parts(partitions[:1], "questionnaire")[0].columns)
+        assert "steps" in pd.read_parquet(empty.activity).columns
+        written = {path: path.stat().st_mtime_ns for path in (tmp_path / "parts").rglob("*.parquet")}
+        again = export_batch(con, batch, tmp_path / "parts", "1", rows_per_partition=1)
+    assert again == partitions
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "parts").rglob("*.parquet")} == written
