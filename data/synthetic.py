@@ -18,7 +18,8 @@ import pandas as pd
 from scipy.special import expit
 
 from balanceit.data.contract import (
-    EXERCISE_TYPES, LABEL, MINUTES_PER_DAY, PAIN, POSTURE, QUESTIONNAIRE, QUESTIONNAIRE_COLUMNS, STRENGTH_TRAINING,
+    EXERCISE_TYPES, LABEL, MINUTES_PER_DAY, PAIN, PAIN_COLUMNS, POSTURE, QUESTIONNAIRE, QUESTIONNAIRE_COLUMNS,
+    STRENGTH_TRAINING,
 )
 from balanceit.data.synthetic_config import DEFAULT, LATENTS, PopulationConfig
 from balanceit.data.synthetic_truth import (
@@ -29,6 +30,7 @@ from balanceit.data.synthetic_truth import (
 ANSWER_COLUMNS = tuple(c for c in QUESTIONNAIRE_COLUMNS if c != LABEL and not c.startswith("survey_"))
 SPECS = {spec.name: spec for spec in QUESTIONNAIRE}
 OPTIONAL_ANSWERS = tuple(c for c in ANSWER_COLUMNS if not SPECS[c].required)
+SYMPTOM_ANSWERS = ("posture_self_report", *PAIN_COLUMNS)  # the truth sees them as exported, blanks marginalised
 EXERCISE_CHOICES = tuple(t for t in EXERCISE_TYPES if t != "none")  # "none" is written only alone
 NO_YES = ("no", "yes")  # boolean answers as a user exports them; index = the boolean
 STEPS_SHIFT_ANSWERS = ("occupation", "exercise_types", "age", "height_cm", "weight_kg")
@@ -61,7 +63,7 @@ def generate(rows: int, seed: int = 0, labelled: bool = False, config: Populatio
     activity = _wearable_days(answers, true_steps, np.flatnonzero(has_wearable), config, rng)
     truth = pd.concat([  # computed last because true_risk depends on who has a wearable (no random draws)
         answers[["respondent_id", "submitted_at"]],
-        compute_truth(terms, answers, config, has_wearable),
+        compute_truth(terms, answers.assign(**{c: questionnaire[c] for c in SYMPTOM_ANSWERS}), config, has_wearable),
         pd.DataFrame(patterns, columns=[f"pattern_{k}" for k in LATENTS], index=answers.index),
         pd.DataFrame({"imbalance": imbalance, "true_daily_steps": true_steps, "has_wearable": has_wearable,
                       **signs}, index=answers.index),

@@ -157,8 +157,10 @@ def has_postural_pattern(latents: dict[str, np.ndarray | float], config: Populat
 
 def compute_truth(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig,
                   has_wearable: np.ndarray) -> pd.DataFrame:
-    """Exact truth per person, from the complete answers and the design terms.
+    """Exact truth per person, from the answers and the design terms.
 
+    `answers` hold every behaviour and personal answer complete, and the posture and pain answers as
+    the questionnaire shows them (blank where blanked: a blank symptom is marginalised).
     true_risk = P(imbalance | what a model sees) = 1 - P(z = 0, s | x_obs) / sum_z P(z, s | x_obs), where
     the step band b (`low_steps`) is observed only for people with a wearable; for the others it is
     marginalised: P(z, s | x_obs) = sum_b P(b | x) P(z, s | x, b), with P(b | x) from `low_steps_probability`.
@@ -223,18 +225,23 @@ def _no_pattern_moments(eta: np.ndarray, nodes: np.ndarray, weights: np.ndarray,
 
 
 def _answer_likelihood(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig) -> np.ndarray:
-    """P(observed posture and pain answers | z, x) for each of the 16 patterns (rows x 16)."""
+    """P(observed posture and pain answers | z, x) for each of the 16 patterns (rows x 16).
+
+    A blank answer is marginalised: its levels' probabilities sum to 1, so it contributes a factor 1.
+    """
     rows = np.arange(len(answers))
     posture_level = level_index(answers["posture_self_report"], POSTURE)
     pain_levels = {name: level_index(answers[name], PAIN) for name in config.pain}
     likelihood = np.ones((len(answers), len(PATTERNS)))
     for index, pattern in enumerate(PATTERNS):
         latents = dict(zip(LATENTS, pattern))
-        likelihood[:, index] = posture_probabilities(has_postural_pattern(latents, config), config)[0, posture_level]
+        posture = posture_probabilities(has_postural_pattern(latents, config), config)[0, posture_level]
+        likelihood[:, index] = np.where(posture_level >= 0, posture, 1.0)
         for name, model in config.pain.items():
             levels = pain_level_probabilities(outcome_linear_predictor(model, terms, latents),
                                               model.frequent_logit_offset)
-            likelihood[:, index] *= levels[rows, pain_levels[name]]
+            level = pain_levels[name]
+            likelihood[:, index] *= np.where(level >= 0, levels[rows, level], 1.0)
     return likelihood
 
 

@@ -376,13 +376,14 @@ def _brute_force_risk(person: pd.DataFrame, config: PopulationConfig) -> float:
             poor = config.posture.poor_with_pattern if postural else config.posture.poor_without_pattern
             fair = (1 - poor) * (config.posture.fair_share_of_rest_with_pattern if postural
                                  else config.posture.fair_share_of_rest_without_pattern)
-            p_answers = {"good": 1 - poor - fair, "fair": fair, "poor": poor}[answers["posture_self_report"]]
+            # A blank answer could have been any level: it is summed out (a factor of 1).
+            p_answers = {"good": 1 - poor - fair, "fair": fair, "poor": poor}.get(answers["posture_self_report"], 1.0)
             for name, model in config.pain.items():
                 eta = (model.intercept + sum(np.log(o) * pattern[k] for k, o in model.latent_odds_ratios.items())
                        + sum(np.log(o) * x[t] for t, o in model.direct_odds_ratios.items()))
                 any_pain, frequent = expit(eta), expit(eta - model.frequent_logit_offset)
                 p_answers *= {"none": 1 - any_pain, "occasional": any_pain - frequent,
-                              "frequent": frequent}[answers[name]]
+                              "frequent": frequent}.get(answers[name], 1.0)
             joint[index] += p_band * p_pattern * p_answers
     return 1 - joint[0] / joint.sum()  # pattern 0 is z = (0, 0, 0, 0)
 
@@ -397,6 +398,18 @@ def test_true_risk_without_a_wearable_matches_a_brute_force_mixture_over_the_ste
     brute = pd.Series({row: _brute_force_risk(answers.loc[[row]], DEFAULT) for row in rows})
     assert np.allclose(truth.loc[rows, "true_risk"], brute, rtol=0, atol=1e-9), (truth.loc[rows, "true_risk"], brute)
     assert (brute - complete).abs().max() > 0.005  # the step band really was marginalised
+
+
+def test_a_blank_posture_or_pain_answer_is_summed_out_of_the_true_risk(population):
+    """The ceiling knows what a model knows: a blanked symptom answer is marginalised, not peeked at."""
+    answers, truth = population.questionnaire, population.truth
+    symptoms = ["posture_self_report", *contract.PAIN_COLUMNS]
+    others = [c for c in answers.columns if c not in (*symptoms, contract.LABEL)]
+    only_symptoms_blank = answers[symptoms].isna().any(axis=1) & answers[others].notna().all(axis=1)
+    rows = truth.index[only_symptoms_blank & ~truth["has_wearable"]][:4]
+    assert len(rows) == 4
+    brute = pd.Series({row: _brute_force_risk(answers.loc[[row]], DEFAULT) for row in rows})
+    assert np.allclose(truth.loc[rows, "true_risk"], brute, rtol=0, atol=1e-9), (truth.loc[rows, "true_risk"], brute)
 
 
 def test_top_factors_are_model_factors_and_often_clear(population):
