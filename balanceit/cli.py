@@ -200,14 +200,8 @@ def train(data: Annotated[Path | None, typer.Option(help="Labelled questionnaire
     from balanceit.flows.train import InputRefused, train_flow
 
     try:
-        if cluster:
-            from balanceit.flows.cluster import cluster_train_flow
-
-            result = cluster_train_flow(*(str(p) if p else None for p in (data, activity, truth)),
-                                        home=str(_State.home) if _State.home else None, cluster=cluster)
-        else:
-            result = train_flow(*(str(p) if p else None for p in (data, activity, truth)),
-                                home=str(_State.home) if _State.home else None)
+        result = train_flow(*(str(p) if p else None for p in (data, activity, truth)),
+                            home=str(_State.home) if _State.home else None, cluster=cluster)
     except InputRefused as refused:
         _fail(str(refused), as_json)
     _emit(result, as_json, "Training")

@@ -199,22 +199,6 @@ def partitioned_training_features(home: str | None, batch_id: str | None,
     return answers, features
 
 
-@flow(name="train")
-def cluster_train_flow(data: str | None = None, activity: str | None = None, truth: str | None = None,
-                       home: str | None = None, cluster: str | None = None) -> dict[str, object]:
-    """`flows.train.train_flow` with its feature step computed per partition on the cluster."""
-    from balanceit.flows.train import InputRefused, fit_and_register, ingest_or_fail
-
-    if activity:
-        ingest_or_fail(home, activity, "activity")
-    batch_id = ingest_or_fail(home, data, "questionnaire").ingestion_id if data else None
-    answers, features = partitioned_training_features(home, batch_id, cluster)
-    if answers.empty or answers[LABEL].nunique() < 2:
-        raise InputRefused("no labelled rows with both outcomes to train on: give a questionnaire file "
-                           "with the `imbalance` column filled (`balanceit train --data FILE`)")
-    return fit_and_register(home, answers, features, truth, data or "all labelled rows in the warehouse")
-
-
 # ------------------------------------------------------------------ ingestion: one task per input file
 
 def input_files(path: Path) -> list[Path]:

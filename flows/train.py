@@ -28,10 +28,22 @@ def ingest_or_fail(home: str | None, path: str, kind: str):
 
 
 @stage(name="build training features")
-def training_features(home: str | None, batch_id: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def warehouse_training_features(home: str | None, batch_id: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     settings = workspace(home)
     with open_warehouse(settings) as con:
         return labelled_features(con, settings, batch_id)
+
+
+def training_features(home: str | None, batch_id: str | None,
+                      cluster: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The labelled rows' answers and features, sorted by key: one warehouse query in this process,
+    or the same feature function per partition on a Dask cluster when one is set (`cluster`, else
+    `Settings.cluster`, see `flows.cluster`), so the nightly flow follows the setting too."""
+    if cluster or workspace(home).cluster:
+        from balanceit.flows.cluster import partitioned_training_features
+
+        return partitioned_training_features(home, batch_id, cluster)
+    return warehouse_training_features(home, batch_id)
 
 
 def _true_risk(truth_path: str | None, answers: pd.DataFrame) -> pd.Series | None:
@@ -59,11 +71,11 @@ def fit_and_register(home: str | None, answers: pd.DataFrame, features: pd.DataF
 
 @flow(name="train")
 def train_flow(data: str | None = None, activity: str | None = None, truth: str | None = None,
-               home: str | None = None) -> dict[str, object]:
+               home: str | None = None, cluster: str | None = None) -> dict[str, object]:
     if activity:
         ingest_or_fail(home, activity, "activity")
     batch_id = ingest_or_fail(home, data, "questionnaire").ingestion_id if data else None
-    answers, features = training_features(home, batch_id)
+    answers, features = training_features(home, batch_id, cluster)
     if answers.empty or answers[LABEL].nunique() < 2:
         raise InputRefused("no labelled rows with both outcomes to train on: give a questionnaire file "
                            "with the `imbalance` column filled (`balanceit train --data FILE`)")

@@ -48,6 +48,20 @@ def test_cluster_setting_is_parsed_and_default_imports_no_dask():
     assert out.stdout.strip() == "False"
 
 
+def test_training_features_follow_the_cluster_setting(tmp_path, monkeypatch):
+    """The nightly flow and `train` share `training_features`: with BALANCEIT_CLUSTER set it partitions."""
+    import balanceit.flows.cluster as cluster_flows
+    from balanceit.flows.train import training_features
+
+    calls = []
+    monkeypatch.setattr(cluster_flows, "partitioned_training_features",
+                        lambda home, batch_id, cluster=None: calls.append((batch_id, cluster)) or ("answers", "features"))
+    monkeypatch.setenv("BALANCEIT_CLUSTER", "local:2")
+    assert training_features(str(tmp_path), None) == ("answers", "features")
+    assert training_features(str(tmp_path), "b1", "tcp://127.0.0.1:8786") == ("answers", "features")
+    assert calls == [(None, None), ("b1", "tcp://127.0.0.1:8786")]
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> dict[str, Path]:
     """A trained workspace and an unlabelled 50,000-row batch (with wearable days) not yet ingested."""
