@@ -55,9 +55,11 @@ class Settings(BaseSettings):
     # task runner, nothing from Dask imported); "local:N" = a Dask LocalCluster of N worker
     # processes started for the run, bound to 127.0.0.1; "tcp://HOST:PORT" = an existing scheduler.
     cluster: str | None = None
-    # Folder for partition files that every Dask worker can read and write (a shared mount);
-    # None = `<home>/partitions`, which is enough for a LocalCluster on this machine.
-    shared_path: Path | None = None
+    # Folder for partition files that every Dask worker can read and write: a shared mount or any
+    # fsspec URL (s3://bucket/balanceit, gs://..., abfs://...; the protocol's fsspec package must be
+    # installed where the flow and the workers run); None = `<home>/partitions`, which is enough for
+    # a LocalCluster on this machine.
+    shared_path: str | None = None
 
     @cached_property
     def root(self) -> Path:

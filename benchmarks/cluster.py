@@ -86,7 +86,6 @@ def load_batch(home: str, folder: str) -> dict[str, Any]:
 def score_on(home: str, batch_id: str, workers: int, rows_per_partition: int) -> dict[str, Any]:
     """Child: export, score cold and warm (in this process when workers == 0, else on a LocalCluster), register."""
     import dataclasses
-    import shutil
     import time
 
     _quiet_prefect(Path(home))
@@ -94,7 +93,7 @@ def score_on(home: str, batch_id: str, workers: int, rows_per_partition: int) ->
 
     from balanceit.benchmarks.child import measured
     from balanceit.config import load_settings
-    from balanceit.data.partitions import batch_folder, export_batch, register_results
+    from balanceit.data.partitions import batch_folder, export_batch, register_results, remove
     from balanceit.flows.common import partitions_root
     from balanceit.flows.score import score_partitions_flow
     from balanceit.models.registry import champion_version
@@ -109,7 +108,7 @@ def score_on(home: str, batch_id: str, workers: int, rows_per_partition: int) ->
         return None
 
     warm_up()  # Prefect's temporary server starts here, not inside a timed section
-    shutil.rmtree(batch_folder(root, batch_id), ignore_errors=True)  # nothing left from an interrupted run
+    remove(batch_folder(root, batch_id))  # nothing left from an interrupted run
     with measured("export"), open_warehouse(settings) as con:
         partitions = export_batch(con, batch_id, root, version, rows_per_partition)
     cluster = None
@@ -154,7 +153,7 @@ def score_on(home: str, batch_id: str, workers: int, rows_per_partition: int) ->
 def _partition_size(partition) -> tuple[int, int]:
     import pyarrow.dataset as ds
 
-    return ds.dataset(partition.questionnaire).count_rows(), ds.dataset(partition.activity).count_rows()
+    return ds.dataset(str(partition.questionnaire)).count_rows(), ds.dataset(str(partition.activity)).count_rows()
 
 
 def _one_partition(home: str, partition, version: str, settings) -> dict[str, Any]:
@@ -175,8 +174,8 @@ def _one_partition(home: str, partition, version: str, settings) -> dict[str, An
                                features=alone / partition.features.name)
     with measured("one_partition"):
         score_partition(copy, model, version, settings)
-    answers = pd.read_parquet(partition.questionnaire)
-    activity = pd.read_parquet(partition.activity)
+    answers = pd.read_parquet(str(partition.questionnaire))
+    activity = pd.read_parquet(str(partition.activity))
     more = _more_days(activity, ACTIVITY_MULTIPLE)
     features_for_frames(answers.head(1000), activity.head(1000), settings.activity_window_days)  # warm-up
     with measured("features_1x"):

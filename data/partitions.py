@@ -1,22 +1,27 @@
 """Partitions: a batch's rows as Parquet files any worker can read, and their results loaded back.
 
 A batch is split by a hash of respondent id, so a person's wearable days travel with their
-answers, in one pass over each table (DuckDB's `COPY ... PARTITION_BY`) however many partitions. Workers turn an input partition into result files (see `models.score.score_partition`);
-the warehouse then registers every partition's results in one transaction. File names are
-fixed by batch, model version and partition number, and written atomically, so a rerun after a
-crash reuses what was finished and never writes a partition twice.
+answers, in one pass over each table (DuckDB's `COPY ... PARTITION_BY`) however many partitions.
+Workers turn an input partition into result files (see `models.score.score_partition`); the
+warehouse then registers every partition's results in one transaction. File names are fixed by
+batch, model version and partition number, and written atomically, so a rerun after a crash
+reuses what was finished and never writes a partition twice.
+
+Locations are `UPath`s: a local folder, or any fsspec URL (s3://, gs://, abfs://, memory://, ...)
+that DuckDB, pandas and the workers all reach through fsspec. Object stores have no atomic folder
+rename, so a finished export is marked by a `_COMPLETE` file rather than renamed into place.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
+from upath import UPath
 
 from balanceit.data.contract import QUESTIONNAIRE_KEY
 from balanceit.warehouse import transaction, upsert_frame
@@ -31,21 +36,21 @@ class Partition:
     """One partition's input files and where its results go."""
 
     number: int
-    questionnaire: Path
-    activity: Path
-    scored: Path
-    features: Path
+    questionnaire: UPath
+    activity: UPath
+    scored: UPath
+    features: UPath
 
     @property
     def done(self) -> bool:
         return self.scored.exists() and self.features.exists()
 
 
-def batch_folder(root: Path, batch_id: str) -> Path:
+def batch_folder(root: UPath, batch_id: str) -> UPath:
     return root / batch_id
 
 
-def export_batch(con: duckdb.DuckDBPyConnection, batch_id: str, root: Path, version: str,
+def export_batch(con: duckdb.DuckDBPyConnection, batch_id: str, root: UPath, version: str,
                  rows_per_partition: int) -> list[Partition]:
     """Write the batch's answers and its people's wearable days as Parquet partitions."""
     rows = con.execute("SELECT count(*) FROM batch_members WHERE batch_id = ?", [batch_id]).fetchone()[0]
@@ -64,51 +69,67 @@ def export_batch(con: duckdb.DuckDBPyConnection, batch_id: str, root: Path, vers
 
 
 def export_partition_inputs(con: duckdb.DuckDBPyConnection, members: str, count: int,
-                            folder: Path) -> list[tuple[Path, Path]]:
+                            folder: UPath) -> list[tuple[UPath, UPath]]:
     """Every partition's answers and its people's wearable days, in one pass over each table.
 
     `members` is a table (respondent_id, submitted_at, part) with parts 0..count-1. Partition N is
     the folders `questionnaire/part=N` and `activity/part=N` (Parquet; pandas, DuckDB and Dask read a
-    folder as one table; a partition without rows gets an empty file that keeps the columns). All is
-    written under a temporary name and renamed, so a rerun after a crash finds every input or none.
-    Returns the (questionnaire, activity) folders by partition number.
+    folder as one table; a partition without rows gets an empty file that keeps the columns). A
+    `_COMPLETE` file written last marks a finished export: a rerun after a crash reuses it, or
+    starts again from nothing. Returns the (questionnaire, activity) folders by partition number.
     """
     parts = [(folder / "questionnaire" / f"part={number}", folder / "activity" / f"part={number}")
              for number in range(count)]
-    if folder.exists():
+    complete = folder / "_COMPLETE"
+    if complete.exists():
         return parts
-    partial = folder.with_name(f"{folder.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    remove(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    attach(con, folder)
     con.execute(f"""
         COPY (SELECT q.* EXCLUDE (ingestion_id), m.part FROM questionnaire q
               JOIN {members} m USING (respondent_id, submitted_at))
-        TO {_sql_path(partial / "questionnaire")} (FORMAT parquet, PARTITION_BY (part))""")
+        TO {_sql_path(folder / "questionnaire")} (FORMAT parquet, PARTITION_BY (part))""")
     con.execute(f"""
         COPY (SELECT a.* EXCLUDE (ingestion_id), m.part FROM activity a
               JOIN (SELECT DISTINCT respondent_id, part FROM {members}) m USING (respondent_id))
-        TO {_sql_path(partial / "activity")} (FORMAT parquet, PARTITION_BY (part))""")
+        TO {_sql_path(folder / "activity")} (FORMAT parquet, PARTITION_BY (part))""")
     for number in range(count):
         for table in ("questionnaire", "activity"):
-            leaf = partial / table / f"part={number}"
+            leaf = folder / table / f"part={number}"
             if not leaf.exists():
-                leaf.mkdir(parents=True)
+                leaf.mkdir(parents=True, exist_ok=True)
                 con.execute(f"COPY (SELECT * EXCLUDE (ingestion_id) FROM {table} LIMIT 0) "
                             f"TO {_sql_path(leaf / 'empty.parquet')} (FORMAT parquet)")
-    partial.rename(folder)
+    complete.touch()
     return parts
 
 
-def _sql_path(path: Path) -> str:
-    """A path as a SQL string literal."""
+def attach(con: duckdb.DuckDBPyConnection, place: UPath) -> None:
+    """Let DuckDB read and write `place` when it is an fsspec URL (local folders need nothing)."""
+    if isinstance(place, Path):  # a local folder: DuckDB's own file system
+        return
+    protocol = place.fs.protocol
+    if (protocol if isinstance(protocol, str) else protocol[0]) not in con.list_filesystems():
+        con.register_filesystem(place.fs)
+
+
+def remove(place: UPath) -> None:
+    """Delete a file or a folder with everything in it; nothing there is fine."""
+    if place.exists():
+        place.fs.rm(place.path, recursive=True)
+
+
+def _sql_path(path: UPath) -> str:
+    """A path or URL as a SQL string literal."""
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def write_atomically(frame: pd.DataFrame, path: Path) -> None:
-    """Parquet written under a temporary name and renamed, so a reader never sees half a file."""
-    partial = path.with_suffix(".partial")
-    frame.to_parquet(partial, index=False)
-    partial.replace(path)
+def write_atomically(frame: pd.DataFrame, path: UPath) -> None:
+    """Parquet written under a temporary name and then moved into place, so a reader never sees half a file."""
+    partial = path.with_name(f"{path.name}.partial")
+    frame.to_parquet(str(partial), index=False)
+    partial.rename(path)
 
 
 def explanation_rows(scored: pd.DataFrame) -> pd.DataFrame:
@@ -128,21 +149,21 @@ def explanation_rows(scored: pd.DataFrame) -> pd.DataFrame:
 
 
 def register_results(con: duckdb.DuckDBPyConnection, batch_id: str, version: str, partitions: list[Partition],
-                     root: Path, output: Path | None = None) -> dict[str, int]:
+                     root: UPath, output: Path | None = None) -> dict[str, int]:
     """Load every partition's features, scores and explanations in one transaction, a partition at a
     time (memory holds one partition however large the batch), write `output` if asked, and return
     the batch's people per risk band."""
     scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
     with transaction(con):
         for partition in partitions:
-            upsert_frame(con, "features", pd.read_parquet(partition.features), QUESTIONNAIRE_KEY)
-            scored = pd.read_parquet(partition.scored).assign(batch_id=batch_id, scored_at=scored_at)
+            upsert_frame(con, "features", pd.read_parquet(str(partition.features)), QUESTIONNAIRE_KEY)
+            scored = pd.read_parquet(str(partition.scored)).assign(batch_id=batch_id, scored_at=scored_at)
             upsert_frame(con, "scores", scored[SCORE_COLUMNS], SCORE_KEY)
             upsert_frame(con, "explanations", explanation_rows(scored), (*SCORE_KEY, "kind", "rank"))
         con.execute("UPDATE batches SET model_version = ? WHERE batch_id = ?", [version, batch_id])
     if output is not None:
         write_scores_file(con, partitions, output)
-    shutil.rmtree(batch_folder(root, batch_id), ignore_errors=True)
+    remove(batch_folder(root, batch_id))
     bands = con.execute("""SELECT band, count(*) FROM scores WHERE batch_id = ? AND model_version = ?
                            GROUP BY band ORDER BY list_position(['low', 'moderate', 'high'], band)""",
                         [batch_id, version]).fetchall()
@@ -157,6 +178,7 @@ def write_scores_file(con: duckdb.DuckDBPyConnection, partitions: list[Partition
     """
     from balanceit.models.score import OUTPUT_COLUMNS
 
+    attach(con, partitions[0].scored)
     files = "[" + ", ".join(_sql_path(p.scored) for p in partitions) + "]"
     available = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({files})").fetchall()]
     columns = [*OUTPUT_COLUMNS, *[c for c in available if c.startswith("whatif_")]]

@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from prefect import flow, unmapped
+from upath import UPath
 
 from balanceit.config import Settings
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
-from balanceit.data.partitions import export_partition_inputs
+from balanceit.data.partitions import export_partition_inputs, remove
 from balanceit.flows.common import partitions_root, stage, workspace
 
 if TYPE_CHECKING:  # only for type hints: the default path never imports Dask
@@ -111,9 +111,9 @@ class FeaturePartition:
     """One partition of a training selection: its input files and where its features go."""
 
     number: int
-    questionnaire: Path
-    activity: Path
-    features: Path
+    questionnaire: UPath
+    activity: UPath
+    features: UPath
 
     @property
     def done(self) -> bool:
@@ -129,7 +129,7 @@ def _training_selection(batch_id: str | None) -> str:
                WHERE m.batch_id = '{escaped}'"""
 
 
-def export_training_partitions(con, batch_id: str | None, folder: Path,
+def export_training_partitions(con, batch_id: str | None, folder: UPath,
                                rows_per_partition: int) -> tuple[pd.DataFrame, list[FeaturePartition]]:
     """The selection's answers (sorted by key) and its rows as Parquet partitions by hash of respondent id."""
     con.execute(f"CREATE OR REPLACE TEMP VIEW training_selection AS {_training_selection(batch_id)}")
@@ -152,8 +152,8 @@ def partition_features_task(partition: FeaturePartition, window_days: int) -> Fe
 
     if partition.done:
         return partition
-    answers = pd.read_parquet(partition.questionnaire)
-    activity = pd.read_parquet(partition.activity)
+    answers = pd.read_parquet(str(partition.questionnaire))
+    activity = pd.read_parquet(str(partition.activity))
     write_atomically(features_for_frames(answers, activity, window_days), partition.features)
     return partition
 
@@ -185,14 +185,14 @@ def partitioned_training_features(home: str | None, batch_id: str | None,
             runner = features_partitions_flow if spec is None else features_partitions_flow.with_options(
                 task_runner=task_runner(spec))
             done = runner(partitions, settings.activity_window_days)
-            features = pd.concat([pd.read_parquet(p.features) for p in done], ignore_index=True)
+            features = pd.concat([pd.read_parquet(str(p.features)) for p in done], ignore_index=True)
             features = features.sort_values(list(QUESTIONNAIRE_KEY), ignore_index=True)
             if len(features) != len(answers):
                 raise RuntimeError(f"partitioned features have {len(features)} rows for {len(answers)} answers")
             with open_warehouse(settings) as con, transaction(con):
                 upsert_frame(con, "features", features, QUESTIONNAIRE_KEY)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove(folder)
     if batch_id is not None and not answers.empty:
         labelled = answers[LABEL].notna().to_numpy()
         return answers[labelled].reset_index(drop=True), features[labelled].reset_index(drop=True)
@@ -214,7 +214,7 @@ def validate_file_task(path: str, kind: str, folder: str) -> dict[str, Any]:
     from balanceit.data.partitions import write_atomically
     from balanceit.data.validation import FileRefused, load_activity, load_questionnaire
 
-    out = Path(folder)
+    out = UPath(folder)
     out.mkdir(parents=True, exist_ok=True)
     try:
         validated = (load_activity if kind == "activity" else load_questionnaire)(Path(path))
@@ -240,9 +240,9 @@ def _load_validated(con, path: Path, kind: str, sha: str, checked: dict[str, Any
     ingestion_id = f"{kind}-{sha[:16]}"
     if checked["refused"]:
         return IngestionSummary(str(path), kind, "refused", ingestion_id, message=checked["refused"])
-    folder = Path(checked["folder"])
-    validated = Validated(kind, str(path), checked["rows_read"], pd.read_parquet(folder / "accepted.parquet"),
-                          pd.read_parquet(folder / "quarantined.parquet"), checked["skipped"])
+    folder = UPath(checked["folder"])
+    validated = Validated(kind, str(path), checked["rows_read"], pd.read_parquet(str(folder / "accepted.parquet")),
+                          pd.read_parquet(str(folder / "quarantined.parquet")), checked["skipped"])
     return store_validated(con, validated, path, kind, sha, _now())
 
 
@@ -291,7 +291,7 @@ def cluster_ingest_flow(path: str, kind: str = "questionnaire", home: str | None
 
                     summaries.append(ingest(con, f, kind))
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        remove(root)
     return summaries
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from prefect import task as prefect_task
 from prefect.cache_policies import NO_CACHE
+from upath import UPath
 
 from balanceit.config import Settings, load_settings
 
@@ -22,6 +23,10 @@ def workspace(home: str | None) -> Settings:
     return load_settings(Path(home) if home else None)
 
 
-def partitions_root(settings: Settings) -> Path:
-    """Where partition files go: `shared_path` (a folder every Dask worker reaches) or `<home>/partitions`."""
-    return Path(settings.shared_path).expanduser().resolve() if settings.shared_path else settings.partitions_path
+def partitions_root(settings: Settings) -> UPath:
+    """Where partition files go: `shared_path` (a folder or fsspec URL every Dask worker reaches) or
+    `<home>/partitions`; a local folder is made absolute, so workers elsewhere find it."""
+    if not settings.shared_path:
+        return UPath(settings.partitions_path)
+    root = UPath(settings.shared_path)
+    return root.expanduser().resolve() if isinstance(root, Path) else root

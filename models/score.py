@@ -63,8 +63,8 @@ def score_partition(partition: Partition, model: AdditiveRiskModel, version: str
     """
     if partition.done:
         return partition
-    answers = pd.read_parquet(partition.questionnaire)
-    activity = pd.read_parquet(partition.activity)
+    answers = pd.read_parquet(str(partition.questionnaire))
+    activity = pd.read_parquet(str(partition.activity))
     features, scored = _features_and_scores(model, answers, activity, settings)
     write_atomically(features, partition.features)
     write_atomically(scored.assign(model_version=version), partition.scored)

@@ -133,6 +133,19 @@ def _kill_a_busy_worker(address: str, results: Path, partitions: int, killed: di
             time.sleep(0.05)
 
 
+def test_partitions_behind_an_fsspec_url_reach_the_workers(workspace, monkeypatch, tmp_path):
+    """BALANCEIT_SHARED_PATH as a URL: DuckDB, pandas and the workers all reach the partitions through fsspec."""
+    monkeypatch.setenv("BALANCEIT_ROWS_PER_PARTITION", "2000")
+    monkeypatch.setenv("BALANCEIT_SHARED_PATH", f"file://{tmp_path / 'shared'}")
+    batch = write(generate(5000, seed=14, labelled=False), tmp_path / "batch")
+    result = run(workspace["home"], "score", str(batch["questionnaire"]), "--activity", str(batch["activity"]),
+                 "--cluster", "local:2", "--output", str(tmp_path / "scores.parquet"))
+    assert result["rows_scored"] == 5000 and result["partitions"] == 3
+    assert scores_in_warehouse(workspace["home"], result["batch_id"], result["model_version"]) == (5000, 0)
+    assert len(pd.read_parquet(tmp_path / "scores.parquet")) == 5000
+    assert not list((tmp_path / "shared").rglob("*.parquet"))  # registered, then cleared away
+
+
 def test_a_worker_killed_mid_batch_costs_a_retry_not_the_batch(workspace, monkeypatch):
     """On an existing scheduler (tcp://): a worker dies while the batch is scored; every row is scored once."""
     from distributed import LocalCluster

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from upath import UPath
 
 from balanceit.config import Settings
 from balanceit.data.load import ingest
@@ -27,13 +28,15 @@ def loaded(tmp_path) -> tuple[Settings, str]:
 
 
 def read_parts(partitions, side: str) -> list[pd.DataFrame]:
-    return [pd.read_parquet(getattr(p, side)) for p in partitions]
+    return [pd.read_parquet(str(getattr(p, side))) for p in partitions]
 
 
-def test_every_row_lands_once_with_its_persons_wearable_days(loaded, tmp_path):
+@pytest.mark.parametrize("where", ["folder", "fsspec url"])
+def test_every_row_lands_once_with_its_persons_wearable_days(loaded, tmp_path, where):
     settings, batch = loaded
+    root = UPath(tmp_path / "parts") if where == "folder" else UPath(f"memory://{tmp_path.name}/parts")
     with open_warehouse(settings) as con:
-        partitions = export_batch(con, batch, tmp_path / "parts", "1", rows_per_partition=80)
+        partitions = export_batch(con, batch, root, "1", rows_per_partition=80)
         answers = con.execute("SELECT * EXCLUDE (ingestion_id) FROM questionnaire").df()
         days = con.execute("SELECT * EXCLUDE (ingestion_id) FROM activity").df()
     assert [p.number for p in partitions] == [0, 1, 2, 3]
@@ -49,13 +52,13 @@ def test_every_row_lands_once_with_its_persons_wearable_days(loaded, tmp_path):
 def test_an_empty_partition_keeps_the_columns_and_a_rerun_reuses_the_inputs(loaded, tmp_path):
     settings, batch = loaded
     with open_warehouse(settings) as con:
-        partitions = export_batch(con, batch, tmp_path / "parts", "1", rows_per_partition=1)  # 300 partitions
+        partitions = export_batch(con, batch, UPath(tmp_path / "parts"), "1", rows_per_partition=1)  # 300 partitions
         sizes = [len(frame) for frame in read_parts(partitions, "questionnaire")]
         assert len(partitions) == 300 and sum(sizes) == 300 and 0 in sizes  # hashing leaves some empty
         empty = partitions[sizes.index(0)]
         assert list(pd.read_parquet(empty.questionnaire).columns) == list(read_parts(partitions[:1], "questionnaire")[0].columns)
         assert "steps" in pd.read_parquet(empty.activity).columns
         written = {path: path.stat().st_mtime_ns for path in (tmp_path / "parts").rglob("*.parquet")}
-        again = export_batch(con, batch, tmp_path / "parts", "1", rows_per_partition=1)
+        again = export_batch(con, batch, UPath(tmp_path / "parts"), "1", rows_per_partition=1)
     assert again == partitions
     assert {path: path.stat().st_mtime_ns for path in (tmp_path / "parts").rglob("*.parquet")} == written

@@ -112,6 +112,20 @@ def test_scoring_the_same_batch_twice_gives_no_duplicates(demo, tmp_path):
     assert tuple(pd.read_parquet(tmp_path / "scores.parquet").columns[:len(OUTPUT_COLUMNS)]) == OUTPUT_COLUMNS
 
 
+def test_partitions_can_live_behind_an_fsspec_url(demo, tmp_path, monkeypatch):
+    from upath import UPath
+
+    from balanceit.data.synthetic import generate
+
+    home, _ = demo
+    shared = f"memory://{tmp_path.name}/partitions"
+    monkeypatch.setenv("BALANCEIT_SHARED_PATH", shared)
+    generate(300, seed=21).questionnaire.to_csv(tmp_path / "batch.csv", index=False)
+    result = run(home, "score", str(tmp_path / "batch.csv"), "--output", str(tmp_path / "scores.csv"))
+    assert result["rows_scored"] == 300 and len(pd.read_csv(tmp_path / "scores.csv")) == 300
+    assert not UPath(shared).exists() or not list(UPath(shared).rglob("*.parquet"))
+
+
 def test_shuffled_labels_are_not_promoted(demo, tmp_path):
     home, _ = demo
     training = pd.read_csv(home / "demo" / "training" / "questionnaire.csv")
