@@ -32,6 +32,10 @@ from balanceit.models.train import TrainingResult
 CHAMPION, CHALLENGER = "champion", "challenger"
 PREVIOUS_CHAMPION_TAG = "previous_champion"
 
+# MLflow hints, at every schema it infers from a frame with whole-number columns, that integers cannot
+# hold missing values; the feature table's counts never miss, and users of `make demo` need not read it.
+warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+
 
 def configure(settings: Settings) -> MlflowClient:
     """Point MLflow at the workspace and make sure the experiment keeps artifacts there too.
@@ -119,10 +123,7 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
     client = configure(settings)
     holdout_X = model_input(features.loc[result.holdout_index])
     y_holdout = labels.loc[result.holdout_index].astype(int).to_numpy()
-    with warnings.catch_warnings():
-        # MLflow hints that integer columns cannot hold missing values; features keep theirs as floats.
-        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
-        dataset = mlflow.data.from_pandas(features.drop(columns=["submitted_at"]), name="training_features")
+    dataset = mlflow.data.from_pandas(features.drop(columns=["submitted_at"]), name="training_features")
     with mlflow.start_run() as run:
         mlflow.log_input(dataset, context="training")
         mlflow.log_params({
