@@ -8,14 +8,12 @@ training never sees activity recorded after the answers it explains.
 
 from __future__ import annotations
 
-import os
-from functools import cache
-
 import duckdb
 import pandas as pd
 
 from balanceit.data.contract import ACTIVITY_COLUMNS, QUESTIONNAIRE, QUESTIONNAIRE_KEY
 from balanceit.features.catalogue import MODELLED_EXERCISES
+from balanceit.warehouse import scratch_cursor
 
 OPTIONAL_ANSWERS: tuple[str, ...] = tuple(
     c.name for c in QUESTIONNAIRE
@@ -116,21 +114,10 @@ def compute_features(con: duckdb.DuckDBPyConnection, questionnaire: str, activit
     return frame
 
 
-@cache
-def _in_memory_database(pid: int) -> duckdb.DuckDBPyConnection:
-    """One in-memory DuckDB per process (keyed by pid: a forked child opens its own); opening one
-    costs ~10 ms, a good part of a one-row request's budget."""
-    return duckdb.connect()
-
-
 def features_for_frames(questionnaire: pd.DataFrame, activity: pd.DataFrame | None,
                         window_days: int) -> pd.DataFrame:
-    """The same features for in-memory frames: one partition in, one out (no warehouse needed).
-
-    Each call has its own cursor (a connection of its own, so registered frames never meet
-    another thread's) on the process's one in-memory database.
-    """
-    with _in_memory_database(os.getpid()).cursor() as con:
+    """The same features for in-memory frames: one partition in, one out (no warehouse needed)."""
+    with scratch_cursor() as con:
         con.register("batch_questionnaire", questionnaire)
         activity_name = None
         if activity is not None and len(activity):
