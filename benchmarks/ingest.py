@@ -9,6 +9,7 @@ validate is then timed alone in another fresh process, so the warehouse's share 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,7 @@ def ingest_stage(path: str, kind: str, warehouse: str) -> dict[str, int]:
     from balanceit.data.load import ingest
     from balanceit.warehouse import SCHEMA
 
+    os.sync()  # earlier stages' pending writes (generated files, the last warehouse) would land in this commit
     with duckdb.connect(warehouse) as con:
         con.execute(SCHEMA)
         with measured(kind):
