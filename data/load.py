@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
-import pandas as pd
 
 from balanceit.data.contract import ACTIVITY_KEY, QUESTIONNAIRE_KEY
 from balanceit.data.validation import FileRefused, Validated, load_activity, load_questionnaire
@@ -105,7 +104,7 @@ def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated, path: 
             con.execute("INSERT INTO quarantine SELECT * FROM _quarantine")
             con.unregister("_quarantine")
         if table_kind == "questionnaire":
-            _record_batch(con, ingestion_id, str(path), kind, accepted)
+            _record_batch(con, ingestion_id, str(path), kind, len(accepted))
         con.execute("DELETE FROM ingestions WHERE ingestion_id = ?", [ingestion_id])
         con.execute("INSERT INTO ingestions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'loaded', NULL)",
                     [ingestion_id, str(path), sha, kind, validated.rows_read, len(validated.accepted),
@@ -115,13 +114,11 @@ def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated, path: 
                             validated.skipped)
 
 
-def _record_batch(con: duckdb.DuckDBPyConnection, batch_id: str, file: str, kind: str,
-                  accepted: pd.DataFrame) -> None:
-    """A questionnaire ingestion is a batch: the rows it brought, to feature, score and report on."""
+def _record_batch(con: duckdb.DuckDBPyConnection, batch_id: str, file: str, kind: str, rows: int) -> None:
+    """A questionnaire ingestion is a batch: the rows it brought (just upserted, so they carry its
+    ingestion id), to feature, score and report on."""
     con.execute("DELETE FROM batch_members WHERE batch_id = ?", [batch_id])
     con.execute("DELETE FROM batches WHERE batch_id = ?", [batch_id])
-    con.execute("INSERT INTO batches VALUES (?, ?, ?, ?, NULL, ?, ?)",
-                [batch_id, batch_id, file, kind, len(accepted), _now()])
-    con.register("_members", accepted[list(QUESTIONNAIRE_KEY)].assign(batch_id=batch_id))
-    con.execute("INSERT INTO batch_members SELECT batch_id, respondent_id, submitted_at FROM _members")
-    con.unregister("_members")
+    con.execute("INSERT INTO batches VALUES (?, ?, ?, ?, NULL, ?, ?)", [batch_id, batch_id, file, kind, rows, _now()])
+    con.execute("INSERT INTO batch_members SELECT ?, respondent_id, submitted_at FROM questionnaire "
+                "WHERE ingestion_id = ?", [batch_id, batch_id])
