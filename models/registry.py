@@ -219,15 +219,20 @@ def list_versions(settings: Settings) -> list[dict[str, object]]:
 
 
 def champion_version(settings: Settings) -> str:
+    return _champion_version(configure(settings), settings)
+
+
+def _champion_version(client: MlflowClient, settings: Settings) -> str:
     try:
-        return str(configure(settings).get_model_version_by_alias(settings.registered_model_name, CHAMPION).version)
+        return str(client.get_model_version_by_alias(settings.registered_model_name, CHAMPION).version)
     except MlflowException:
         raise RuntimeError("no champion model yet: run `balanceit train` (or `balanceit demo`) first") from None
 
 
 def load_model(settings: Settings, version: str | None = None) -> tuple[RiskModel, str]:
     """A registered version (default: the champion) and its number, loaded from MLflow, never a local pickle."""
-    version = version or champion_version(settings)
+    client = configure(settings)  # a given version too is looked up in this workspace's registry
+    version = version or _champion_version(client, settings)
     loaded = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}/{version}")
     return loaded.unwrap_python_model(), str(version)
 

@@ -89,6 +89,24 @@ def test_population_report_json_has_estimates_and_segments_with_intervals(demo):
                          for g in shown)
 
 
+def test_explain_in_a_fresh_process_finds_the_workspace_registry(demo, tmp_path):
+    """A command that loads a given model version must look in the workspace's MLflow store, not the cwd's."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    home, result = demo
+    person = pd.read_csv(result["scores_file"]).iloc[0]["respondent_id"]
+    balanceit = Path(sys.executable).with_name("balanceit")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # a user's shell, not this process
+    done = subprocess.run([str(balanceit), "--home", str(home), "explain", person, "--json"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["respondent_id"] == person
+    assert not list(tmp_path.iterdir())  # no stray mlflow.db or mlruns/ in the working folder
+
+
 def test_second_demo_adds_a_version_and_no_rows(demo):
     home, _ = demo
     counts = [table_count(home, f"SELECT count(*) FROM {t}") for t in ("questionnaire", "activity", "scores")]
