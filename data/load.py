@@ -51,6 +51,11 @@ def content_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def ingestion_id_for(kind: str, sha: str) -> str:
+    """The same content of the same kind always gets the same id: that makes a re-ingest a no-op."""
+    return f"{kind}-{sha[:16]}"
+
+
 def _validate(path: Path, kind: Kind) -> Validated:
     if kind == "activity":
         return load_activity(path)
@@ -71,7 +76,7 @@ def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind) -> IngestionS
     if not path.exists():
         return IngestionSummary(str(path), kind, "refused", message=f"{path}: no such file or folder")
     sha = content_sha256(path)
-    ingestion_id = f"{kind}-{sha[:16]}"
+    ingestion_id = ingestion_id_for(kind, sha)
     previous = con.execute(
         "SELECT rows_read, accepted, quarantined FROM ingestions WHERE ingestion_id = ? AND status = 'loaded'",
         [ingestion_id]).fetchone()
@@ -90,7 +95,7 @@ def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind) -> IngestionS
 def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated, path: Path, kind: Kind, sha: str,
                     started: datetime) -> IngestionSummary:
     """Accepted rows, quarantined rows, the batch and the lineage row, in one transaction."""
-    ingestion_id = f"{kind}-{sha[:16]}"
+    ingestion_id = ingestion_id_for(kind, sha)
     table_kind = "activity" if kind == "activity" else "questionnaire"
     accepted = validated.accepted.assign(ingestion_id=ingestion_id)
     quarantine = validated.quarantined.assign(ingestion_id=ingestion_id, file=str(path))

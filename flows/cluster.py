@@ -40,8 +40,9 @@ from upath import UPath
 
 from balanceit.config import Settings
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
-from balanceit.data.partitions import export_partition_inputs, remove
+from balanceit.data.partitions import export_partition_inputs, remove, write_atomically
 from balanceit.flows.common import partitions_root, stage, workspace
+from balanceit.warehouse import open_warehouse, transaction, upsert_frame
 
 if TYPE_CHECKING:  # only for type hints: the default path never imports Dask
     from prefect_dask import DaskTaskRunner
@@ -147,7 +148,6 @@ def export_training_partitions(con, batch_id: str | None, folder: UPath,
 @stage(name="features of a partition", retries=2, retry_delay_seconds=1)
 def partition_features_task(partition: FeaturePartition, window_days: int) -> FeaturePartition:
     """Scoring's feature function (`features_for_frames`) on one Parquet partition."""
-    from balanceit.data.partitions import write_atomically
     from balanceit.features.build import features_for_frames
 
     if partition.done:
@@ -171,8 +171,6 @@ def partitioned_training_features(home: str | None, batch_id: str | None,
     Same answers and features, row for row (sorted by key), and the features are upserted into
     the warehouse in one transaction, as the in-process stage does.
     """
-    from balanceit.warehouse import open_warehouse, transaction, upsert_frame
-
     settings = workspace(home)
     spec = cluster_for(settings, cluster)
     folder = partitions_root(settings) / f"training-{uuid.uuid4().hex[:12]}"
@@ -211,7 +209,6 @@ def input_files(path: Path) -> list[Path]:
 @stage(name="read and validate a file", retries=2, retry_delay_seconds=1)
 def validate_file_task(path: str, kind: str, folder: str) -> dict[str, Any]:
     """On a worker: read and validate one file; accepted and quarantined rows go to Parquet in `folder`."""
-    from balanceit.data.partitions import write_atomically
     from balanceit.data.validation import FileRefused, load_activity, load_questionnaire
 
     out = UPath(folder)
@@ -234,10 +231,10 @@ def validate_files_flow(jobs: list[tuple[str, str]], kind: str) -> list[dict[str
 
 def _load_validated(con, path: Path, kind: str, sha: str, checked: dict[str, Any]) -> IngestionSummary:
     """`data.load.ingest`'s loading step for rows a worker validated: one transaction per file (batch)."""
-    from balanceit.data.load import IngestionSummary, _now, store_validated
+    from balanceit.data.load import IngestionSummary, _now, ingestion_id_for, store_validated
     from balanceit.data.validation import Validated
 
-    ingestion_id = f"{kind}-{sha[:16]}"
+    ingestion_id = ingestion_id_for(kind, sha)
     if checked["refused"]:
         return IngestionSummary(str(path), kind, "refused", ingestion_id, message=checked["refused"])
     folder = UPath(checked["folder"])
@@ -252,8 +249,7 @@ def cluster_ingest_flow(path: str, kind: str = "questionnaire", home: str | None
     """Ingest a file or a folder of files: each file read and validated by its own task (on the
     cluster when one is configured), then loaded here, one transaction per file. Content loaded
     before is skipped without being read again, as `balanceit ingest` does."""
-    from balanceit.data.load import IngestionSummary, content_sha256
-    from balanceit.warehouse import open_warehouse
+    from balanceit.data.load import IngestionSummary, content_sha256, ingest, ingestion_id_for
 
     if kind not in ("questionnaire", "activity"):
         raise ValueError(f"{kind}: only questionnaire and activity files are ingested per file on a cluster")
@@ -270,8 +266,9 @@ def cluster_ingest_flow(path: str, kind: str = "questionnaire", home: str | None
             "SELECT ingestion_id FROM ingestions WHERE status = 'loaded'").fetchall()}
     todo, seen = [], set(loaded)
     for f in files:  # each content once; a repeat is answered by `ingest` as already loaded
-        if f"{kind}-{shas[f][:16]}" not in seen:
-            seen.add(f"{kind}-{shas[f][:16]}")
+        ingestion_id = ingestion_id_for(kind, shas[f])
+        if ingestion_id not in seen:
+            seen.add(ingestion_id)
             todo.append(f)
     root = partitions_root(settings) / f"ingest-{uuid.uuid4().hex[:12]}"
     try:
@@ -287,8 +284,6 @@ def cluster_ingest_flow(path: str, kind: str = "questionnaire", home: str | None
                 if f in checked:
                     summaries.append(_load_validated(con, f, kind, shas[f], checked[f]))
                 else:  # loaded before: the same answer `ingest` gives
-                    from balanceit.data.load import ingest
-
                     summaries.append(ingest(con, f, kind))
     finally:
         remove(root)
