@@ -55,13 +55,7 @@ def tracking_server(tmp_path_factory) -> Iterator[dict[str, object]]:
         wait_for(f"{uri}/health", server, folder / "server.log")
         yield {"uri": uri, "store": store, "artifacts": artifacts, "port": port}
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+        stop(server)
         log.close()
 
 
