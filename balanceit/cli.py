@@ -220,8 +220,7 @@ def score(file: Path,
 
     try:
         result = score_flow(str(file), str(activity) if activity else None, str(output) if output else None,
-                            home=str(_State.home) if _State.home else None,
-                            **({"cluster": cluster} if cluster else {}))
+                            home=str(_State.home) if _State.home else None, cluster=cluster)
     except (InputRefused, RuntimeError) as problem:
         _fail(str(problem), as_json)
     _emit(result, as_json, "Scoring")
@@ -334,21 +333,13 @@ def demo(rows: Annotated[int, typer.Option(help="Respondents in the built-in pop
          as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
     """Run the whole pipeline on a generated population: train, score a new batch, write reports.
 
-    With --cluster, the new batch's partitions are scored on the Dask cluster.
+    With --cluster, the training features and the new batch's partitions are computed on the Dask cluster.
     """
     _prepare()
+    cluster = _check_cluster(cluster, as_json)
     from balanceit.flows.demo import demo_flow
 
-    before = os.environ.get("BALANCEIT_CLUSTER")
-    if _check_cluster(cluster, as_json):
-        os.environ["BALANCEIT_CLUSTER"] = cluster  # the scoring stage reads it from the settings
-    try:
-        result = demo_flow(rows, seed, home=str(_State.home) if _State.home else None)
-    finally:
-        if before is None:
-            os.environ.pop("BALANCEIT_CLUSTER", None)
-        else:
-            os.environ["BALANCEIT_CLUSTER"] = before
+    result = demo_flow(rows, seed, home=str(_State.home) if _State.home else None, cluster=cluster)
     _emit(result, as_json, "balanceit demo: where everything is")
 
 

@@ -49,12 +49,13 @@ def write_demo_population(home: str | None, rows: int, seed: int) -> dict[str, s
 
 
 @flow(name="demo")
-def demo_flow(rows: int = 20000, seed: int = 0, home: str | None = None) -> dict[str, object]:
+def demo_flow(rows: int = 20000, seed: int = 0, home: str | None = None,
+              cluster: str | None = None) -> dict[str, object]:
     settings = workspace(home)
     files = write_demo_population(home, rows, seed)
-    trained = train_flow(files["training"], files["training_activity"], files["truth"], home=home)
+    trained = train_flow(files["training"], files["training_activity"], files["truth"], home=home, cluster=cluster)
     output = settings.exports_path / "demo-scores.csv"
-    scored = score_flow(files["batch"], files["batch_activity"], str(output), home=home)
+    scored = score_flow(files["batch"], files["batch_activity"], str(output), home=home, cluster=cluster)
     population = population_report_flow(scored["batch_id"], home=home)
     training = population_report_flow("training", home=home)
     first_person = pd.read_csv(output, usecols=["respondent_id"], nrows=1)["respondent_id"].iloc[0]
