@@ -153,15 +153,13 @@ def score_stage(folder: str, answers: str, activity: str, save: bool) -> dict[st
     frame = pd.read_parquet(out / "batch" / answers)
     days = pd.read_parquet(out / "batch" / activity)
     with measured("score"):
-        output = score_frames(model, frame, days, settings)
-    # score_frames returns the scored frame (older versions: the scored frame and a long contributions frame)
-    scored = output[0] if isinstance(output, tuple) else output
+        scored = score_frames(model, frame, days, settings)
     shape = {"scored_rows": len(scored), "output_columns": scored.shape[1],
              "whatif_columns": sum(c.startswith("whatif_") for c in scored.columns)}
     if save:
         kept = [*KEY, "risk", "band", "driver_1", "driver_2", "driver_3"]
         scored[kept].to_parquet(out / "scored.parquet", index=False)
-        del output, scored
+        del scored
         # For comparison with the script (timed from the feature table): the feature query alone.
         from balanceit.features.build import features_for_frames
 
