@@ -81,7 +81,7 @@ def prepare_batch(folder: str, small_rows: int, window_days: int) -> dict[str, i
     small.to_parquet(batch / "questionnaire-small.parquet", index=False)
     small_activity = activity[activity["respondent_id"].isin(set(small["respondent_id"]))]
     small_activity.reset_index(drop=True).to_parquet(batch / "activity-small.parquet", index=False)
-    features = features_for_frames(answers, activity, window_days).sort_values(KEY, ignore_index=True)
+    features = features_for_frames(answers, activity, window_days)  # sorted by key, as the query returns it
     features.to_parquet(batch / "features.parquet", index=False)
     return {"rows": len(answers), "activity_days": len(activity), "small_rows": len(small),
             "small_activity_days": len(small_activity)}
