@@ -32,10 +32,10 @@ def _register_model(home: Path, rows: int, seed: int) -> list[dict[str, object]]
     import pandas as pd
 
     from balanceit.config import Settings
-    from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
+    from balanceit.data.contract import LABEL
     from balanceit.data.synthetic import generate
     from balanceit.data.validation import validate_questionnaire
-    from balanceit.features.build import features_for_frames
+    from balanceit.features.build import answers_and_features
     from balanceit.models.registry import log_and_register
     from balanceit.models.score import request_rows
     from balanceit.models.train import train_model
@@ -44,8 +44,7 @@ def _register_model(home: Path, rows: int, seed: int) -> list[dict[str, object]]
     settings.ensure_dirs()
     answers = validate_questionnaire(generate(rows, seed=seed, labelled=True).questionnaire.astype("string"),
                                      "generated").accepted
-    features = features_for_frames(answers, None, settings.activity_window_days)
-    answers = answers.merge(features[list(QUESTIONNAIRE_KEY)], on=list(QUESTIONNAIRE_KEY), how="right")
+    answers, features = answers_and_features(answers, None, settings.activity_window_days)
     labels = answers[LABEL].astype(bool)
     log_and_register(train_model(features, labels, settings), answers, features, labels, settings, "bench serve")
     requests = request_rows(answers)

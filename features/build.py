@@ -124,3 +124,12 @@ def features_for_frames(questionnaire: pd.DataFrame, activity: pd.DataFrame | No
             con.register("batch_activity", activity[[*ACTIVITY_COLUMNS, "worn"]])
             activity_name = "batch_activity"
         return compute_features(con, "batch_questionnaire", activity_name, window_days)
+
+
+def answers_and_features(questionnaire: pd.DataFrame, activity: pd.DataFrame | None,
+                         window_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`features_for_frames`, with the answers reordered to match its rows (the query sorts by key):
+    explanations, labels and models all read the two frames row for row."""
+    features = features_for_frames(questionnaire, activity, window_days)
+    key = list(FEATURE_KEY)
+    return questionnaire.merge(features[key], on=key, how="right"), features

@@ -8,7 +8,7 @@ import pandas as pd
 from balanceit.config import Settings
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_COLUMNS, QUESTIONNAIRE_KEY
 from balanceit.data.partitions import Partition, write_atomically
-from balanceit.features.build import features_for_frames
+from balanceit.features.build import answers_and_features
 from balanceit.models.additive import AdditiveRiskModel
 from balanceit.models.explain import explain_batch
 
@@ -40,8 +40,7 @@ def _features_and_scores(model: AdditiveRiskModel, answers: pd.DataFrame, activi
                          settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features for the whole batch in one query; explanations slice by slice, so a large batch's
     intermediate model input and contributions never exist for all rows at once."""
-    features = features_for_frames(answers, activity, settings.activity_window_days)
-    aligned = answers.merge(features[list(QUESTIONNAIRE_KEY)], on=list(QUESTIONNAIRE_KEY), how="right")
+    aligned, features = answers_and_features(answers, activity, settings.activity_window_days)
     starts = range(0, max(len(features), 1), EXPLAIN_SLICE_ROWS)
     scored = pd.concat([explain_batch(model, aligned.iloc[start:start + EXPLAIN_SLICE_ROWS],
                                       features.iloc[start:start + EXPLAIN_SLICE_ROWS], settings)

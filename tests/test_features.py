@@ -8,7 +8,7 @@ import pytest
 
 from balanceit.config import Settings
 from balanceit.data.validation import validate_activity, validate_questionnaire
-from balanceit.features.build import features_for_frames
+from balanceit.features.build import answers_and_features, features_for_frames
 from balanceit.features.catalogue import CATALOGUE, model_columns, model_input
 from balanceit.features.store import batch_features
 from balanceit.models.additive import AdditiveRiskModel
@@ -133,8 +133,7 @@ def test_training_works_without_any_wearable_data():
 
     population = generate(800, seed=4, labelled=True)
     rows = validate_questionnaire(population.questionnaire.astype("string"), "no-wearables").accepted
-    features = features_for_frames(rows, None, WINDOW)
-    rows = rows.merge(features[["respondent_id", "submitted_at"]], how="right")
+    rows, features = answers_and_features(rows, None, WINDOW)
     assert features["mean_steps"].isna().all()
     result = train_model(features, rows[LABEL].astype(bool), Settings(cv_folds=2))
     assert set(result.cross_validation["candidate"]) == {"additive_spline", "logistic_linear", "gradient_boosting"}

@@ -15,7 +15,7 @@ from balanceit.config import Settings
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
 from balanceit.data.synthetic import generate
 from balanceit.data.validation import validate_activity, validate_questionnaire
-from balanceit.features.build import features_for_frames
+from balanceit.features.build import answers_and_features
 from balanceit.features.catalogue import SIGNS, model_input
 from balanceit.models.evaluate import explanation_agreement
 from balanceit.models.explain import explain_batch
@@ -31,8 +31,7 @@ def trained():
     answers = validate_questionnaire(population.questionnaire.astype("string"), "generated").accepted
     activity = validate_activity(population.activity.astype("string"), "generated").accepted
     settings = Settings(cv_folds=3)
-    features = features_for_frames(answers, activity, settings.activity_window_days)
-    answers = answers.merge(features[list(QUESTIONNAIRE_KEY)], on=list(QUESTIONNAIRE_KEY), how="right")
+    answers, features = answers_and_features(answers, activity, settings.activity_window_days)
     truth = population.truth.assign(submitted_at=pd.to_datetime(population.truth["submitted_at"]))
     true_risk = answers[list(QUESTIONNAIRE_KEY)].merge(truth, on=list(QUESTIONNAIRE_KEY))["true_risk"]
     result = train_model(features, answers[LABEL].astype(bool), settings, true_risk.set_axis(answers.index))
