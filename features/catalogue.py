@@ -8,13 +8,17 @@ back at the answers behind it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 Role = Literal["cause", "sign"]
 Encoding = Literal["numeric", "category"]
+# Model columns by name: what the model reads, a frame or the arrays of `model_arrays`.
+ModelInput = Mapping[str, "np.ndarray | pd.Series"]
 
 
 @dataclass(frozen=True)
@@ -119,17 +123,29 @@ def model_columns() -> list[FeatureColumn]:
     return [column for feature in CATALOGUE for column in feature.columns]
 
 
+def model_arrays(features: pd.DataFrame) -> ModelInput:
+    """Every model column as a NumPy array: categories as text or None, numbers as floats.
+
+    Explanations read these directly; building a frame per request would cost more than the model.
+    """
+    return {c.name: model_column(c.name, features[c.name]) for c in model_columns()}
+
+
 def model_input(features: pd.DataFrame) -> pd.DataFrame:
-    """Categories as strings or None, numbers as floats: the one form every candidate model takes."""
-    return pd.DataFrame({c.name: model_column(c.name, features[c.name]) for c in model_columns()},
-                        index=features.index)
+    """`model_arrays` as a frame: the one form every candidate model takes."""
+    return pd.DataFrame(model_arrays(features), index=features.index)
 
 
-def model_column(name: str, values: pd.Series) -> pd.Series:
-    """One feature-table column in model form (see `model_input`)."""
-    if _ENCODINGS[name] == "category":
-        return values.astype("string").astype(object).where(values.notna(), None)
-    return pd.to_numeric(values, errors="coerce").astype(float)
+def model_column(name: str, values: pd.Series) -> np.ndarray:
+    """One feature-table column in model form (see `model_arrays`); whole numbers become "0", "1", ..."""
+    if _ENCODINGS[name] == "numeric":
+        return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    missing = values.isna().to_numpy()
+    if pd.api.types.is_integer_dtype(values):
+        labels = values.to_numpy(dtype="int64", na_value=0).astype(str).astype(object)
+    else:
+        labels = values.to_numpy(dtype=object)
+    return np.where(missing, None, labels)
 
 
 _ENCODINGS = {c.name: c.encoding for c in model_columns()}

@@ -14,11 +14,12 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+from scipy.interpolate import BSpline
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder, SplineTransformer
 
-from balanceit.features.catalogue import CATALOGUE, Feature, FeatureColumn
+from balanceit.features.catalogue import CATALOGUE, Feature, FeatureColumn, ModelInput
 
 MISSING = "missing"
 
@@ -51,23 +52,12 @@ class _ColumnEncoder:
             return len(self.one_hot.categories_[0])
         return (self.spline.n_features_out_ if self.spline is not None else 0) + 1
 
-    def term(self, values: pd.Series, coef: np.ndarray) -> np.ndarray:
-        """This column's part of the logit, `transform(values) @ coef`, without the design matrix:
-        a one-hot block is a look-up of its category's coefficient (0 for an unseen category)."""
+    def fitted_term(self, coef: np.ndarray) -> ColumnTerm:
+        """This column's part of the logit as a function of its values: `transform(values) @ coef`."""
         if self.one_hot is not None:
-            codes = self._categories.get_indexer(_as_category(values))
-            return np.where(codes >= 0, coef[codes], 0.0)
-        numbers = _numbers(values)
-        missing = np.isnan(numbers)
-        term = missing * coef[-1]
-        if self.spline is not None:
-            filled = np.where(missing, self.fill, numbers).reshape(-1, 1)
-            term = term + self.spline.transform(filled) @ coef[:-1]
-        return term
-
-    @cached_property
-    def _categories(self) -> pd.Index:
-        return pd.Index(self.one_hot.categories_[0])
+            return CategoryTerm(pd.Index(self.one_hot.categories_[0]), coef)
+        curve = SplineCurve.of(self.spline, coef[:-1]) if self.spline is not None else None
+        return NumericTerm(self.fill, float(coef[-1]), curve)
 
     def transform(self, values: pd.Series) -> np.ndarray:
         if self.one_hot is not None:
@@ -81,15 +71,80 @@ class _ColumnEncoder:
         return np.hstack(blocks)
 
 
-def _numbers(values: pd.Series) -> np.ndarray:
-    if values.dtype == float:
-        return values.to_numpy()
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+@dataclass(frozen=True)
+class SplineCurve:
+    """`SplineTransformer(extrapolation="linear").transform(x) @ coef` as one B-spline.
+
+    The same function in one scipy call: sklearn's per-call input checks cost far more than the
+    arithmetic when a request holds a few rows. Past the training range the curve continues along
+    its tangent at the boundary, as the transformer's linear extrapolation does.
+    """
+
+    spline: BSpline
+    low: float
+    high: float
+    slope_low: float
+    slope_high: float
+
+    @classmethod
+    def of(cls, transformer: SplineTransformer, coef: np.ndarray) -> SplineCurve:
+        basis = transformer.bsplines_[0]
+        low, high = basis.t[basis.k], basis.t[len(basis.t) - basis.k - 1]
+        spline = BSpline(basis.t, coef, basis.k, extrapolate=False)
+        return cls(spline, float(low), float(high), float(spline(low, nu=1)), float(spline(high, nu=1)))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        inside = np.clip(x, self.low, self.high)
+        slope = np.where(x < self.low, self.slope_low, self.slope_high)
+        return self.spline(inside) + (x - inside) * slope
 
 
-def _as_category(values: pd.Series) -> np.ndarray:
+@dataclass(frozen=True)
+class CategoryTerm:
+    """A one-hot block as a look-up of its category's coefficient (0 for an unseen category)."""
+
+    categories: pd.Index
+    coef: np.ndarray
+
+    def __call__(self, values) -> np.ndarray:
+        # Once per distinct label, then spread: cheap for one row and for a million.
+        codes, labels = pd.factorize(_as_category(values))
+        return np.array([self._coef_by_label.get(label, 0.0) for label in labels])[codes]
+
+    @cached_property
+    def _coef_by_label(self) -> dict[str, float]:
+        return dict(zip(self.categories, self.coef.tolist(), strict=True))
+
+
+@dataclass(frozen=True)
+class NumericTerm:
+    """A spline of the value (median-filled when missing) plus a coefficient for "missing"."""
+
+    fill: float
+    missing_coef: float
+    curve: SplineCurve | None
+
+    def __call__(self, values) -> np.ndarray:
+        numbers = _numbers(values)
+        missing = np.isnan(numbers)
+        term = missing * self.missing_coef
+        if self.curve is not None:
+            term = term + self.curve(np.where(missing, self.fill, numbers))
+        return term
+
+
+ColumnTerm = CategoryTerm | NumericTerm
+
+
+def _numbers(values) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype == float:
+        return values
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _as_category(values) -> np.ndarray:
     """Category labels (text, as `model_input` gives them) with missing as a label of its own."""
-    labels = values.to_numpy(dtype=object)
+    labels = np.asarray(values, dtype=object)
     return np.where(pd.isna(labels), MISSING, labels)
 
 
@@ -102,6 +157,7 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
 
     def fit(self, X: pd.DataFrame, y) -> AdditiveRiskModel:
+        self.__dict__.pop("_column_terms", None)  # a refit must not reuse the old fit's terms
         self.features_: tuple[Feature, ...] = CATALOGUE
         self.encoders_ = [
             [_ColumnEncoder.fit(column, X[column.name], self.n_knots) for column in feature.columns]
@@ -121,20 +177,30 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features_]
 
-    def _feature_term(self, X: pd.DataFrame, index: int) -> np.ndarray:
-        """g_f(x) for catalogue feature `index`: the sum of its columns' terms."""
-        first = sum(len(encoders) for encoders in self.encoders_[:index])
-        return sum(encoder.term(X[encoder.column.name], self.coef_slices_[first + offset])
-                   for offset, encoder in enumerate(self.encoders_[index]))
+    @cached_property
+    def _column_terms(self) -> list[list[ColumnTerm]]:
+        """Each feature's fitted column terms, built once (also for models pickled before they existed)."""
+        coefs = iter(self.coef_slices_)
+        return [[encoder.fitted_term(next(coefs)) for encoder in encoders] for encoders in self.encoders_]
 
-    def _terms(self, X: pd.DataFrame) -> np.ndarray:
+    def _feature_term(self, X: ModelInput, index: int) -> np.ndarray:
+        """g_f(x) for catalogue feature `index`: the sum of its columns' terms."""
+        return sum(term(X[encoder.column.name])
+                   for encoder, term in zip(self.encoders_[index], self._column_terms[index], strict=True))
+
+    def _terms(self, X: ModelInput) -> np.ndarray:
         return np.column_stack([self._feature_term(X, i) for i in range(len(self.encoders_))])
 
-    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Per-feature logit contributions against the training population's average person."""
-        return pd.DataFrame(self._terms(X) - self.mean_terms_, columns=self.feature_names, index=X.index)
+    def contribution_matrix(self, X: ModelInput) -> np.ndarray:
+        """Per-feature logit contributions against the training population's average person,
+        one column per catalogue feature."""
+        return self._terms(X) - self.mean_terms_
 
-    def feature_contribution(self, X: pd.DataFrame, feature: str) -> np.ndarray:
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """`contribution_matrix` as a frame with the catalogue's feature names."""
+        return pd.DataFrame(self.contribution_matrix(X), columns=self.feature_names, index=X.index)
+
+    def feature_contribution(self, X: ModelInput, feature: str) -> np.ndarray:
         """One feature's contribution, computing only that feature's term (for what-ifs)."""
         index = self.feature_names.index(feature)
         return self._feature_term(X, index) - self.mean_terms_[index]
