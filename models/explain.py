@@ -7,66 +7,82 @@ over a batch; sentences for one person are built in `balanceit.models.narrative`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import pandas as pd
 
 from balanceit.config import Settings
 from balanceit.data.contract import PAIN_COLUMNS, QUESTIONNAIRE_COLUMNS
 from balanceit.features.build import OPTIONAL_ANSWERS
-from balanceit.features.catalogue import BY_NAME, CAUSES, model_column, model_input
+from balanceit.features.catalogue import BY_NAME, CATALOGUE, CAUSES, ModelInput, model_arrays
 from balanceit.models.additive import AdditiveRiskModel, expit
-from balanceit.models.whatif import WHAT_IFS
+from balanceit.models.whatif import WHAT_IFS, WhatIf
 
 DRIVERS = 3
+FEATURE_POSITIONS = {feature.name: position for position, feature in enumerate(CATALOGUE)}
+CAUSE_POSITIONS = [FEATURE_POSITIONS[name] for name in CAUSES]
+SIGN_ANSWERS = (*PAIN_COLUMNS, "posture_self_report")
 
 
-def _as_text(values: np.ndarray) -> pd.Series:
-    """Answers as a person wrote them: yes/no, whole numbers without a trailing .0."""
-    values = pd.Series(values)
-    if pd.api.types.is_bool_dtype(values):
-        return values.map({True: "yes", False: "no"}).astype("string")
-    if pd.api.types.is_numeric_dtype(values):
-        return values.astype(float).round(1).astype("string").str.removesuffix(".0")
-    return values.astype("string")
+def _per_distinct(columns: Sequence[np.ndarray], format_row: Callable[..., str]) -> np.ndarray:
+    """`format_row(*values)` once per distinct combination of the columns' values, spread to every row.
+
+    People share answers, so a million rows need a few thousand calls, and one row needs no frame.
+    """
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        codes = pd.factorize(column, use_na_sentinel=False)[0]
+        key = pd.factorize(key * (codes.max(initial=0) + 1) + codes)[0]
+    first = np.unique(key, return_index=True)[1]  # key numbers combinations 0, 1, ... as they appear
+    texts = np.array([format_row(*(column[row] for column in columns)) for row in first], dtype=object)
+    return texts[key]
 
 
-def _answers_text(feature: str, answers: pd.DataFrame, features: pd.DataFrame, rows: np.ndarray) -> pd.Series:
-    """`column=value` pairs behind one catalogue feature, for the selected rows."""
+def _answer(value: object) -> str | None:
+    """An answer as a person wrote it: yes/no, whole numbers without a trailing .0; None when missing."""
+    if value is None or value is pd.NA or value != value:  # NaN is the only value unequal to itself
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | float | np.integer | np.floating):
+        return f"{round(float(value), 1)}".removesuffix(".0")
+    return str(value)
+
+
+def _answers_text(feature: str, answers: pd.DataFrame, features: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """`column=value` pairs behind one catalogue feature, for the selected rows; a wearable summary
+    only where one was measured."""
     spec = BY_NAME[feature]
-    parts = [
-        (name + "=" + _as_text(answers[name].to_numpy()[rows]).fillna("missing"))
-        for name in spec.sources if name in QUESTIONNAIRE_COLUMNS
-    ]
-    parts += [
-        ("wearable " + name + "=" + _as_text(features[name].to_numpy()[rows])).fillna("")
-        for name in spec.column_names if name.startswith(("mean_", "share_"))
-    ]
-    text = parts[0]
-    for part in parts[1:]:
-        text = text.str.cat(part, sep="; ").str.rstrip("; ")
-    return text
+    asked = [name for name in spec.sources if name in QUESTIONNAIRE_COLUMNS]
+    measured = [name for name in spec.column_names if name.startswith(("mean_", "share_"))]
+
+    def pairs(*values: object) -> str:
+        said = [f"{name}={_answer(value) or 'missing'}" for name, value in zip(asked, values)]
+        worn = [f"wearable {name}={text}" for name, value in zip(measured, values[len(asked):])
+                if (text := _answer(value)) is not None]
+        return "; ".join(said + worn)
+
+    columns = [answers[name].to_numpy(dtype=object)[rows] for name in asked]
+    columns += [features[name].to_numpy(dtype=object)[rows] for name in measured]
+    return _per_distinct(columns, pairs)
 
 
-def _signs_text(answers: pd.DataFrame) -> pd.Series:
-    """Pain and posture answers that commonly come with muscle imbalance."""
-    pieces = [
-        pd.Series(np.where(answers[column].isin(["occasional", "frequent"]).fillna(False).to_numpy(dtype=bool),
-                           answers[column].astype("string") + " " + column.replace("_", " "), ""),
-                  index=answers.index)
-        for column in PAIN_COLUMNS
-    ]
-    pieces.append(pd.Series(np.where(answers["posture_self_report"].eq("poor").fillna(False).to_numpy(dtype=bool), "poor posture (self-rated)", ""),
-                            index=answers.index))
-    joined = pieces[0]
-    for piece in pieces[1:]:
-        joined = joined.str.cat(piece, sep="; ")
-    return joined.str.replace(r"(; )+", "; ", regex=True).str.strip("; ")
+def _signs(*values: object) -> str:
+    """Pain and posture answers that commonly come with muscle imbalance (see SIGN_ANSWERS)."""
+    *pains, posture = values
+    signs = [f"{pain} {column.replace('_', ' ')}" for column, pain in zip(PAIN_COLUMNS, pains)
+             if _answer(pain) in ("occasional", "frequent")]
+    return "; ".join(signs + (["poor posture (self-rated)"] if _answer(posture) == "poor" else []))
 
 
-def _missing_text(answers: pd.DataFrame) -> pd.Series:
-    missing = answers[list(OPTIONAL_ANSWERS)].isna()
-    names = np.array(OPTIONAL_ANSWERS, dtype=object)
-    return pd.Series([";".join(names[row]) for row in missing.to_numpy()], index=answers.index)
+def _signs_text(answers: pd.DataFrame) -> np.ndarray:
+    return _per_distinct([answers[column].to_numpy(dtype=object) for column in SIGN_ANSWERS], _signs)
+
+
+def _missing_text(answers: pd.DataFrame) -> np.ndarray:
+    missing = answers[list(OPTIONAL_ANSWERS)].isna().to_numpy()
+    return _per_distinct(list(missing.T), lambda *flags: ";".join(np.array(OPTIONAL_ANSWERS)[list(flags)]))
 
 
 def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.DataFrame,
@@ -74,9 +90,9 @@ def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.
     """Risk, band, top drivers with their answers and logit contributions, signs, missing answers
     and what-ifs: one row per person. `answers` and `features` are aligned row for row.
     """
-    X = model_input(features)
-    contributions = model.contributions(X)
-    logit = model.base_logit_ + contributions.to_numpy().sum(axis=1)
+    X = model_arrays(features)
+    contributions = model.contribution_matrix(X)
+    logit = model.base_logit_ + contributions.sum(axis=1)
     risk = expit(logit)
     out = pd.DataFrame({
         "respondent_id": answers["respondent_id"].to_numpy(),
@@ -94,16 +110,17 @@ def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.
     out["signs"] = _signs_text(answers)
     out["missing_answers"] = _missing_text(answers)
     for what_if in WHAT_IFS:
-        out[f"whatif_{what_if.name}"] = _what_if_risk(model, what_if, X, features, contributions, logit)
+        out[f"whatif_{what_if.name}"] = _what_if_risk(model, what_if, X, contributions, logit)
     return out
 
 
-def _rank_drivers(contributions: pd.DataFrame, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _rank_drivers(contributions: np.ndarray, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The (up to) three causes raising each person's risk most: names (None past the last) and values."""
-    causes = contributions[list(CAUSES)].to_numpy()
+    causes = contributions[:, CAUSE_POSITIONS]
     # A feature whose answers are all missing is named under missing answers, never as a driver.
     present = features.notna().to_numpy()
-    answered = np.column_stack([present[:, features.columns.get_indexer(BY_NAME[name].column_names)].any(axis=1)
+    position = {name: index for index, name in enumerate(features.columns)}
+    answered = np.column_stack([present[:, [position[column] for column in BY_NAME[name].column_names]].any(axis=1)
                                 for name in CAUSES])
     causes = np.where(answered, causes, -np.inf)
     order = np.argsort(-causes, axis=1)[:, :DRIVERS]
@@ -119,7 +136,7 @@ def _driver_answers(names: np.ndarray, answers: pd.DataFrame, features: pd.DataF
     for feature in pd.unique(names[names != None].ravel()):  # noqa: E711 - element-wise
         is_feature = names == feature
         rows = is_feature.any(axis=1)
-        text = _answers_text(feature, answers, features, rows).to_numpy(dtype=object)
+        text = _answers_text(feature, answers, features, rows)
         position = np.cumsum(rows) - 1
         for rank in range(names.shape[1]):
             chosen = is_feature[:, rank]
@@ -127,15 +144,11 @@ def _driver_answers(names: np.ndarray, answers: pd.DataFrame, features: pd.DataF
     return texts
 
 
-def _what_if_risk(model: AdditiveRiskModel, what_if, X: pd.DataFrame, features: pd.DataFrame,
-                  contributions: pd.DataFrame, logit: np.ndarray) -> np.ndarray:
+def _what_if_risk(model: AdditiveRiskModel, what_if: WhatIf, X: ModelInput,
+                  contributions: np.ndarray, logit: np.ndarray) -> np.ndarray:
     """Risk after one what-if, for the people it applies to (NaN for the rest)."""
-    applies = what_if.applies(features).fillna(False).to_numpy(dtype=bool)
-    columns = [c for feature in what_if.touches for c in BY_NAME[feature].column_names]
-    changed = X[columns].copy()
-    for column, values in what_if.change(features).items():
-        changed[column] = model_column(column, values)
+    changed = {**X, **what_if.change(X)}
     new_logit = logit.copy()
     for feature in what_if.touches:
-        new_logit += model.feature_contribution(changed, feature) - contributions[feature].to_numpy()
-    return np.where(applies, expit(new_logit), np.nan)
+        new_logit += model.feature_contribution(changed, feature) - contributions[:, FEATURE_POSITIONS[feature]]
+    return np.where(what_if.applies(X), expit(new_logit), np.nan)

@@ -1,8 +1,8 @@
 """What-ifs: each modifiable answer changed by a realistic step, scored again.
 
-A what-if edits feature-table columns (the same ones the feature query derives from the answer),
-and because the model is additive only the terms of the catalogue features it touches are
-recomputed.
+A what-if edits model-input columns (`model_arrays`: numbers as floats, categories as text), the
+same columns the feature query derives from the answer. Because the model is additive, only the
+terms of the catalogue features it touches are recomputed.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-Change = Callable[[pd.DataFrame], pd.DataFrame]
+from balanceit.features.catalogue import ModelInput
+
+Columns = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -21,49 +22,46 @@ class WhatIf:
     name: str
     label: str
     touches: tuple[str, ...]
-    applies: Callable[[pd.DataFrame], pd.Series]
-    change: Change
+    applies: Callable[[ModelInput], np.ndarray]
+    change: Callable[[ModelInput], Columns]
 
 
-def _with_breaks_ratio(changed: pd.DataFrame) -> pd.DataFrame:
-    changed["breaks_per_sitting_hour"] = changed["movement_breaks"] / np.maximum(changed["sitting_hours"], 1.0)
-    return changed
+def _sitting_and_breaks(sitting_hours: np.ndarray, movement_breaks: np.ndarray) -> Columns:
+    return {"sitting_hours": sitting_hours, "movement_breaks": movement_breaks,
+            "breaks_per_sitting_hour": movement_breaks / np.maximum(sitting_hours, 1.0)}
 
 
-def _sit_less(frame: pd.DataFrame) -> pd.DataFrame:
-    changed = frame[["sitting_hours", "movement_breaks"]].copy()
-    changed["sitting_hours"] = (changed["sitting_hours"] - 2).clip(lower=0)
-    return _with_breaks_ratio(changed)
+def _sit_less(X: ModelInput) -> Columns:
+    return _sitting_and_breaks(np.clip(X["sitting_hours"] - 2, 0, None), X["movement_breaks"])
 
 
-def _hourly_breaks(frame: pd.DataFrame) -> pd.DataFrame:
-    changed = frame[["sitting_hours", "movement_breaks"]].copy()
-    changed["movement_breaks"] = np.maximum(changed["movement_breaks"].fillna(0), np.ceil(changed["sitting_hours"]))
-    return _with_breaks_ratio(changed)
+def _hourly_breaks(X: ModelInput) -> Columns:
+    breaks = np.maximum(np.nan_to_num(X["movement_breaks"]), np.ceil(X["sitting_hours"]))
+    return _sitting_and_breaks(X["sitting_hours"], breaks)
 
 
-def _stretch_three_days(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"stretching_days": np.maximum(frame["stretching_days"].fillna(0), 3.0)}, index=frame.index)
+def _stretch_three_days(X: ModelInput) -> Columns:
+    return {"stretching_days": np.maximum(np.nan_to_num(X["stretching_days"]), 3.0)}
 
 
-def _balance_strength(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"strength_training": "balanced", "ex_weightlifting": "1"}, index=frame.index)
+def _balance_strength(X: ModelInput) -> Columns:
+    rows = len(X["strength_training"])
+    return {"strength_training": np.full(rows, "balanced", dtype=object), "ex_weightlifting": np.full(rows, "1", dtype=object)}
 
 
-def _less_screen(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"screen_hours": (frame["screen_hours"] - 2).clip(lower=0)}, index=frame.index)
+def _less_screen(X: ModelInput) -> Columns:
+    return {"screen_hours": np.clip(X["screen_hours"] - 2, 0, None)}
 
 
 WHAT_IFS: tuple[WhatIf, ...] = (
     WhatIf("sit_2h_less", "sitting 2 hours less a day", ("sitting_hours", "movement_breaks"),
-           lambda f: f["sitting_hours"] >= 6, _sit_less),
+           lambda X: X["sitting_hours"] >= 6, _sit_less),
     WhatIf("hourly_breaks", "a movement break every hour you sit", ("movement_breaks",),
-           lambda f: f["breaks_per_sitting_hour"].fillna(0) < 1, _hourly_breaks),
+           lambda X: np.nan_to_num(X["breaks_per_sitting_hour"]) < 1, _hourly_breaks),
     WhatIf("stretch_3_days", "stretching 3 days a week", ("stretching",),
-           lambda f: f["stretching_days"].fillna(0) < 3, _stretch_three_days),
+           lambda X: np.nan_to_num(X["stretching_days"]) < 3, _stretch_three_days),
     WhatIf("balanced_strength", "balanced strength training (pull as much as you push)", ("strength_training",),
-           lambda f: f["strength_training"].astype("string").fillna("").isin(["unbalanced", "none"]),
-           _balance_strength),
+           lambda X: np.isin(X["strength_training"], ["unbalanced", "none"]), _balance_strength),
     WhatIf("screen_2h_less", "2 hours less screen time a day", ("screen_hours",),
-           lambda f: f["screen_hours"] >= 4, _less_screen),
+           lambda X: X["screen_hours"] >= 4, _less_screen),
 )

@@ -75,3 +75,31 @@ def test_contributions_are_exact(trained):
     X = model_input(features.head(5000))
     total = result.model.base_logit_ + result.model.contributions(X).sum(axis=1).to_numpy()
     np.testing.assert_allclose(total, result.model.decision_function(X), atol=1e-9)
+
+
+def test_fitted_terms_equal_the_design_matrix_times_the_coefficients(trained):
+    """Each column's fast term (one B-spline, or a category look-up) is `transform(x) @ coef`,
+    also past the training range, for missing values and for a category training never saw."""
+    model = trained[0].model
+    coefs = iter(model.coef_slices_)
+    for encoders in model.encoders_:
+        for encoder in encoders:
+            coef = next(coefs)
+            if encoder.one_hot is not None:
+                values = pd.Series([*encoder.one_hot.categories_[0], None, "never-seen"], dtype=object)
+            else:
+                low, high = (encoder.spline.bsplines_[0].t[[3, -4]] if encoder.spline is not None else (0.0, 1.0))
+                values = pd.Series([*np.linspace(low - 10, high + 10, 41), np.nan])
+            np.testing.assert_allclose(encoder.fitted_term(coef)(values), encoder.transform(values) @ coef,
+                                       atol=1e-9, err_msg=encoder.column.name)
+
+
+def test_driver_answers_read_as_the_person_wrote_them(trained):
+    """yes/no for yes/no questions, whole numbers without a trailing .0, 'missing' for a blank."""
+    result, answers, features, _, settings = trained
+    scored = explain_batch(result.model, answers.head(3000), features.head(3000), settings)
+    texts = scored[["driver_1_answers", "driver_2_answers", "driver_3_answers"]].stack().astype(str)
+    stretching = texts[texts.str.contains("stretches_before_exercise=")]
+    assert len(stretching) > 0
+    assert stretching.str.contains(r"stretches_before_exercise=(?:yes|no|missing)(?:;|$)").all()
+    assert not texts.str.contains(r"=\d+\.0(?:;|$)").any()
