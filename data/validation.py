@@ -62,6 +62,8 @@ UNPARSEABLE_RULES: dict[ColumnType, str] = {
 }
 # Integers are checked as numbers, then stored whole; times get one unit whatever the parser chose.
 CANONICAL_DTYPES: dict[ColumnType, str] = {"integer": "Int64", "datetime": "datetime64[us]", "date": "datetime64[us]"}
+FAILURE_COLUMNS = ("column", "check", "index")
+DIRECT_CHECK_ROWS = 100  # up to this many rows, checks run without pandera's bookkeeping (see _failed_checks)
 QUARANTINE_DTYPES = {"row_number": "int64", "column": TEXT, "rule": TEXT, "raw_value": TEXT}
 
 
@@ -166,12 +168,7 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     typed = pd.DataFrame({spec.name: PARSERS[spec.type](text[spec.name]) for spec in kind.specs})
     _refuse_repeated_keys(typed, kind.key, source)
 
-    schema = _schema(kind, text, set(raw.columns), _utc_naive(now))
-    try:
-        schema.validate(typed, lazy=True, inplace=True)
-        failures = pd.DataFrame(columns=["schema_context", "column", "check", "index"])
-    except SchemaErrors as errors:
-        failures = errors.failure_cases
+    failures = _failed_checks(_schema(kind, text, set(raw.columns), _utc_naive(now)), typed)
     quarantined = _quarantine(failures, text, kind, row_numbers)
 
     broken = np.zeros(len(raw), dtype=bool)
@@ -179,6 +176,40 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     extras = [name for name in raw.columns if name not in text.columns]
     accepted = _canonical(typed[~broken], raw.loc[~broken, extras], kind.specs, row_numbers[~broken])
     return Validated(kind.name, source, len(raw), accepted, quarantined)
+
+
+def _failed_checks(schema: pa.DataFrameSchema, typed: pd.DataFrame) -> pd.DataFrame:
+    """Every failed check as pandera reports it: `column`, `check` (its rule) and `index` (position).
+
+    Files go through pandera. A request of a few rows calls the same checks' functions directly, with
+    pandera's null handling, because pandera's bookkeeping per check costs more than the data.
+    """
+    if len(typed) > DIRECT_CHECK_ROWS:
+        try:
+            schema.validate(typed, lazy=True, inplace=True)
+        except SchemaErrors as errors:
+            return errors.failure_cases[list(FAILURE_COLUMNS)]
+        return pd.DataFrame(columns=list(FAILURE_COLUMNS))
+    failed = [
+        (name, check.error, position)
+        for name, column in schema.columns.items() for check in column.checks
+        for position in _failing_positions(check, typed[name])
+    ]
+    failed += [(None, check.error, position) for check in schema.checks for position in _failing_positions(check, typed)]
+    return pd.DataFrame(failed, columns=list(FAILURE_COLUMNS))
+
+
+def _failing_positions(check: pa.Check, data: pd.Series | pd.DataFrame) -> np.ndarray:
+    """Where one check fails, skipping what pandera skips under `ignore_na`: a missing value in a
+    column, a row missing every value in a frame."""
+    if isinstance(data, pd.DataFrame):
+        passed = np.asarray(check._check_fn(data), dtype=bool)
+        if check.ignore_na:
+            passed = passed | data.isna().all(axis="columns").to_numpy()
+        return np.flatnonzero(~passed)
+    considered = np.flatnonzero(data.notna().to_numpy()) if check.ignore_na else np.arange(len(data))
+    passed = np.asarray(check._check_fn(data.iloc[considered]), dtype=bool)
+    return considered[~passed]
 
 
 def _refuse_missing_columns(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...], source: str) -> None:
@@ -295,7 +326,8 @@ def _column_checks(spec: ColumnSpec, text: pd.Series, present: bool, now: pd.Tim
     if spec.low is not None or spec.high is not None:
         checks.append(_range_check(spec))
     if spec.type == "category":
-        checks.append(pa.Check.isin(spec.allowed, error=f"not one of: {', '.join(spec.allowed)}"))
+        allowed = list(spec.allowed)
+        checks.append(pa.Check(lambda answers: answers.isin(allowed), error=f"not one of: {', '.join(spec.allowed)}"))
     if spec.type == "multi":
         each_allowed = partial(_each_choice_allowed, allowed=frozenset(spec.allowed))
         checks += [
@@ -306,7 +338,7 @@ def _column_checks(spec: ColumnSpec, text: pd.Series, present: bool, now: pd.Tim
         ]
     if spec.type == "text":
         pattern, rule = TEXT_RULES.get(spec.name, ANY_TEXT_RULE)
-        checks.append(pa.Check.str_matches(pattern, error=rule))
+        checks.append(pa.Check(lambda answers: answers.str.match(pattern), error=rule))
     if spec.type in ("datetime", "date"):
         latest = now if spec.type == "datetime" else now.normalize()
         checks.append(pa.Check(lambda moments: moments <= latest, error="in the future"))
@@ -324,7 +356,9 @@ def _alone_if_chosen(answer: str) -> bool:
 def _range_check(spec: ColumnSpec) -> pa.Check:
     low = -np.inf if spec.low is None else spec.low
     high = np.inf if spec.high is None else spec.high
-    return pa.Check.in_range(low, high, include_min=not spec.low_exclusive, error=_range_rule(spec))
+    if spec.low_exclusive:
+        return pa.Check(lambda number: (number > low) & (number <= high), error=_range_rule(spec))
+    return pa.Check(lambda number: (number >= low) & (number <= high), error=_range_rule(spec))
 
 
 def _range_rule(spec: ColumnSpec) -> str:
