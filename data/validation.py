@@ -168,7 +168,7 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     typed = pd.DataFrame({spec.name: PARSERS[spec.type](text[spec.name]) for spec in kind.specs})
     _refuse_repeated_keys(typed, kind.key, source)
 
-    failures = _failed_checks(_schema(kind, text, set(raw.columns), _utc_naive(now)), typed)
+    failures = _failed_checks(Checks.of(kind, text, set(raw.columns), _utc_naive(now)), typed)
     quarantined = _quarantine(failures, text, kind, row_numbers)
 
     broken = np.zeros(len(raw), dtype=bool)
@@ -178,38 +178,36 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     return Validated(kind.name, source, len(raw), accepted, quarantined)
 
 
-def _failed_checks(schema: pa.DataFrameSchema, typed: pd.DataFrame) -> pd.DataFrame:
+def _failed_checks(checks: Checks, typed: pd.DataFrame) -> pd.DataFrame:
     """Every failed check as pandera reports it: `column`, `check` (its rule) and `index` (position).
 
-    Files go through pandera. A request of a few rows calls the same checks' functions directly, with
-    pandera's null handling, because pandera's bookkeeping per check costs more than the data.
+    Files go through the pandera schema. A request of a few rows calls the same checks' functions
+    directly, with pandera's null handling: pandera's bookkeeping per check costs more than the data.
     """
     if len(typed) > DIRECT_CHECK_ROWS:
         try:
-            schema.validate(typed, lazy=True, inplace=True)
+            checks.schema().validate(typed, lazy=True, inplace=True)
         except SchemaErrors as errors:
             return errors.failure_cases[list(FAILURE_COLUMNS)]
         return pd.DataFrame(columns=list(FAILURE_COLUMNS))
     failed = [
         (name, check.error, position)
-        for name, column in schema.columns.items() for check in column.checks
+        for name, column_checks in checks.columns.items() for check in column_checks
         for position in _failing_positions(check, typed[name])
     ]
-    failed += [(None, check.error, position) for check in schema.checks for position in _failing_positions(check, typed)]
+    failed += [(None, check.error, position) for check in checks.rows for position in _failing_positions(check, typed)]
     return pd.DataFrame(failed, columns=list(FAILURE_COLUMNS))
 
 
 def _failing_positions(check: pa.Check, data: pd.Series | pd.DataFrame) -> np.ndarray:
     """Where one check fails, skipping what pandera skips under `ignore_na`: a missing value in a
-    column, a row missing every value in a frame."""
-    if isinstance(data, pd.DataFrame):
-        passed = np.asarray(check._check_fn(data), dtype=bool)
-        if check.ignore_na:
-            passed = passed | data.isna().all(axis="columns").to_numpy()
-        return np.flatnonzero(~passed)
-    considered = np.flatnonzero(data.notna().to_numpy()) if check.ignore_na else np.arange(len(data))
-    passed = np.asarray(check._check_fn(data.iloc[considered]), dtype=bool)
-    return considered[~passed]
+    column, a row missing every value in a frame. The checks are element-wise, so a missing value's
+    own result (missing too) is simply not looked at."""
+    passed = check._check_fn(data).to_numpy(dtype=bool, na_value=True)
+    if check.ignore_na:
+        skipped = data.isna() if isinstance(data, pd.Series) else data.isna().all(axis="columns")
+        passed = passed | skipped.to_numpy()
+    return np.flatnonzero(~passed)
 
 
 def _refuse_missing_columns(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...], source: str) -> None:
@@ -301,16 +299,25 @@ def _utc_naive(now: pd.Timestamp | None) -> pd.Timestamp:
     return now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now
 
 
-def _schema(kind: FileKind, text: pd.DataFrame, present: set[str], now: pd.Timestamp) -> pa.DataFrameSchema:
-    columns = {
-        spec.name: pa.Column(checks=_column_checks(spec, text[spec.name], spec.name in present, now), nullable=True)
-        for spec in kind.specs
-    }
-    row_checks = [
-        pa.Check(lambda frame, rule=rule: frame[list(rule.columns)].sum(axis=1) <= rule.most, error=rule.rule)
-        for rule in kind.row_rules
-    ]
-    return pa.DataFrameSchema(columns, checks=row_checks)
+@dataclass(frozen=True)
+class Checks:
+    """One file's pandera checks: per contract column, and over whole rows."""
+
+    columns: dict[str, list[pa.Check]]
+    rows: list[pa.Check]
+
+    @classmethod
+    def of(cls, kind: FileKind, text: pd.DataFrame, present: set[str], now: pd.Timestamp) -> Checks:
+        columns = {spec.name: _column_checks(spec, text[spec.name], spec.name in present, now) for spec in kind.specs}
+        rows = [
+            pa.Check(lambda frame, rule=rule: frame[list(rule.columns)].sum(axis=1) <= rule.most, error=rule.rule)
+            for rule in kind.row_rules
+        ]
+        return cls(columns, rows)
+
+    def schema(self) -> pa.DataFrameSchema:
+        columns = {name: pa.Column(checks=checks, nullable=True) for name, checks in self.columns.items()}
+        return pa.DataFrameSchema(columns, checks=self.rows)
 
 
 def _column_checks(spec: ColumnSpec, text: pd.Series, present: bool, now: pd.Timestamp) -> list[pa.Check]:
