@@ -37,21 +37,23 @@ def request_rows(answers: pd.DataFrame) -> pd.DataFrame:
 
 
 def _features_and_scores(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.DataFrame | None,
-                         settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Features for the whole batch in one query; explanations slice by slice, so a large batch's
-    intermediate model input and contributions never exist for all rows at once."""
+                         settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The answers aligned to the features, the features, and the scores, all row for row.
+
+    Features for the whole batch come from one query; explanations go slice by slice, so a large
+    batch's intermediate model input and contributions never exist for all rows at once."""
     aligned, features = answers_and_features(answers, activity, settings.activity_window_days)
     starts = range(0, max(len(features), 1), EXPLAIN_SLICE_ROWS)
     scored = pd.concat([explain_batch(model, aligned.iloc[start:start + EXPLAIN_SLICE_ROWS],
                                       features.iloc[start:start + EXPLAIN_SLICE_ROWS], settings)
                         for start in starts], ignore_index=True)
-    return features, scored
+    return aligned, features, scored
 
 
 def score_frames(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.DataFrame | None,
                  settings: Settings) -> pd.DataFrame:
     """Score validated answers (and optional activity) without a warehouse."""
-    return _features_and_scores(model, answers, activity, settings)[1]
+    return _features_and_scores(model, answers, activity, settings)[2]
 
 
 def score_partition(partition: Partition, model: AdditiveRiskModel, version: str,
@@ -64,26 +66,27 @@ def score_partition(partition: Partition, model: AdditiveRiskModel, version: str
         return partition
     answers = pd.read_parquet(str(partition.questionnaire))
     activity = pd.read_parquet(str(partition.activity))
-    features, scored = _features_and_scores(model, answers, activity, settings)
+    _, features, scored = _features_and_scores(model, answers, activity, settings)
     write_atomically(features, partition.features)
     write_atomically(scored.assign(model_version=version), partition.scored)
     return partition
 
 
 def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """Score rows as a survey platform sends them; a bad row gets `error` (column and rule) instead of a risk."""
+    """Score rows as a survey platform sends them; a bad row gets `error` (column and rule) instead of a risk.
+
+    Values may be text, JSON numbers or booleans: validation reads each column as text.
+    """
     from balanceit.data.validation import FileRefused, validate_questionnaire
 
-    result = pd.DataFrame({"row_number": np.arange(1, len(raw) + 1)})
-    text = raw.astype("string").astype(object).where(raw.notna(), None)
+    row_numbers = np.arange(1, len(raw) + 1)
     try:
-        checked = validate_questionnaire(text, source="request")
+        checked = validate_questionnaire(raw, source="request")
     except FileRefused as refused:
-        return result.assign(error=refused.problem).drop(columns="row_number")
-    scored = score_frames(model, checked.accepted, None, settings)
-    scored = scored.merge(checked.accepted[[*QUESTIONNAIRE_KEY, "row_number"]], on=list(QUESTIONNAIRE_KEY))
-    errors = (checked.quarantined.assign(error=lambda q: q["column"] + ": " + q["rule"])
-              .groupby("row_number")["error"].agg("; ".join).reset_index())
-    result = result.merge(scored, on="row_number", how="left").merge(errors, on="row_number", how="left")
+        return pd.DataFrame({"error": refused.problem}, index=row_numbers).reset_index(drop=True)
+    aligned, _, scored = _features_and_scores(model, checked.accepted, None, settings)
+    result = scored.set_axis(aligned["row_number"].to_numpy()).reindex(row_numbers)
+    problems = checked.quarantined["column"] + ": " + checked.quarantined["rule"]
+    result["error"] = problems.groupby(checked.quarantined["row_number"].to_numpy()).agg("; ".join).reindex(row_numbers)
     result["submitted_at"] = result["submitted_at"].astype("string")
-    return result.drop(columns="row_number")
+    return result.reset_index(drop=True)
