@@ -21,12 +21,14 @@ OPTIONAL_ANSWERS: tuple[str, ...] = tuple(
 )
 FEATURE_KEY = QUESTIONNAIRE_KEY
 
-EMPTY_ACTIVITY_SQL = (
-    "SELECT NULL::VARCHAR AS respondent_id, NULL::DATE AS date, NULL::BIGINT AS steps, "
-    "NULL::BIGINT AS sedentary_minutes, NULL::BIGINT AS lightly_active_minutes, "
-    "NULL::BIGINT AS fairly_active_minutes, NULL::BIGINT AS very_active_minutes, "
-    "NULL::BIGINT AS calories, NULL::BOOLEAN AS worn WHERE false"
-)
+# What a person's worn days in the window before the survey add, by feature name.
+WEARABLE_SUMMARIES = {
+    "mean_steps": "avg(a.steps)",
+    "mean_sedentary_hours": "avg(a.sedentary_minutes) / 60.0",
+    "share_days_sedentary_over_10h": "avg((a.sedentary_minutes > 600)::INTEGER)",
+    "mean_active_minutes": "avg(a.fairly_active_minutes + a.very_active_minutes)",
+    "mean_light_minutes": "avg(a.lightly_active_minutes)",
+}
 
 
 def _exercise_flags() -> str:
@@ -41,18 +43,12 @@ def _missing_count() -> str:
     return " + ".join(f"({name} IS NULL)::INTEGER" for name in OPTIONAL_ANSWERS)
 
 
-def feature_sql(questionnaire: str, activity: str, window_days: int) -> str:
-    """The feature query over two relation names (tables, views or registered DataFrames)."""
-    return f"""
-WITH q AS (SELECT * FROM {questionnaire}),
-act AS (
+def _wearable_window(activity: str, window_days: int) -> str:
+    """The `act` relation: per answer, its worn days in the window before `submitted_at`, summarised."""
+    summaries = "".join(f",\n           {sql} AS {name}" for name, sql in WEARABLE_SUMMARIES.items())
+    return f"""act AS (
     SELECT q.respondent_id, q.submitted_at,
-           count(*)                                            AS days_worn,
-           avg(a.steps)                                        AS mean_steps,
-           avg(a.sedentary_minutes) / 60.0                     AS mean_sedentary_hours,
-           avg((a.sedentary_minutes > 600)::INTEGER)           AS share_days_sedentary_over_10h,
-           avg(a.fairly_active_minutes + a.very_active_minutes) AS mean_active_minutes,
-           avg(a.lightly_active_minutes)                       AS mean_light_minutes
+           count(*) AS days_worn{summaries}
     FROM q
     JOIN {activity} a
       ON a.respondent_id = q.respondent_id
@@ -60,7 +56,25 @@ act AS (
      AND a.date <  CAST(q.submitted_at AS DATE)
      AND a.date >= CAST(q.submitted_at AS DATE) - INTERVAL {int(window_days)} DAY
     GROUP BY q.respondent_id, q.submitted_at
-)
+)"""
+
+
+def feature_sql(questionnaire: str, activity: str | None, window_days: int) -> str:
+    """The feature query over relation names (tables, views or registered DataFrames).
+
+    With no activity relation the wearable columns are empty and the query has no join: a one-row
+    scoring request pays for planning the query, so it plans only what it needs.
+    """
+    if activity is None:
+        ctes = ""
+        wearable = ",\n    ".join(["0::BIGINT AS days_worn", *(f"NULL::DOUBLE AS {name}" for name in WEARABLE_SUMMARIES)])
+        joined = ""
+    else:
+        ctes = ",\n" + _wearable_window(activity, window_days)
+        wearable = ",\n    ".join(["coalesce(act.days_worn, 0) AS days_worn", *(f"act.{name}" for name in WEARABLE_SUMMARIES)])
+        joined = "\nLEFT JOIN act USING (respondent_id, submitted_at)"
+    return f"""
+WITH q AS (SELECT * FROM {questionnaire}){ctes}
 SELECT
     q.respondent_id,
     q.submitted_at,
@@ -94,14 +108,8 @@ SELECT
     q.neck_pain,
     q.shoulder_pain,
     {_missing_count()}                                          AS missing_answers,
-    coalesce(act.days_worn, 0)                                  AS days_worn,
-    act.mean_steps,
-    act.mean_sedentary_hours,
-    act.share_days_sedentary_over_10h,
-    act.mean_active_minutes,
-    act.mean_light_minutes
-FROM q
-LEFT JOIN act USING (respondent_id, submitted_at)
+    {wearable}
+FROM q{joined}
 ORDER BY q.respondent_id, q.submitted_at
 """
 
@@ -109,9 +117,7 @@ ORDER BY q.respondent_id, q.submitted_at
 def compute_features(con: duckdb.DuckDBPyConnection, questionnaire: str, activity: str | None,
                      window_days: int) -> pd.DataFrame:
     """Features for every row of `questionnaire`; `activity` may be None (no wearable data)."""
-    activity_relation = activity or f"({EMPTY_ACTIVITY_SQL})"
-    frame = con.execute(feature_sql(questionnaire, activity_relation, window_days)).df()
-    return frame
+    return con.execute(feature_sql(questionnaire, activity, window_days)).df()
 
 
 def features_for_frames(questionnaire: pd.DataFrame, activity: pd.DataFrame | None,

@@ -138,3 +138,10 @@ def test_training_works_without_any_wearable_data():
     result = train_model(features, rows[LABEL].astype(bool), Settings(cv_folds=2))
     assert set(result.cross_validation["candidate"]) == {"additive_spline", "logistic_linear", "gradient_boosting"}
     assert 0.5 < result.holdout_metrics["roc_auc"] <= 1
+
+
+def test_no_wearable_file_gives_what_no_days_in_the_window_give():
+    """Without an activity relation the query skips the join; its columns and types stay the same."""
+    after_the_survey = days([("2025-03-05", 8000, 500)])
+    pd.testing.assert_frame_equal(features_for_frames(answers(), None, WINDOW),
+                                  features_for_frames(answers(), after_the_survey, WINDOW))
