@@ -16,7 +16,8 @@ def population_report(home: str | None, batch: str | None) -> dict[str, object]:
     estimates = context.pop("population_estimates")
     name = "training" if batch == "training" else "latest" if batch is None else batch
     path = render_population(context, settings.reports_path / f"population-{name}.html")
-    return {"path": str(path), "population": context["population"], **estimates}
+    return {"path": str(path), "population": context["population"], "unanswered_questions": context["unanswered"],
+            **estimates}
 
 
 @stage(name="render person report")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from balanceit.config import Settings
+from balanceit.features.build import OPTIONAL_ANSWERS
 from balanceit.features.catalogue import BY_NAME, CATALOGUE, model_columns, model_input
 from balanceit.features.store import batch_features, labelled_features
 from balanceit.models.explain import explain_batch
@@ -154,6 +155,7 @@ def population_context(settings: Settings, batch: str | None) -> dict[str, objec
         "what_ifs": _population_what_ifs(scored, settings),
         "model": _model_card(settings, version, CHAMPION if batch == TRAINING else f"scored with v{version}"),
         "data_quality": quality,
+        "unanswered": [name for name in OPTIONAL_ANSWERS if answers[name].isna().all()],
         "drift": [{**row, "feature": f"{COLUMN_LABELS[row['feature']]} ({row['feature']})"}
                   for row in aggregate.drift_table(training_features, features, drift_columns).to_dict("records")],
         "band_cutoffs": {"moderate_from": settings.low_band_below, "high_from": settings.high_band_from},

@@ -89,6 +89,20 @@ def test_population_report_json_has_estimates_and_segments_with_intervals(demo):
                          for g in shown)
 
 
+def test_population_report_names_questions_nobody_answered(demo, tmp_path):
+    """A survey that never asked about pain is scored as if everyone skipped it: the report says so."""
+    from balanceit.data.synthetic import generate
+
+    home, _ = demo
+    assert run(home, "report", "population")["unanswered_questions"] == []
+    generate(300, seed=22).questionnaire.drop(columns=["back_pain", "neck_pain"]).to_csv(
+        tmp_path / "no-pain.csv", index=False)
+    batch = run(home, "score", str(tmp_path / "no-pain.csv"))["batch_id"]
+    result = run(home, "report", "population", "--batch", batch)
+    assert result["unanswered_questions"] == ["back_pain", "neck_pain"]
+    assert "Not answered by anyone:</strong> back_pain, neck_pain." in Path(result["path"]).read_text(encoding="utf-8")
+
+
 def test_explain_in_a_fresh_process_finds_the_workspace_registry(demo, tmp_path):
     """A command that loads a given model version must look in the workspace's MLflow store, not the cwd's."""
     import json
