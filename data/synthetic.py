@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,9 @@ from balanceit.data.contract import (
 )
 from balanceit.data.synthetic_config import DEFAULT, LATENTS, PopulationConfig
 from balanceit.data.synthetic_truth import (
-    compute_truth, design_terms, has_postural_pattern, latent_linear_predictor, level_index, log_steps_shift,
-    outcome_linear_predictor, pain_level_probabilities, posture_probabilities,
+    CHUNK_ROWS, Completions, compute_truth, design_terms, does_exercise, has_postural_pattern,
+    latent_linear_predictor, level_index, log_steps_shift, outcome_linear_predictor, pain_level_probabilities,
+    posture_probabilities,
 )
 
 ANSWER_COLUMNS = tuple(c for c in QUESTIONNAIRE_COLUMNS if c != LABEL and not c.startswith("survey_"))
@@ -35,6 +36,10 @@ SYMPTOM_ANSWERS = ("posture_self_report", *PAIN_COLUMNS)  # the truth sees them 
 EXERCISE_CHOICES = tuple(t for t in EXERCISE_TYPES if t != "none")  # "none" is written only alone
 NO_YES = ("no", "yes")  # boolean answers as a user exports them; index = the boolean
 STEPS_SHIFT_ANSWERS = ("occupation", "exercise_types", "age", "height_cm", "weight_kg")
+# Optional answers the design terms or the step band read: a blank one is summed out of true_risk by draws.
+BLANKABLE_CAUSES = ("height_cm", "weight_kg", "occupation", "screen_hours_per_day", "movement_breaks_per_day",
+                    "exercise_types", "strength_training", "stretching_days_per_week")
+TRUTH_DRAW_STREAM = 1  # the draws for true_risk use their own stream, so the population does not depend on them
 MIFFLIN_ST_JEOR_SEX_TERM = {"male": 5.0, "female": -161.0}  # kcal/day; other/unknown get the average
 LIFTING = EXERCISE_CHOICES.index("weightlifting")
 STRETCHING_BAND_LOW, STRETCHING_BAND_WIDTH = np.array([0, 1, 3]), np.array([1, 2, 5])  # 0 / 1-2 / 3-7 days
@@ -64,9 +69,11 @@ def generate(rows: int, seed: int = 0, labelled: bool = False, config: Populatio
         questionnaire[LABEL] = _spell(NO_YES, imbalance)
     has_wearable = rng.random(rows) < config.wearable.share_with_device
     activity = _wearable_days(answers, true_steps, np.flatnonzero(has_wearable), config, rng)
-    truth = pd.concat([  # computed last because true_risk depends on who has a wearable (no random draws)
+    completions = draw_blank_causes(questionnaire, config, np.random.default_rng((seed, TRUTH_DRAW_STREAM)))
+    truth = pd.concat([  # computed last because true_risk depends on who has a wearable
         answers[["respondent_id", "submitted_at"]],
-        compute_truth(terms, answers.assign(**{c: questionnaire[c] for c in SYMPTOM_ANSWERS}), config, has_wearable),
+        compute_truth(terms, answers.assign(**{c: questionnaire[c] for c in SYMPTOM_ANSWERS}), config, has_wearable,
+                      completions),
         pd.DataFrame(patterns, columns=[f"pattern_{k}" for k in LATENTS], index=answers.index),
         pd.DataFrame({"imbalance": imbalance, "true_daily_steps": true_steps, "has_wearable": has_wearable,
                       **signs}, index=answers.index),
@@ -356,6 +363,122 @@ def _blank_optional_answers(answers: pd.DataFrame, rate: float, rng: np.random.G
     return blanked
 
 
+def draw_blank_causes(questionnaire: pd.DataFrame, config: PopulationConfig,
+                      rng: np.random.Generator) -> Iterator[Completions]:
+    """Completions of the rows with a blank in BLANKABLE_CAUSES, `config.blank_answer_draws` per row, in chunks.
+
+    Blanks are MCAR, so P(x_mis | x_obs) is the generator's own conditional. Each draw runs the generator's
+    samplers in their order, keeping every observed answer and drawing each blank one from its parents
+    (observed or drawn), and is weighted by P(observed answer | parents) for the observed answers downstream
+    of a drawn one (likelihood weighting). Blank answers that feed nothing (standing hours, exercise days
+    and minutes, stretching before/after) are simply left out of the weight.
+    """
+    draws = config.blank_answer_draws
+    rows = np.flatnonzero(questionnaire[list(BLANKABLE_CAUSES)].isna().any(axis=1).to_numpy())
+    per_chunk = max(1, CHUNK_ROWS // draws)
+    for start in range(0, len(rows), per_chunk):
+        owners = rows[start:start + per_chunk]
+        yield _complete(questionnaire.iloc[owners], owners, draws, config, rng)
+
+
+def _complete(observed: pd.DataFrame, owners: np.ndarray, draws: int, config: PopulationConfig,
+              rng: np.random.Generator) -> Completions:
+    """`draws` completions of each row of `observed` (see `draw_blank_causes`), draw-major within a row."""
+    def repeated(values: np.ndarray) -> np.ndarray:
+        return np.repeat(values, draws, axis=0)
+
+    def number(column: str) -> np.ndarray:
+        return repeated(observed[column].to_numpy(float, na_value=np.nan))
+
+    def level(column: str, levels: Sequence[str]) -> np.ndarray:
+        return repeated(level_index(observed[column], levels))  # -1 where blank
+
+    rows = len(observed) * draws
+    demo = config.demographics
+    evidence = []  # P(observed answer | its parents) for answers whose parents may be drawn
+
+    sex_code = level("sex", list(demo.sex_shares))
+    age = number("age").astype(int)
+    age_band = np.searchsorted([band.low for band in demo.age_bands], age, side="right") - 1
+    height = number("height_cm")
+    height = np.where(np.isnan(height), _sample_height(sex_code, config, rng), height)
+    weight = number("weight_kg")
+    evidence.append(np.where(np.isnan(weight), 1.0, _weight_probability(weight, height, config)))
+    weight = np.where(np.isnan(weight), _weight_from_bmi(_sample_bmi(rows, config, rng), height), weight)
+
+    occupation = level("occupation", list(config.occupations.profiles))
+    occupation = np.where(occupation < 0, _sample_occupation(age_band, config, rng), occupation)
+    sitting = number("sitting_hours_per_day")
+    evidence.append(_sitting_distribution(occupation, config).probability(sitting))
+    standing = number("standing_hours_per_day")
+    evidence.append(np.where(np.isnan(standing), 1.0,
+                             _standing_distribution(occupation, sitting, config).probability(standing)))
+    screen = number("screen_hours_per_day")
+    screen_given_job = _screen_distribution(occupation, sitting, config)
+    evidence.append(np.where(np.isnan(screen), 1.0, screen_given_job.probability(screen)))
+    screen = np.where(np.isnan(screen), screen_given_job.draw(rng), screen)
+    breaks = number("movement_breaks_per_day")
+    breaks = np.where(np.isnan(breaks), _sample_breaks(sitting, config, rng), breaks)
+
+    types = observed["exercise_types"]
+    listed = np.stack([does_exercise(types, kind).to_numpy(bool, na_value=False) for kind in EXERCISE_CHOICES], axis=1)
+    strength = level("strength_training", STRENGTH_TRAINING)
+    exercise_days = number("exercise_days_per_week")
+    minutes = number("exercise_minutes_per_session")
+    known_exercise = np.where(np.isnan(exercise_days), np.where(np.isnan(minutes), -1, minutes > 0), exercise_days > 0)
+    flags = _draw_exercise_flags(repeated(types.isna().to_numpy()), repeated(listed),
+                                 np.where(strength < 0, -1, strength != STRENGTH_TRAINING.index("none")),
+                                 known_exercise.astype(int), sex_code, age, config, rng)
+    lifts, exerciser = flags[:, LIFTING], flags.any(axis=1)
+    evidence.append(np.where(strength < 0, 1.0, _strength_probability(strength, lifts, config)))
+    strength = np.where(strength < 0, _sample_strength_level(lifts, config, rng), strength)
+    evidence.append(np.where(np.isnan(exercise_days), 1.0,
+                             _exercise_days_probability(exercise_days, exerciser, lifts, config)))
+    evidence.append(np.where(np.isnan(minutes), 1.0, _exercise_minutes_probability(minutes, exerciser)))
+    stretching = number("stretching_days_per_week")
+    evidence.append(np.where(np.isnan(stretching), 1.0,
+                             _stretching_days_probability(np.nan_to_num(stretching).astype(int), exerciser, config)))
+    stretching = np.where(np.isnan(stretching), _sample_stretching_days(exerciser, config, rng), stretching)
+    for column, share in (("stretches_before_exercise", config.stretching.before_exercise_share),
+                          ("stretches_after_exercise", config.stretching.after_exercise_share)):
+        answer = level(column, NO_YES)
+        evidence.append(np.where(answer < 0, 1.0,
+                                 _stretches_with_exercise_probability(answer, share, exerciser, stretching)))
+
+    with np.errstate(divide="ignore"):
+        log_weight = np.log(np.prod(evidence, axis=0))
+    answers = pd.DataFrame({
+        "sex": observed["sex"].array.take(np.repeat(np.arange(len(observed)), draws)), "age": age,
+        "height_cm": height, "weight_kg": weight, "occupation": _spell(list(config.occupations.profiles), occupation),
+        "sitting_hours_per_day": sitting, "screen_hours_per_day": screen, "movement_breaks_per_day": breaks,
+        "exercise_types": _join_exercise_types(flags), "strength_training": _spell(STRENGTH_TRAINING, strength),
+        "stretching_days_per_week": stretching,
+        **{c: observed[c].array.take(np.repeat(np.arange(len(observed)), draws)) for c in SYMPTOM_ANSWERS},
+    })
+    return Completions(answers=answers, owner=repeated(owners), log_weight=log_weight)
+
+
+def _draw_exercise_flags(blank: np.ndarray, listed: np.ndarray, known_lifting: np.ndarray,
+                         known_exercise: np.ndarray, sex_code: np.ndarray, age: np.ndarray, config: PopulationConfig,
+                         rng: np.random.Generator) -> np.ndarray:
+    """The listed exercise flags, or where `blank` flags drawn by the generator consistent with the other answers.
+
+    The strength answer fixes lifting and the exercise days or minutes fix whether the person exercises at
+    all (`known_*`: 1, 0, or -1 if unknown). Drawing the rest until consistent with them (instead of
+    weighting inconsistent draws by 0) changes the proposal only by a constant factor per row.
+    """
+    flags = listed.copy()
+    todo = blank.copy()
+    while todo.any():
+        rows = np.flatnonzero(todo)
+        drawn = _sample_exercise_flags(sex_code[rows], age[rows], config, rng)
+        drawn[:, LIFTING] = np.where(known_lifting[rows] >= 0, known_lifting[rows] == 1, drawn[:, LIFTING])
+        drawn &= (known_exercise[rows] != 0)[:, None]  # someone known not to exercise lists nothing
+        flags[rows] = drawn
+        todo[rows] = (known_exercise[rows] == 1) & ~drawn.any(axis=1)
+    return flags
+
+
 def _wearable_days(answers: pd.DataFrame, true_steps: np.ndarray, wearer: np.ndarray, config: PopulationConfig,
                    rng: np.random.Generator) -> pd.DataFrame:
     """28-35 days per wearer around submission (some after it), ~8% non-wear days (0 steps, 1440 sedentary).
@@ -443,11 +566,11 @@ def _clipped_interval_probability(start: np.ndarray, end: np.ndarray, low: float
                                   high: float | np.ndarray, cdf: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """P(clip(X, low, high) in [start, end)) for X with distribution function `cdf`.
 
-    An interval holding a clip bound also collects all the mass beyond it.
+    An interval holding a clip bound also collects all the mass beyond it; one outside [low, high] has none.
     """
     below = np.where(start <= low, 0.0, cdf(np.maximum(start, low)))
     above = np.where(end > high, 1.0, cdf(np.minimum(end, high)))
-    return np.clip(above - below, 0.0, 1.0)
+    return np.where((end <= low) | (start > high), 0.0, np.clip(above - below, 0.0, 1.0))
 
 
 def _clip_to_contract(column: str, values: np.ndarray) -> np.ndarray:
