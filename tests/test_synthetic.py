@@ -544,7 +544,7 @@ def _enumerated_risk(person: pd.DataFrame, column: str, config: PopulationConfig
                                   (row["stretches_after_exercise"], st.after_exercise_share)):
                 can = exerciser and days > 0
                 p *= (share if answer == "yes" else 1 - share) if can else float(answer == "no")
-            options[days] = p
+            options[3 if days >= 3 else 0] = options.get(3 if days >= 3 else 0, 0.0) + p  # the design reads >= 3
     else:
         raise ValueError(column)
     total = sum(options.values())
