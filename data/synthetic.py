@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit
+from scipy.stats import binom, norm
 
 from balanceit.data.contract import (
     EXERCISE_TYPES, LABEL, MINUTES_PER_DAY, PAIN, PAIN_COLUMNS, POSTURE, QUESTIONNAIRE, QUESTIONNAIRE_COLUMNS,
@@ -23,8 +24,9 @@ from balanceit.data.contract import (
 )
 from balanceit.data.synthetic_config import DEFAULT, LATENTS, PopulationConfig
 from balanceit.data.synthetic_truth import (
-    compute_truth, design_terms, has_postural_pattern, latent_linear_predictor, level_index, log_steps_shift,
-    outcome_linear_predictor, pain_level_probabilities, posture_probabilities,
+    CHUNK_ROWS, Completions, compute_truth, design_terms, does_exercise, has_postural_pattern,
+    latent_linear_predictor, level_index, log_steps_shift, outcome_linear_predictor, pain_level_probabilities,
+    posture_probabilities,
 )
 
 ANSWER_COLUMNS = tuple(c for c in QUESTIONNAIRE_COLUMNS if c != LABEL and not c.startswith("survey_"))
@@ -34,7 +36,13 @@ SYMPTOM_ANSWERS = ("posture_self_report", *PAIN_COLUMNS)  # the truth sees them 
 EXERCISE_CHOICES = tuple(t for t in EXERCISE_TYPES if t != "none")  # "none" is written only alone
 NO_YES = ("no", "yes")  # boolean answers as a user exports them; index = the boolean
 STEPS_SHIFT_ANSWERS = ("occupation", "exercise_types", "age", "height_cm", "weight_kg")
+# Optional answers the design terms or the step band read: a blank one is summed out of true_risk by draws.
+BLANKABLE_CAUSES = ("height_cm", "weight_kg", "occupation", "screen_hours_per_day", "movement_breaks_per_day",
+                    "exercise_types", "strength_training", "stretching_days_per_week")
+TRUTH_DRAW_STREAM = 1  # the draws for true_risk use their own stream, so the population does not depend on them
 MIFFLIN_ST_JEOR_SEX_TERM = {"male": 5.0, "female": -161.0}  # kcal/day; other/unknown get the average
+LIFTING = EXERCISE_CHOICES.index("weightlifting")
+STRETCHING_BAND_LOW, STRETCHING_BAND_WIDTH = np.array([0, 1, 3]), np.array([1, 2, 5])  # 0 / 1-2 / 3-7 days
 
 
 @dataclass
@@ -61,9 +69,11 @@ def generate(rows: int, seed: int = 0, labelled: bool = False, config: Populatio
         questionnaire[LABEL] = _spell(NO_YES, imbalance)
     has_wearable = rng.random(rows) < config.wearable.share_with_device
     activity = _wearable_days(answers, true_steps, np.flatnonzero(has_wearable), config, rng)
-    truth = pd.concat([  # computed last because true_risk depends on who has a wearable (no random draws)
+    completions = draw_blank_causes(questionnaire, config, np.random.default_rng((seed, TRUTH_DRAW_STREAM)))
+    truth = pd.concat([  # computed last because true_risk depends on who has a wearable
         answers[["respondent_id", "submitted_at"]],
-        compute_truth(terms, answers.assign(**{c: questionnaire[c] for c in SYMPTOM_ANSWERS}), config, has_wearable),
+        compute_truth(terms, answers.assign(**{c: questionnaire[c] for c in SYMPTOM_ANSWERS}), config, has_wearable,
+                      completions),
         pd.DataFrame(patterns, columns=[f"pattern_{k}" for k in LATENTS], index=answers.index),
         pd.DataFrame({"imbalance": imbalance, "true_daily_steps": true_steps, "has_wearable": has_wearable,
                       **signs}, index=answers.index),
@@ -102,43 +112,114 @@ def _sample_demographics(rows: int, config: PopulationConfig, rng: np.random.Gen
     lows, highs = (np.array([getattr(b, end) for b in demo.age_bands]) for end in ("low", "high"))
     sexes = list(demo.sex_shares)
     sex_code = rng.choice(len(sexes), size=rows, p=list(demo.sex_shares.values()))
-    average_height = np.mean(list(demo.height_cm_mean.values()))
-    height_mean = np.array([demo.height_cm_mean.get(sex, average_height) for sex in sexes])[sex_code]
-    height = _clip_to_contract("height_cm", np.round(rng.normal(height_mean, demo.height_cm_sd)))
-    bmi = demo.bmi_median * np.exp(rng.normal(0.0, demo.bmi_log_sigma, rows))
-    weight = _clip_to_contract("weight_kg", np.round(bmi * (height / 100) ** 2, 1))
+    height = _sample_height(sex_code, config, rng)
+    weight = _weight_from_bmi(_sample_bmi(rows, config, rng), height)
     return {"age_band": band, "age": rng.integers(lows[band], highs[band] + 1), "sex_code": sex_code,
             "sex": _spell(sexes, sex_code), "height_cm": height, "weight_kg": weight}
+
+
+def _sample_height(sex_code: np.ndarray, config: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
+    demo = config.demographics
+    average_height = np.mean(list(demo.height_cm_mean.values()))
+    height_mean = np.array([demo.height_cm_mean.get(sex, average_height) for sex in demo.sex_shares])[sex_code]
+    return _clip_to_contract("height_cm", np.round(rng.normal(height_mean, demo.height_cm_sd)))
+
+
+def _sample_bmi(rows: int, config: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
+    """BMI is lognormal and independent of everything else (weight follows from it and the height)."""
+    return config.demographics.bmi_median * np.exp(rng.normal(0.0, config.demographics.bmi_log_sigma, rows))
+
+
+def _weight_from_bmi(bmi: np.ndarray, height: np.ndarray) -> np.ndarray:
+    return _clip_to_contract("weight_kg", np.round(bmi * (height / 100) ** 2, 1))
+
+
+def _weight_probability(weight: np.ndarray, height: np.ndarray, config: PopulationConfig) -> np.ndarray:
+    """P(weight answer | height): the reported weight is BMI x height^2 rounded to 0.1 kg, then clipped."""
+    demo = config.demographics
+    spec = SPECS["weight_kg"]
+    log_scale = np.log(demo.bmi_median * (height / 100) ** 2)
+    return _clipped_interval_probability(weight - 0.05, weight + 0.05, spec.low, spec.high,
+                                         lambda kg: norm.cdf((np.log(kg) - log_scale) / demo.bmi_log_sigma))
 
 
 def _sample_working_day(person: dict[str, np.ndarray], config: PopulationConfig,
                         rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Occupation (students and retired people by age band), then the working day that depends on it."""
+    code = _sample_occupation(person["age_band"], config, rng)
+    sitting = _sitting_distribution(code, config).draw(rng)
+    standing = _standing_distribution(code, sitting, config).draw(rng)
+    screen = _screen_distribution(code, sitting, config).draw(rng)
+    breaks = _sample_breaks(sitting, config, rng)
+    return {"occupation": _spell(list(config.occupations.profiles), code), "sitting_hours_per_day": sitting,
+            "standing_hours_per_day": standing, "screen_hours_per_day": screen, "movement_breaks_per_day": breaks}
+
+
+def _sample_occupation(age_band: np.ndarray, config: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
+    """Occupation code: student or retired by age band, else a worker's job by its share."""
     occ = config.occupations
-    rows = len(person["age"])
+    rows = len(age_band)
     names = list(occ.profiles)
     worker_shares = np.array([p.share_of_workers for p in occ.profiles.values()])
     worker_job = rng.choice(len(names), size=rows, p=worker_shares / worker_shares.sum())
-    student_share = np.asarray(occ.student_share_by_age_band)[person["age_band"]]
-    retired_share = np.asarray(occ.retired_share_by_age_band)[person["age_band"]]
+    student_share = np.asarray(occ.student_share_by_age_band)[age_band]
+    retired_share = np.asarray(occ.retired_share_by_age_band)[age_band]
     status = rng.random(rows)
-    code = np.where(status < student_share, names.index("student"),
+    return np.where(status < student_share, names.index("student"),
                     np.where(status < student_share + retired_share, names.index("retired"), worker_job))
 
-    def profile(attribute: str) -> np.ndarray:
-        return np.array([getattr(p, attribute) for p in occ.profiles.values()])[code]
 
-    sitting_mean = profile("sitting_mean_h")
-    sitting = _round_to_half(np.clip(rng.normal(sitting_mean, profile("sitting_sd_h")), 0.5, 16))
-    standing_cap = 24 - occ.min_lying_hours - sitting
-    standing = np.floor(2 * np.clip(rng.normal(profile("standing_mean_h"), occ.standing_sd_h), 0, standing_cap)) / 2
-    screen_mean = profile("screen_mean_h") + occ.screen_per_sitting_hour * (sitting - sitting_mean)
-    screen = _round_to_half(np.clip(rng.normal(screen_mean, occ.screen_sd_h), 0, 18))
+@dataclass(frozen=True)
+class _HalfHours:
+    """An hours answer: clip(N(mean, sd), low, high) reported to the half hour (rounded, or floored).
+
+    One definition serves sampling and P(answer | parents), which the truth needs to sum blanks out.
+    """
+
+    mean: np.ndarray
+    sd: float | np.ndarray
+    low: float | np.ndarray
+    high: float | np.ndarray
+    floor: bool = False
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        hours = np.clip(rng.normal(self.mean, self.sd), self.low, self.high)
+        return np.floor(2 * hours) / 2 if self.floor else _round_to_half(hours)
+
+    def probability(self, hours: np.ndarray) -> np.ndarray:
+        start = hours if self.floor else hours - 0.25
+        return _clipped_interval_probability(start, start + 0.5, self.low, self.high,
+                                             lambda h: norm.cdf((h - self.mean) / self.sd))
+
+
+def _profile(code: np.ndarray, attribute: str, config: PopulationConfig) -> np.ndarray:
+    return np.array([getattr(p, attribute) for p in config.occupations.profiles.values()])[code]
+
+
+def _sitting_distribution(code: np.ndarray, config: PopulationConfig) -> _HalfHours:
+    return _HalfHours(_profile(code, "sitting_mean_h", config), _profile(code, "sitting_sd_h", config), 0.5, 16)
+
+
+def _standing_distribution(code: np.ndarray, sitting: np.ndarray, config: PopulationConfig) -> _HalfHours:
+    occ = config.occupations
+    return _HalfHours(_profile(code, "standing_mean_h", config), occ.standing_sd_h, 0,
+                      24 - occ.min_lying_hours - sitting, floor=True)
+
+
+def _screen_distribution(code: np.ndarray, sitting: np.ndarray, config: PopulationConfig) -> _HalfHours:
+    """Screen time rises with sitting above the occupation's mean sitting time."""
+    occ = config.occupations
+    sitting_mean = _profile(code, "sitting_mean_h", config)
+    return _HalfHours(_profile(code, "screen_mean_h", config) + occ.screen_per_sitting_hour * (sitting - sitting_mean),
+                      occ.screen_sd_h, 0, 18)
+
+
+def _sample_breaks(sitting: np.ndarray, config: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
+    """Poisson(sitting hours x a lognormal personal rate): a leaf of the chain, so it needs no probability."""
+    occ = config.occupations
     break_rate = occ.breaks_per_sitting_hour_median * np.exp(
-        rng.normal(0.0, occ.breaks_per_sitting_hour_log_sigma, rows))
-    breaks = _clip_to_contract("movement_breaks_per_day", rng.poisson(sitting * break_rate))
-    return {"occupation": _spell(names, code), "sitting_hours_per_day": sitting, "standing_hours_per_day": standing,
-            "screen_hours_per_day": screen, "movement_breaks_per_day": breaks}
+        rng.normal(0.0, occ.breaks_per_sitting_hour_log_sigma, len(sitting)))
+    return _clip_to_contract("movement_breaks_per_day", rng.poisson(sitting * break_rate))
 
 
 def _sample_exercise(person: dict[str, np.ndarray], config: PopulationConfig,
@@ -146,25 +227,60 @@ def _sample_exercise(person: dict[str, np.ndarray], config: PopulationConfig,
     """Exercise types (multi-valued), strength training consistent with weightlifting, days and minutes."""
     ex = config.exercise
     rows = len(person["age"])
-    does = {kind: rng.random(rows) < share for kind, share in ex.type_shares.items()}
-    age_group = np.searchsorted(ex.strength_age_group_starts, person["age"], side="right") - 1
-    average_share = np.mean(list(ex.strength_share_by_age_group.values()), axis=0)
-    share_by_sex = np.array([ex.strength_share_by_age_group.get(sex, average_share)
-                             for sex in config.demographics.sex_shares])
-    lifts = rng.random(rows) < share_by_sex[person["sex_code"], age_group]
-    balanced = rng.random(rows) < ex.balanced_share_of_lifters
-    does["weightlifting"] = lifts
-    flags = np.stack([does.get(kind, np.zeros(rows, bool)) for kind in EXERCISE_CHOICES], axis=1)
+    flags = _sample_exercise_flags(person["sex_code"], person["age"], config, rng)
+    lifts = flags[:, LIFTING]
+    strength_level = _sample_strength_level(lifts, config, rng)
     exerciser = flags.any(axis=1)
     days = np.where(exerciser, 1 + rng.binomial(6, ex.days_per_week_binomial_p, rows), 0)
     days = np.where(lifts, np.maximum(days, ex.lifter_min_days), days)
     minutes = np.clip(5 * np.round(ex.minutes_median * np.exp(rng.normal(0.0, ex.minutes_log_sigma, rows)) / 5),
                       *ex.minutes_range)
-    strength_level = np.where(lifts, np.where(balanced, STRENGTH_TRAINING.index("balanced"),
-                                              STRENGTH_TRAINING.index("unbalanced")), STRENGTH_TRAINING.index("none"))
     return {"exercise_types": _join_exercise_types(flags), "exercise_days_per_week": days,
             "exercise_minutes_per_session": np.where(exerciser, minutes, 0),
             "strength_training": _spell(STRENGTH_TRAINING, strength_level), "exerciser": exerciser}
+
+
+def _sample_exercise_flags(sex_code: np.ndarray, age: np.ndarray, config: PopulationConfig,
+                           rng: np.random.Generator) -> np.ndarray:
+    """Yes/no per type of EXERCISE_CHOICES (rows x types); weightlifting by sex and age group (E76)."""
+    ex = config.exercise
+    rows = len(age)
+    does = {kind: rng.random(rows) < share for kind, share in ex.type_shares.items()}
+    age_group = np.searchsorted(ex.strength_age_group_starts, age, side="right") - 1
+    average_share = np.mean(list(ex.strength_share_by_age_group.values()), axis=0)
+    share_by_sex = np.array([ex.strength_share_by_age_group.get(sex, average_share)
+                             for sex in config.demographics.sex_shares])
+    does["weightlifting"] = rng.random(rows) < share_by_sex[sex_code, age_group]
+    return np.stack([does.get(kind, np.zeros(rows, bool)) for kind in EXERCISE_CHOICES], axis=1)
+
+
+def _sample_strength_level(lifts: np.ndarray, config: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
+    """Index into STRENGTH_TRAINING: lifters train balanced or unbalanced, everyone else "none"."""
+    balanced = rng.random(len(lifts)) < config.exercise.balanced_share_of_lifters
+    return np.where(lifts, np.where(balanced, STRENGTH_TRAINING.index("balanced"),
+                                    STRENGTH_TRAINING.index("unbalanced")), STRENGTH_TRAINING.index("none"))
+
+
+def _strength_probability(level: np.ndarray, lifts: np.ndarray, config: PopulationConfig) -> np.ndarray:
+    """P(strength_training answer | lifts), for the level indices of `_sample_strength_level`."""
+    balanced = config.exercise.balanced_share_of_lifters
+    lifter_probability = np.array([0.0, balanced, 1 - balanced])[level]
+    return np.where(lifts, lifter_probability, level == STRENGTH_TRAINING.index("none"))
+
+
+def _exercise_days_probability(days: np.ndarray, exerciser: np.ndarray, lifts: np.ndarray,
+                               config: PopulationConfig) -> np.ndarray:
+    """P(exercise days | exerciser, lifts): 0 without exercise, else 1 + Binomial(6, p), lifters at least 2."""
+    ex = config.exercise
+    pmf = binom.pmf(days - 1, 6, ex.days_per_week_binomial_p)
+    floor = ex.lifter_min_days
+    lifter = np.where(days == floor, binom.cdf(floor - 1, 6, ex.days_per_week_binomial_p), pmf * (days > floor))
+    return np.where(exerciser, np.where(lifts, lifter, pmf), days == 0)
+
+
+def _exercise_minutes_probability(minutes: np.ndarray, exerciser: np.ndarray) -> np.ndarray:
+    """Up to a factor that is the same for every exerciser: exercisers report minutes, others 0."""
+    return (minutes > 0) == exerciser
 
 
 def _sample_stretching(person: dict[str, np.ndarray], config: PopulationConfig,
@@ -172,15 +288,36 @@ def _sample_stretching(person: dict[str, np.ndarray], config: PopulationConfig,
     """Stretching days in bands 0 / 1-2 / 3-7; before/after answers only for exercisers who stretch."""
     st = config.stretching
     exerciser = person["exerciser"]
-    band_shares = np.where(exerciser[:, None], st.day_band_shares_exercisers, st.day_band_shares_non_exercisers)
-    band = _draw_level(band_shares, rng)
-    band_low, band_width = np.array([0, 1, 3])[band], np.array([1, 2, 5])[band]
-    days = band_low + np.floor(rng.random(len(band)) * band_width).astype(int)
+    days = _sample_stretching_days(exerciser, config, rng)
     stretches_with_exercise = exerciser & (days > 0)
-    after = stretches_with_exercise & (rng.random(len(band)) < st.after_exercise_share)
-    before = stretches_with_exercise & (rng.random(len(band)) < st.before_exercise_share)
+    after = stretches_with_exercise & (rng.random(len(days)) < st.after_exercise_share)
+    before = stretches_with_exercise & (rng.random(len(days)) < st.before_exercise_share)
     return {"stretching_days_per_week": days, "stretches_before_exercise": _spell(NO_YES, before.astype(int)),
             "stretches_after_exercise": _spell(NO_YES, after.astype(int))}
+
+
+def _stretching_band_shares(exerciser: np.ndarray, config: PopulationConfig) -> np.ndarray:
+    st = config.stretching
+    return np.where(exerciser[:, None], st.day_band_shares_exercisers, st.day_band_shares_non_exercisers)
+
+
+def _sample_stretching_days(exerciser: np.ndarray, config: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
+    band = _draw_level(_stretching_band_shares(exerciser, config), rng)
+    return STRETCHING_BAND_LOW[band] + np.floor(rng.random(len(band)) * STRETCHING_BAND_WIDTH[band]).astype(int)
+
+
+def _stretching_days_probability(days: np.ndarray, exerciser: np.ndarray, config: PopulationConfig) -> np.ndarray:
+    """P(stretching days | exerciser): the band's share, spread evenly over its days."""
+    band = np.searchsorted(STRETCHING_BAND_LOW, days, side="right") - 1
+    shares = _stretching_band_shares(exerciser, config)[np.arange(len(days)), band]
+    return shares / STRETCHING_BAND_WIDTH[band]
+
+
+def _stretches_with_exercise_probability(answer: np.ndarray, share: float, exerciser: np.ndarray,
+                                         stretching_days: np.ndarray) -> np.ndarray:
+    """P(a before/after-exercise answer | exerciser, stretching days); `answer` is the 0/1 boolean."""
+    can = exerciser & (stretching_days > 0)
+    return np.where(can, np.where(answer == 1, share, 1 - share), answer == 0)
 
 
 def _sample_true_steps(person: dict[str, np.ndarray], config: PopulationConfig,
@@ -224,6 +361,122 @@ def _blank_optional_answers(answers: pd.DataFrame, rate: float, rng: np.random.G
     for column in OPTIONAL_ANSWERS:
         blanked[column] = blanked[column].mask(rng.random(len(blanked)) < rate)
     return blanked
+
+
+def draw_blank_causes(questionnaire: pd.DataFrame, config: PopulationConfig,
+                      rng: np.random.Generator) -> Iterator[Completions]:
+    """Completions of the rows with a blank in BLANKABLE_CAUSES, `config.blank_answer_draws` per row, in chunks.
+
+    Blanks are MCAR, so P(x_mis | x_obs) is the generator's own conditional. Each draw runs the generator's
+    samplers in their order, keeping every observed answer and drawing each blank one from its parents
+    (observed or drawn), and is weighted by P(observed answer | parents) for the observed answers downstream
+    of a drawn one (likelihood weighting). Blank answers that feed nothing (standing hours, exercise days
+    and minutes, stretching before/after) are simply left out of the weight.
+    """
+    draws = config.blank_answer_draws
+    rows = np.flatnonzero(questionnaire[list(BLANKABLE_CAUSES)].isna().any(axis=1).to_numpy())
+    per_chunk = max(1, CHUNK_ROWS // draws)
+    for start in range(0, len(rows), per_chunk):
+        owners = rows[start:start + per_chunk]
+        yield _complete(questionnaire.iloc[owners], owners, draws, config, rng)
+
+
+def _complete(observed: pd.DataFrame, owners: np.ndarray, draws: int, config: PopulationConfig,
+              rng: np.random.Generator) -> Completions:
+    """`draws` completions of each row of `observed` (see `draw_blank_causes`), draw-major within a row."""
+    def repeated(values: np.ndarray) -> np.ndarray:
+        return np.repeat(values, draws, axis=0)
+
+    def number(column: str) -> np.ndarray:
+        return repeated(observed[column].to_numpy(float, na_value=np.nan))
+
+    def level(column: str, levels: Sequence[str]) -> np.ndarray:
+        return repeated(level_index(observed[column], levels))  # -1 where blank
+
+    rows = len(observed) * draws
+    demo = config.demographics
+    evidence = []  # P(observed answer | its parents) for answers whose parents may be drawn
+
+    sex_code = level("sex", list(demo.sex_shares))
+    age = number("age").astype(int)
+    age_band = np.searchsorted([band.low for band in demo.age_bands], age, side="right") - 1
+    height = number("height_cm")
+    height = np.where(np.isnan(height), _sample_height(sex_code, config, rng), height)
+    weight = number("weight_kg")
+    evidence.append(np.where(np.isnan(weight), 1.0, _weight_probability(weight, height, config)))
+    weight = np.where(np.isnan(weight), _weight_from_bmi(_sample_bmi(rows, config, rng), height), weight)
+
+    occupation = level("occupation", list(config.occupations.profiles))
+    occupation = np.where(occupation < 0, _sample_occupation(age_band, config, rng), occupation)
+    sitting = number("sitting_hours_per_day")
+    evidence.append(_sitting_distribution(occupation, config).probability(sitting))
+    standing = number("standing_hours_per_day")
+    evidence.append(np.where(np.isnan(standing), 1.0,
+                             _standing_distribution(occupation, sitting, config).probability(standing)))
+    screen = number("screen_hours_per_day")
+    screen_given_job = _screen_distribution(occupation, sitting, config)
+    evidence.append(np.where(np.isnan(screen), 1.0, screen_given_job.probability(screen)))
+    screen = np.where(np.isnan(screen), screen_given_job.draw(rng), screen)
+    breaks = number("movement_breaks_per_day")
+    breaks = np.where(np.isnan(breaks), _sample_breaks(sitting, config, rng), breaks)
+
+    types = observed["exercise_types"]
+    listed = np.stack([does_exercise(types, kind).to_numpy(bool, na_value=False) for kind in EXERCISE_CHOICES], axis=1)
+    strength = level("strength_training", STRENGTH_TRAINING)
+    exercise_days = number("exercise_days_per_week")
+    minutes = number("exercise_minutes_per_session")
+    known_exercise = np.where(np.isnan(exercise_days), np.where(np.isnan(minutes), -1, minutes > 0), exercise_days > 0)
+    flags = _draw_exercise_flags(repeated(types.isna().to_numpy()), repeated(listed),
+                                 np.where(strength < 0, -1, strength != STRENGTH_TRAINING.index("none")),
+                                 known_exercise.astype(int), sex_code, age, config, rng)
+    lifts, exerciser = flags[:, LIFTING], flags.any(axis=1)
+    evidence.append(np.where(strength < 0, 1.0, _strength_probability(strength, lifts, config)))
+    strength = np.where(strength < 0, _sample_strength_level(lifts, config, rng), strength)
+    evidence.append(np.where(np.isnan(exercise_days), 1.0,
+                             _exercise_days_probability(exercise_days, exerciser, lifts, config)))
+    evidence.append(np.where(np.isnan(minutes), 1.0, _exercise_minutes_probability(minutes, exerciser)))
+    stretching = number("stretching_days_per_week")
+    evidence.append(np.where(np.isnan(stretching), 1.0,
+                             _stretching_days_probability(np.nan_to_num(stretching).astype(int), exerciser, config)))
+    stretching = np.where(np.isnan(stretching), _sample_stretching_days(exerciser, config, rng), stretching)
+    for column, share in (("stretches_before_exercise", config.stretching.before_exercise_share),
+                          ("stretches_after_exercise", config.stretching.after_exercise_share)):
+        answer = level(column, NO_YES)
+        evidence.append(np.where(answer < 0, 1.0,
+                                 _stretches_with_exercise_probability(answer, share, exerciser, stretching)))
+
+    with np.errstate(divide="ignore"):
+        log_weight = np.log(np.prod(evidence, axis=0))
+    answers = pd.DataFrame({
+        "sex": observed["sex"].array.take(np.repeat(np.arange(len(observed)), draws)), "age": age,
+        "height_cm": height, "weight_kg": weight, "occupation": _spell(list(config.occupations.profiles), occupation),
+        "sitting_hours_per_day": sitting, "screen_hours_per_day": screen, "movement_breaks_per_day": breaks,
+        "exercise_types": _join_exercise_types(flags), "strength_training": _spell(STRENGTH_TRAINING, strength),
+        "stretching_days_per_week": stretching,
+        **{c: observed[c].array.take(np.repeat(np.arange(len(observed)), draws)) for c in SYMPTOM_ANSWERS},
+    })
+    return Completions(answers=answers, owner=repeated(owners), log_weight=log_weight)
+
+
+def _draw_exercise_flags(blank: np.ndarray, listed: np.ndarray, known_lifting: np.ndarray,
+                         known_exercise: np.ndarray, sex_code: np.ndarray, age: np.ndarray, config: PopulationConfig,
+                         rng: np.random.Generator) -> np.ndarray:
+    """The listed exercise flags, or where `blank` flags drawn by the generator consistent with the other answers.
+
+    The strength answer fixes lifting and the exercise days or minutes fix whether the person exercises at
+    all (`known_*`: 1, 0, or -1 if unknown). Drawing the rest until consistent with them (instead of
+    weighting inconsistent draws by 0) changes the proposal only by a constant factor per row.
+    """
+    flags = listed.copy()
+    todo = blank.copy()
+    while todo.any():
+        rows = np.flatnonzero(todo)
+        drawn = _sample_exercise_flags(sex_code[rows], age[rows], config, rng)
+        drawn[:, LIFTING] = np.where(known_lifting[rows] >= 0, known_lifting[rows] == 1, drawn[:, LIFTING])
+        drawn &= (known_exercise[rows] != 0)[:, None]  # someone known not to exercise lists nothing
+        flags[rows] = drawn
+        todo[rows] = (known_exercise[rows] == 1) & ~drawn.any(axis=1)
+    return flags
 
 
 def _wearable_days(answers: pd.DataFrame, true_steps: np.ndarray, wearer: np.ndarray, config: PopulationConfig,
@@ -307,6 +560,17 @@ def _mean_one_lognormal(log_sigma: float, size: int, rng: np.random.Generator) -
 def _spell(levels: Sequence[str], codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
     """Each code spelled as its answer, as a pandas string array (one fast take, no per-row strings)."""
     return pd.Series(list(levels), dtype="str").array.take(np.asarray(codes))
+
+
+def _clipped_interval_probability(start: np.ndarray, end: np.ndarray, low: float | np.ndarray,
+                                  high: float | np.ndarray, cdf: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """P(clip(X, low, high) in [start, end)) for X with distribution function `cdf`.
+
+    An interval holding a clip bound also collects all the mass beyond it; one outside [low, high] has none.
+    """
+    below = np.where(start <= low, 0.0, cdf(np.maximum(start, low)))
+    above = np.where(end > high, 1.0, cdf(np.minimum(end, high)))
+    return np.where((end <= low) | (start > high), 0.0, np.clip(above - below, 0.0, 1.0))
 
 
 def _clip_to_contract(column: str, values: np.ndarray) -> np.ndarray:

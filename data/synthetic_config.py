@@ -339,7 +339,8 @@ class PopulationConfig:
     wearable: Wearable = field(default_factory=Wearable)
     top_factor: TopFactorRule = field(default_factory=TopFactorRule)
     targets: CalibrationTargets = field(default_factory=CalibrationTargets)
-    missing_rate: float = 0.03  # per optional answer, MCAR, applied after the truth: assumption
+    missing_rate: float = 0.03  # per optional answer, MCAR: assumption
+    blank_answer_draws: int = 64  # per person with a blank behaviour answer, for true_risk; AUC moves < 1e-4 vs 128
     submitted_between: tuple[str, str] = ("2025-01-01", "2026-01-01")  # reference period, end exclusive
 
 

@@ -6,8 +6,9 @@ the process that generated the data. See docs/generative-model.md for the formul
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import product
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -155,40 +156,84 @@ def has_postural_pattern(latents: dict[str, np.ndarray | float], config: Populat
     return np.any([np.asarray(latents[k], dtype=bool) for k in config.posture.pattern_latents], axis=0)
 
 
+@dataclass(frozen=True)
+class Completions:
+    """Draws of blanked behaviour answers for some rows, weighted to condition on what those rows show.
+
+    `answers` are complete answers in export format (symptoms as exported); draw i completes row position
+    `owner[i]`, and `log_weight[i]` is ln P(the row's observed answers that depend on the drawn ones | draw)
+    (likelihood weighting: the draws come from the generator's own chain, so only these factors are missing).
+    """
+
+    answers: pd.DataFrame
+    owner: np.ndarray
+    log_weight: np.ndarray
+
+
 def compute_truth(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig,
-                  has_wearable: np.ndarray) -> pd.DataFrame:
-    """Exact truth per person, from the answers and the design terms.
+                  has_wearable: np.ndarray, completions: Iterable[Completions] = ()) -> pd.DataFrame:
+    """Exact truth per person, from the answers and the design terms (true_risk by Monte Carlo where blank).
 
     `answers` hold every behaviour and personal answer complete, and the posture and pain answers as
-    the questionnaire shows them (blank where blanked: a blank symptom is marginalised).
-    true_risk = P(imbalance | what a model sees) = 1 - P(z = 0, s | x_obs) / sum_z P(z, s | x_obs), where
-    the step band b (`low_steps`) is observed only for people with a wearable; for the others it is
-    marginalised: P(z, s | x_obs) = sum_b P(b | x) P(z, s | x, b), with P(b | x) from `low_steps_probability`.
-    behaviour_risk = P(imbalance | x, true steps) = 1 - E_u[prod_k (1 - p_k)] (causes, not information);
-    plus the top factor, also on the true steps.
+    the questionnaire shows them (blank where blanked: a blank symptom is marginalised exactly).
+    true_risk = P(imbalance | what a model sees) = 1 - P(z = 0, s, b | x_obs) / sum_z P(z, s, b | x_obs): x_obs
+    are the answers as exported, s the posture and pain answers, and the step band b (`low_steps`) is
+    observed only for people with a wearable; for the others it is marginalised with P(b | x) from
+    `low_steps_probability`. A row with `completions` has blanked behaviour answers x_mis, summed out as
+    P(z, s, b | x_obs) ~ sum_i w_i P(b | x_i) P(z, s | x_i, b) over its draws x_i = (x_obs, x_mis,i), which
+    come from P(x_mis | x_obs) by likelihood weighting (`Completions`). Rows without completions use
+    `answers` as they are.
+    behaviour_risk = P(imbalance | x, true steps) = 1 - E_u[prod_k (1 - p_k)] and the top factor use the
+    complete answers and the true steps (causes, not information), whatever was blanked.
     """
     eta = latent_linear_predictor(terms, config)
     nodes, weights = _person_effect_quadrature(config)
     behaviour_risk = 1 - _no_pattern_moments(eta, nodes, weights)[:, 0]
     observed = np.asarray(has_wearable, dtype=bool)
-    low_steps = np.where(observed, terms[STEPS_TERM].to_numpy(), low_steps_probability(answers, config))
-    true_risk = _risk_given_answers(terms, answers, config, low_steps)
+    band = terms[STEPS_TERM].to_numpy()
+    joint = _band_mixture_joint(terms, answers, config, _band_weights(band, answers, config, observed))
+    for completion in completions:
+        owners, draw_owner = np.unique(completion.owner, return_inverse=True)
+        draw_terms = design_terms(completion.answers, np.zeros(len(draw_owner)), config)  # b is set per band
+        band_weights = _band_weights(band[completion.owner], completion.answers, config, observed[completion.owner])
+        draw_joint = _band_mixture_joint(draw_terms, completion.answers, config, band_weights)
+        joint[owners] = _weighted_sum(draw_joint, completion.log_weight, draw_owner, len(owners))
+    true_risk = 1 - joint[:, 0] / joint.sum(axis=1)
     return pd.DataFrame({"true_risk": true_risk, "behaviour_risk": behaviour_risk,
                          **_top_factor(eta, behaviour_risk, terms, config)}, index=answers.index)
 
 
-def _risk_given_answers(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig,
-                        low_steps: np.ndarray) -> np.ndarray:
-    """P(imbalance | x, posture and pain answers) with the step band b mixed by P(b = 1) = `low_steps`.
+def _band_weights(band: np.ndarray, answers: pd.DataFrame, config: PopulationConfig,
+                  observed: np.ndarray) -> np.ndarray:
+    """(rows x 2) weights of the step bands b = 0, 1: P(b | x), times 1[b = the true band] where it is observed.
 
-    A 0/1 `low_steps` gives exactly the complete-information formula (0 x finite = 0, 1 x value = value).
+    Where the band is observed, P(b | x) is a constant when x is fixed but weighs the draws of a blanked
+    answer that shifts the steps (occupation, exercise types, height, weight).
     """
+    p_low = low_steps_probability(answers, config)
+    prior = np.stack([1 - p_low, p_low], axis=1)
+    return np.where(observed[:, None], prior * np.stack([1 - band, band], axis=1), prior)
+
+
+def _band_mixture_joint(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig,
+                        band_weights: np.ndarray) -> np.ndarray:
+    """sum_b band_weights[:, b] P(z, s | x, b) for the 16 patterns z (rows x 16)."""
     joint = np.zeros((len(terms), len(PATTERNS)))
-    for level in (0.0, 1.0):
-        band_terms = terms.assign(**{STEPS_TERM: level})  # also feeds any direct path on the step band
-        band_weight = low_steps if level else 1 - low_steps
-        joint += band_weight[:, None] * _pattern_answer_joint(band_terms, answers, config)
-    return 1 - joint[:, 0] / joint.sum(axis=1)
+    for level in (0, 1):
+        band_terms = terms.assign(**{STEPS_TERM: float(level)})  # also feeds any direct path on the step band
+        joint += band_weights[:, [level]] * _pattern_answer_joint(band_terms, answers, config)
+    return joint
+
+
+def _weighted_sum(values: np.ndarray, log_weight: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
+    """sum_i w_i values_i per group, with w_i = e^{log_weight_i - max in its group} (the scale cancels)."""
+    top = np.full(groups, -np.inf)
+    np.maximum.at(top, group, log_weight)
+    if not np.isfinite(top).all():
+        raise ValueError("a row has no draw consistent with its observed answers; raise the number of draws")
+    summed = np.zeros((groups, values.shape[1]))
+    np.add.at(summed, group, values * np.exp(log_weight - top[group])[:, None])
+    return summed
 
 
 def _pattern_answer_joint(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig) -> np.ndarray:
@@ -228,20 +273,25 @@ def _answer_likelihood(terms: pd.DataFrame, answers: pd.DataFrame, config: Popul
     """P(observed posture and pain answers | z, x) for each of the 16 patterns (rows x 16).
 
     A blank answer is marginalised: its levels' probabilities sum to 1, so it contributes a factor 1.
+    Each answer is computed once per setting of the latents it depends on, then spread over the patterns.
     """
     rows = np.arange(len(answers))
-    posture_level = level_index(answers["posture_self_report"], POSTURE)
-    pain_levels = {name: level_index(answers[name], PAIN) for name in config.pain}
     likelihood = np.ones((len(answers), len(PATTERNS)))
-    for index, pattern in enumerate(PATTERNS):
-        latents = dict(zip(LATENTS, pattern))
-        posture = posture_probabilities(has_postural_pattern(latents, config), config)[0, posture_level]
-        likelihood[:, index] = np.where(posture_level >= 0, posture, 1.0)
-        for name, model in config.pain.items():
-            levels = pain_level_probabilities(outcome_linear_predictor(model, terms, latents),
-                                              model.frequent_logit_offset)
-            level = pain_levels[name]
-            likelihood[:, index] *= np.where(level >= 0, levels[rows, level], 1.0)
+
+    def multiply(drivers: Sequence[str], level: np.ndarray, probabilities) -> None:
+        for values in product((0.0, 1.0), repeat=len(drivers)):
+            latents = dict(zip(drivers, values))
+            columns = np.all([PATTERNS[:, LATENTS.index(k)] == v for k, v in latents.items()], axis=0)
+            factor = np.where(level >= 0, probabilities(latents)[rows, level], 1.0)
+            likelihood[:, columns] *= factor[:, None]
+
+    multiply(config.posture.pattern_latents, level_index(answers["posture_self_report"], POSTURE),
+             lambda latents: np.broadcast_to(posture_probabilities(has_postural_pattern(latents, config), config),
+                                             (len(rows), len(POSTURE))))
+    for name, model in config.pain.items():
+        multiply(list(model.latent_odds_ratios), level_index(answers[name], PAIN),
+                 lambda latents, model=model: pain_level_probabilities(
+                     outcome_linear_predictor(model, terms, latents), model.frequent_logit_offset))
     return likelihood
 
 

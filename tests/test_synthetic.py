@@ -11,15 +11,16 @@ import pandas as pd
 import pytest
 from scipy.integrate import quad
 from scipy.special import expit
-from scipy.stats import norm
+from scipy.stats import lognorm, norm, poisson
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from balanceit.data import contract
-from balanceit.data.synthetic import Population, generate, write
+from balanceit.data import synthetic
+from balanceit.data.synthetic import BLANKABLE_CAUSES, Population, draw_blank_causes, generate, write
 from balanceit.data.synthetic_config import DEFAULT, FACTORS, LATENTS, PopulationConfig
 from balanceit.data.synthetic_truth import (
-    STEPS_TERM, compute_truth, design_terms, latent_log_odds, log_steps_shift, low_steps_probability,
+    STEPS_TERM, Completions, compute_truth, design_terms, latent_log_odds, log_steps_shift, low_steps_probability,
 )
 
 ROWS = 100_000
@@ -342,10 +343,16 @@ def test_true_risk_with_a_wearable_is_the_complete_information_formula(complete_
 
 
 def _brute_force_risk(person: pd.DataFrame, config: PopulationConfig) -> float:
-    """P(imbalance | one person's answers) without the step level, by direct enumeration.
+    """P(imbalance | one person's answers) without the step level, by direct enumeration."""
+    joint = _brute_force_joint(person, config)
+    return 1 - joint[0] / joint.sum()  # pattern 0 is z = (0, 0, 0, 0)
 
-    Sums over the step band b (P(b | x) from the lognormal) and the 16 patterns z, integrates u by adaptive
-    quadrature, and shares no code with the truth except the design terms (checked by the refits above).
+
+def _brute_force_joint(person: pd.DataFrame, config: PopulationConfig, band: int | None = None) -> np.ndarray:
+    """P(z, answers, b) for the 16 patterns z of one person with complete behaviour answers.
+
+    Sums over the step band b (P(b | x) from the lognormal), or keeps only the observed `band`, integrates u
+    by adaptive quadrature, and shares no code with the truth except the design terms (checked by the refits).
     """
     answers = person.iloc[0]
     occupation = config.occupations.profiles[answers["occupation"]]
@@ -360,6 +367,8 @@ def _brute_force_risk(person: pd.DataFrame, config: PopulationConfig) -> float:
     sigma = config.latent.person_effect_sigma
     joint = np.zeros(2 ** len(LATENTS))
     for low, p_band in ((1, p_low), (0, 1 - p_low)):
+        if band is not None and low != band:
+            continue
         x = design_terms(person, np.array([0 if low else 10**6]), config).iloc[0]
         logit = {k: config.latent.intercepts[k] + sum(np.log(term.odds_ratios.get(k, 1.0)) * x[name]
                                                       for name, term in config.latent.terms.items())
@@ -385,7 +394,7 @@ def _brute_force_risk(person: pd.DataFrame, config: PopulationConfig) -> float:
                 p_answers *= {"none": 1 - any_pain, "occasional": any_pain - frequent,
                               "frequent": frequent}.get(answers[name], 1.0)
             joint[index] += p_band * p_pattern * p_answers
-    return 1 - joint[0] / joint.sum()  # pattern 0 is z = (0, 0, 0, 0)
+    return joint
 
 
 def test_true_risk_without_a_wearable_matches_a_brute_force_mixture_over_the_step_band(complete_population):
@@ -410,6 +419,173 @@ def test_a_blank_posture_or_pain_answer_is_summed_out_of_the_true_risk(populatio
     assert len(rows) == 4
     brute = pd.Series({row: _brute_force_risk(answers.loc[[row]], DEFAULT) for row in rows})
     assert np.allclose(truth.loc[rows, "true_risk"], brute, rtol=0, atol=1e-9), (truth.loc[rows, "true_risk"], brute)
+
+
+# A blank behaviour answer is summed out of true_risk too (Monte Carlo over the generator's chain) ------------
+
+def test_each_answer_probability_matches_its_sampler():
+    """P(answer | parents) used to weight the draws is the distribution the generator samples from."""
+    rng = np.random.default_rng(0)
+    n = 200_000
+    support = np.arange(0, 24.5, 0.5)
+    desk = list(DEFAULT.occupations.profiles).index("desk")
+    cases = {"sitting": lambda k: synthetic._sitting_distribution(np.full(k, desk), DEFAULT),  # k people alike
+             "standing": lambda k: synthetic._standing_distribution(np.full(k, desk), np.full(k, 11.5), DEFAULT),
+             "screen": lambda k: synthetic._screen_distribution(np.full(k, desk), np.full(k, 11.5), DEFAULT)}
+    for name, distribution in cases.items():  # sitting 11.5 h caps standing at 6.5 h, so the cap is exercised
+        probability = distribution(len(support)).probability(support)
+        assert probability.sum() == pytest.approx(1.0, abs=1e-12), name
+        drawn = pd.Series(distribution(n).draw(rng))
+        frequency = drawn.value_counts(normalize=True).reindex(support, fill_value=0.0).to_numpy()
+        assert np.abs(frequency - probability).max() < 0.005, name
+    height = np.full(n, 165.0)
+    weight = pd.Series(synthetic._weight_from_bmi(synthetic._sample_bmi(n, DEFAULT, rng), height))
+    support = np.round(np.arange(30.0, 300.05, 0.1), 1)
+    probability = synthetic._weight_probability(support, np.full(len(support), 165.0), DEFAULT)
+    assert probability.sum() == pytest.approx(1.0, abs=1e-9)
+    for kg in (60.0, 78.4, 95.1):  # single 0.1-kg cells
+        assert (weight == kg).mean() == pytest.approx(probability[np.searchsorted(support, kg)], abs=0.0005)
+    for exerciser in (False, True):
+        days = synthetic._sample_stretching_days(np.full(n, exerciser), DEFAULT, rng)
+        probability = synthetic._stretching_days_probability(np.arange(8), np.full(8, exerciser), DEFAULT)
+        assert probability.sum() == pytest.approx(1.0)
+        assert np.abs(np.bincount(days, minlength=8) / n - probability).max() < 0.005
+
+
+def test_exercise_days_probability_matches_the_generated_days(population):
+    answers = population.questionnaire.dropna(subset=["exercise_types", "exercise_days_per_week"])
+    for lifts in (False, True):
+        group = answers[answers["exercise_types"].str.contains("weightlifting") == lifts]
+        exerciser = (group["exercise_types"] != "none").to_numpy()
+        for is_exerciser in (False, True):
+            days = group.loc[exerciser == is_exerciser, "exercise_days_per_week"].to_numpy(int)
+            if not len(days):
+                continue
+            probability = synthetic._exercise_days_probability(np.arange(8), np.full(8, is_exerciser),
+                                                               np.full(8, lifts), DEFAULT)
+            assert probability.sum() == pytest.approx(1.0)
+            assert np.abs(np.bincount(days, minlength=8) / len(days) - probability).max() < 0.01
+
+
+def test_completions_of_nothing_leave_the_true_risk_unchanged(complete_population):
+    """Draws that change no answer give back the closed form, whatever their weights (wearers included)."""
+    answers, truth = complete_population.questionnaire, complete_population.truth
+    assert next(draw_blank_causes(answers, DEFAULT, np.random.default_rng(0)), None) is None  # nothing blank
+    terms = design_terms(answers, truth["true_daily_steps"].to_numpy(), DEFAULT)
+    rows = np.arange(0, 600, 3)
+    owner = np.repeat(rows, 4)
+    copies = Completions(answers.iloc[owner].reset_index(drop=True), owner,
+                         np.random.default_rng(1).normal(0, 3, len(owner)))
+    redone = compute_truth(terms, answers, DEFAULT, truth["has_wearable"].to_numpy(), [copies])["true_risk"]
+    assert np.allclose(redone, truth["true_risk"], rtol=0, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def one_blank_each() -> tuple[Population, dict[str, pd.Index]]:
+    """A small population with many blanks, and per blankable cause the rows where it is the only blank."""
+    population = generate(6_000, seed=21, config=replace(DEFAULT, missing_rate=0.1))
+    answers = population.questionnaire
+    optional = [c for c in answers.columns if not contract.QUESTIONNAIRE[
+        contract.QUESTIONNAIRE_COLUMNS.index(c)].required and c not in (contract.LABEL, *synthetic.SYMPTOM_ANSWERS)]
+    only = {column: answers.index[answers[column].isna() & (answers[optional].isna().sum(axis=1) == 1)]
+            for column in BLANKABLE_CAUSES}
+    return population, only
+
+
+def _half_hour_mass(value: float, mean: float, sd: float, low: float, high: float, floor: bool = False) -> float:
+    """P(an hours answer = value) for clip(N(mean, sd), low, high) rounded (or floored) to the half hour."""
+    start, end = (value, value + 0.5) if floor else (value - 0.25, value + 0.25)
+    lower = -np.inf if start <= low else start
+    upper = np.inf if end > high else end
+    return norm.cdf(upper, mean, sd) - norm.cdf(lower, mean, sd)
+
+
+def _enumerated_risk(person: pd.DataFrame, column: str, config: PopulationConfig, band: int | None) -> float:
+    """P(imbalance | answers with `column` blank) = sum_v P(v | other answers) P(z, s, b | x with v) / ...
+
+    P(v | other answers) is written out from docs/generative-model.md, apart from the generator's code.
+    """
+    row = person.iloc[0]
+    occ = config.occupations
+    if column == "occupation":
+        band_index = next(i for i, b in enumerate(config.demographics.age_bands) if b.low <= row["age"] <= b.high)
+        student, retired = occ.student_share_by_age_band[band_index], occ.retired_share_by_age_band[band_index]
+        workers = sum(p.share_of_workers for p in occ.profiles.values())
+        options = {}
+        for name, job in occ.profiles.items():
+            prior = {"student": student, "retired": retired}.get(name, (1 - student - retired) * job.share_of_workers
+                                                                   / workers)
+            sitting = row["sitting_hours_per_day"]
+            evidence = (_half_hour_mass(sitting, job.sitting_mean_h, job.sitting_sd_h, 0.5, 16)
+                        * _half_hour_mass(row["standing_hours_per_day"], job.standing_mean_h, occ.standing_sd_h, 0,
+                                          24 - occ.min_lying_hours - sitting, floor=True)
+                        * _half_hour_mass(row["screen_hours_per_day"], job.screen_mean_h + occ.screen_per_sitting_hour
+                                          * (sitting - job.sitting_mean_h), occ.screen_sd_h, 0, 18))
+            options[name] = prior * evidence
+    elif column == "movement_breaks_per_day":  # only "breaks >= sitting hours" matters
+        sitting = row["sitting_hours_per_day"]
+        needed = int(np.ceil(sitting))
+        rate = lognorm(occ.breaks_per_sitting_hour_log_sigma, scale=occ.breaks_per_sitting_hour_median)
+        hourly = quad(lambda r: poisson.sf(needed - 1, sitting * r) * rate.pdf(r), 0, np.inf)[0]
+        options = {needed: hourly, 0: 1 - hourly}
+    elif column == "strength_training":
+        lifts = "weightlifting" in row["exercise_types"]
+        share = config.exercise.balanced_share_of_lifters
+        options = {"balanced": share, "unbalanced": 1 - share} if lifts else {"none": 1.0}
+    elif column == "stretching_days_per_week":
+        st = config.stretching
+        exerciser = row["exercise_types"] != "none"
+        shares = st.day_band_shares_exercisers if exerciser else st.day_band_shares_non_exercisers
+        options = {}
+        for days in range(8):
+            band_of_day = 0 if days == 0 else 1 if days <= 2 else 2
+            p = shares[band_of_day] / (1, 2, 5)[band_of_day]
+            for answer, share in ((row["stretches_before_exercise"], st.before_exercise_share),
+                                  (row["stretches_after_exercise"], st.after_exercise_share)):
+                can = exerciser and days > 0
+                p *= (share if answer == "yes" else 1 - share) if can else float(answer == "no")
+            options[3 if days >= 3 else 0] = options.get(3 if days >= 3 else 0, 0.0) + p  # the design reads >= 3
+    else:
+        raise ValueError(column)
+    total = sum(options.values())
+    joint = sum(p / total * _brute_force_joint(person.assign(**{column: value}), config, band)
+                for value, p in options.items() if p > 0)
+    return 1 - joint[0] / joint.sum()
+
+
+@pytest.mark.parametrize("column", ["occupation", "movement_breaks_per_day", "strength_training",
+                                    "stretching_days_per_week"])
+def test_a_blank_behaviour_answer_is_summed_out_of_the_true_risk(one_blank_each, column):
+    """Many draws of the one blank answer match a direct sum over its values, with and without a wearable."""
+    population, only = one_blank_each
+    answers, truth = population.questionnaire, population.truth
+    rows = [*truth.index[only[column]][~truth.loc[only[column], "has_wearable"]][:1],
+            *truth.index[only[column]][truth.loc[only[column], "has_wearable"]][:1]]
+    assert len(rows) == 2
+    many = replace(DEFAULT, blank_answer_draws=20_000)
+    terms = design_terms(answers.loc[rows], truth.loc[rows, "true_daily_steps"].to_numpy(), DEFAULT)
+    has_wearable = truth.loc[rows, "has_wearable"].to_numpy()
+    risk = compute_truth(terms, answers.loc[rows], many, has_wearable,
+                         draw_blank_causes(answers.loc[rows], many, np.random.default_rng(3)))["true_risk"]
+    expected = pd.Series({row: _enumerated_risk(answers.loc[[row]], column, DEFAULT,
+                                                int(terms.loc[row, STEPS_TERM]) if wearer else None)
+                          for row, wearer in zip(rows, has_wearable)})
+    assert np.allclose(risk, expected, rtol=0, atol=0.003), (risk.to_dict(), expected.to_dict())
+    assert np.allclose(truth.loc[rows, "true_risk"], expected, rtol=0, atol=0.03)  # the default 64 draws
+
+
+def test_only_rows_with_a_blank_behaviour_answer_differ_from_the_peeking_risk():
+    """true_risk sums out exactly the blanked answers the design reads; elsewhere it is the closed form."""
+    population = generate(20_000, seed=5)
+    answers, truth = population.questionnaire, population.truth
+    complete = generate(20_000, seed=5, config=replace(DEFAULT, missing_rate=0.0)).questionnaire  # same draws
+    terms = design_terms(complete, truth["true_daily_steps"].to_numpy(), DEFAULT)
+    peeking = compute_truth(terms, complete.assign(**{c: answers[c] for c in synthetic.SYMPTOM_ANSWERS}), DEFAULT,
+                            truth["has_wearable"].to_numpy())["true_risk"]
+    blank = answers[list(BLANKABLE_CAUSES)].isna().any(axis=1)
+    gap = (truth["true_risk"] - peeking).abs()
+    assert gap[~blank].max() < 1e-12 and gap[blank].mean() > 0.005
+    assert 0.15 < blank.mean() < 0.25
 
 
 def test_top_factors_are_model_factors_and_often_clear(population):
