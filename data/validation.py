@@ -189,12 +189,26 @@ def _refuse_missing_columns(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...], so
 
 
 def _refuse_repeated_keys(typed: pd.DataFrame, key: tuple[str, ...], source: str, shown: int = 5) -> None:
-    keys = typed[list(key)].dropna()
+    keys = _rows_sharing_times(typed[list(key)].dropna())
     ids = keys.loc[keys.duplicated(keep=False), key[0]].unique()
     if len(ids):
         listed = ", ".join(f"'{value}'" for value in ids[:shown]) + (", ..." if len(ids) > shown else "")
         problem = f"the same ({', '.join(key)}) appears more than once, for {len(ids)} ids: {listed}"
         raise FileRefused(source, problem, key[0])
+
+
+def _rows_sharing_times(keys: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose key can repeat, in file order: a key repeats only where its times repeat too.
+
+    Times hash several times faster than text ids; answers timed to the second are nearly all
+    distinct, so only the few rows that share a time need their whole key compared (~250 -> ~70 ms
+    per million answers). Dates mostly repeat: then every row is kept, after ~7 ms per million.
+    """
+    times = keys.select_dtypes("datetime")
+    if times.columns.empty:
+        return keys
+    shared = times.duplicated(keep=False).to_numpy()
+    return keys[shared] if shared.sum() < len(keys) / 2 else keys
 
 
 def _contract_text(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...]) -> pd.DataFrame:
