@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +33,23 @@ class FileRefused(Exception):
         self.file = file
         self.problem = problem
         self.column = column
+
+
+@contextmanager
+def system_allocator() -> Iterator[None]:
+    """Arrow buffers allocated inside come from the C library's allocator, not Arrow's default (mimalloc).
+
+    Reading and validating a file allocates and frees column-sized buffers hundreds of times. mimalloc
+    gives freed memory back to the system within milliseconds and faults it in again, zeroed, on the
+    next allocation: 1-2 s of kernel time per million answers on a busy machine, the more the slower
+    the run. Each buffer frees itself through the allocator that made it, so the default is restored after.
+    """
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

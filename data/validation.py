@@ -37,7 +37,7 @@ from balanceit.data.contract import (
     ColumnType,
     is_non_wear_day,
 )
-from balanceit.data.readers import TEXT, FileRefused, normalise_column_names, read_table
+from balanceit.data.readers import TEXT, FileRefused, normalise_column_names, read_table, system_allocator
 
 __all__ = [
     "FileRefused", "Validated", "validate_questionnaire", "validate_activity",
@@ -121,11 +121,13 @@ FITBIT_ONLY_COLUMNS = frozenset(FITBIT_DAILY_ACTIVITY) - frozenset(ACTIVITY_COLU
 
 
 def load_questionnaire(path: str | Path, now: pd.Timestamp | None = None) -> Validated:
-    return validate_questionnaire(read_table(path), str(path), now)
+    with system_allocator():
+        return validate_questionnaire(read_table(path), str(path), now)
 
 
 def load_activity(path: str | Path, now: pd.Timestamp | None = None) -> Validated:
-    return validate_activity(read_table(path), str(path), now)
+    with system_allocator():
+        return validate_activity(read_table(path), str(path), now)
 
 
 def validate_questionnaire(raw: pd.DataFrame, source: str, now: pd.Timestamp | None = None) -> Validated:
