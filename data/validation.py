@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 MISSING_REQUIRED = "missing required value"
+SPACE = ord(" ")
 ALONE_ONLY = "none"  # contract: the exercise answer `none` only alone
 CHOICE_JOINER = ";"
 NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
@@ -223,11 +224,35 @@ def _trimmed(column: pd.Series) -> pd.Series:
     """Trimmed text with blanks as missing, copied only when some value needs it (large files stay small)."""
     text = column.astype(TEXT)
     values = arrow.array(text, type=arrow.large_string())
+    if not _may_need_trimming(values):
+        return text
     # Trimming and comparing lengths is ~4x faster than a whitespace regex on a million values.
     length, trimmed_length = pc.binary_length(values), pc.binary_length(pc.utf8_trim_whitespace(values))
     if pc.any(pc.or_(pc.not_equal(length, trimmed_length), pc.equal(trimmed_length, 0))).as_py():
         return text.str.strip().replace("", pd.NA)
     return text
+
+
+def _may_need_trimming(values: arrow.Array | arrow.ChunkedArray) -> bool:
+    """False when no value is blank or begins or ends with a space, a control character or a byte of a
+    multi-byte character (which may be a Unicode space): only then can trimming change nothing.
+
+    It reads each value's first and last byte in place, ~3x cheaper than trimming a copy of the
+    column; the columns it cannot clear get the exact test. ASCII whitespace is all at or below ' '.
+    """
+    array = values.combine_chunks() if isinstance(values, arrow.ChunkedArray) else values
+    if array.null_count == len(array):
+        return False
+    _, offset_buffer, data_buffer = array.buffers()
+    if data_buffer is None or data_buffer.size == 0:  # every present value is ""
+        return True
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[array.offset:array.offset + len(array) + 1]
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    first, last = data.take(offsets[:-1], mode="clip"), data.take(offsets[1:] - 1, mode="clip")
+    suspect = (offsets[1:] == offsets[:-1]) | (first <= SPACE) | (first >= 0x80) | (last <= SPACE) | (last >= 0x80)
+    if array.null_count:
+        suspect &= array.is_valid().to_numpy(zero_copy_only=False)
+    return bool(suspect.any())
 
 
 def _per_distinct(values: pd.Series, function: Callable[[str], object], dtype: str) -> pd.Series:
