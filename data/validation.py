@@ -280,14 +280,14 @@ def _to_number(text: pd.Series) -> pd.Series:
     values = arrow.array(text, type=arrow.large_string())
     try:  # the common case, a clean column: one cast, no pattern match
         parsed = pc.cast(values, arrow.float64())
-        clean = not pc.any(pc.or_(pc.is_nan(parsed), pc.is_inf(parsed))).as_py()
+        clean = pc.all(pc.is_finite(parsed)).as_py()
     except arrow.ArrowInvalid:
         clean = False
     if not clean:
         numeric = pc.match_substring_regex(values, NUMBER_PATTERN)
         parsed = pc.cast(pc.if_else(numeric, values, arrow.scalar(None, arrow.large_string())), arrow.float64())
-    number = pd.Series(pd.array(parsed, dtype="Float64"), index=text.index)
-    return number.where(number.abs() < np.inf)
+        parsed = pc.if_else(pc.is_finite(parsed), parsed, arrow.scalar(None, arrow.float64()))  # `1e999` is inf
+    return pd.Series(pd.array(parsed, dtype="Float64"), index=text.index)
 
 
 def _to_boolean(text: pd.Series) -> pd.Series:
