@@ -303,11 +303,25 @@ def _to_utc_naive(text: pd.Series) -> pd.Series:
     ~3x faster than pandas and agrees with it on them; a column with anything else (an offset,
     nanoseconds, a date that does not exist) goes to pandas, which also makes the unreadable missing.
     """
+    return _times_by_arrow_or(text, arrow.timestamp("us"), lambda text: pd.to_datetime(
+        text, format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None))
+
+
+def _to_date(text: pd.Series) -> pd.Series:
+    """ISO dates. Arrow reads `2025-01-31` ~10x faster than pandas and agrees with it; a column with any
+    other spelling (`2025-1-31`, which pandas reads too) or a date that does not exist goes to pandas."""
+    return _times_by_arrow_or(text, arrow.date32(), lambda text: pd.to_datetime(
+        text, format=ISO_DATE, errors="coerce"))
+
+
+def _times_by_arrow_or(text: pd.Series, arrow_type: arrow.DataType,
+                       pandas_parse: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """Microsecond times, when Arrow can cast every value to `arrow_type`; else `pandas_parse(text)`."""
     try:
-        parsed = pc.cast(arrow.array(text, type=arrow.large_string()), arrow.timestamp("us"))
+        parsed = pc.cast(arrow.array(text, type=arrow.large_string()), arrow_type)
     except arrow.ArrowInvalid:
-        return pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None)
-    return pd.Series(parsed.to_numpy(zero_copy_only=False), index=text.index)
+        return pandas_parse(text)
+    return pd.Series(pc.cast(parsed, arrow.timestamp("us")).to_numpy(zero_copy_only=False), index=text.index)
 
 
 PARSERS: dict[ColumnType, Callable[[pd.Series], pd.Series]] = {
@@ -318,7 +332,7 @@ PARSERS: dict[ColumnType, Callable[[pd.Series], pd.Series]] = {
     "integer": _to_number,  # a whole-number check follows; cast to Int64 once accepted
     "boolean": _to_boolean,
     "datetime": _to_utc_naive,
-    "date": lambda text: pd.to_datetime(text, format=ISO_DATE, errors="coerce"),
+    "date": _to_date,
 }
 
 
