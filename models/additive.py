@@ -149,29 +149,73 @@ def _as_category(values) -> np.ndarray:
 
 
 class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
-    """Spline logistic regression over the feature catalogue with exact per-feature contributions."""
+    """Spline logistic regression over the feature catalogue with exact per-feature contributions.
 
-    def __init__(self, n_knots: int = 5, C: float = 1.0, max_iter: int = 200):
+    With `sign_interactions`, a second logistic fit re-weighs the features' shape terms and adds the
+    product of each sign's (pain, posture) term with every other feature's term: what a symptom says
+    about imbalance depends on the person's causes. Such a product is part of its sign's contribution
+    (half to each sign when both are signs), so a cause's contribution, and the drivers, stay its own.
+    """
+
+    def __init__(self, n_knots: int = 5, C: float = 1.0, max_iter: int = 200, sign_interactions: bool = False):
         self.n_knots = n_knots
         self.C = C
         self.max_iter = max_iter
+        self.sign_interactions = sign_interactions
 
     def fit(self, X: pd.DataFrame, y) -> AdditiveRiskModel:
         self.__dict__.pop("_column_terms", None)  # a refit must not reuse the old fit's terms
+        y = np.asarray(y).astype(int)
         self.features_: tuple[Feature, ...] = CATALOGUE
         self.encoders_ = [
             [_ColumnEncoder.fit(column, X[column.name], self.n_knots) for column in feature.columns]
             for feature in self.features_
         ]
         design = np.hstack([e.transform(X[e.column.name]) for encoders in self.encoders_ for e in encoders])
-        self.logistic_ = LogisticRegression(C=self.C, max_iter=self.max_iter, solver="newton-cholesky")
-        self.logistic_.fit(design, np.asarray(y).astype(int))
+        self.logistic_ = self._logistic().fit(design, y)
         self.classes_ = self.logistic_.classes_
         widths = [e.width for encoders in self.encoders_ for e in encoders]
         self.coef_slices_ = np.split(self.logistic_.coef_[0], np.cumsum(widths)[:-1])
-        self.mean_terms_ = self._terms(X).mean(axis=0)
-        self.base_logit_ = float(self.logistic_.intercept_[0] + self.mean_terms_.sum())
+        terms = self.terms(X)
+        self.mean_terms_ = terms.mean(axis=0)
+        self._without_interactions()
+        if self.sign_interactions:
+            self._fit_sign_interactions(terms, y)
+        self.base_logit_ = float(self.intercept_ + self.weights_ @ self.mean_terms_)
         return self
+
+    def _logistic(self) -> LogisticRegression:
+        return LogisticRegression(C=self.C, max_iter=self.max_iter, solver="newton-cholesky")
+
+    def _without_interactions(self) -> None:
+        """The plain additive model's parameters in the two-stage form: weights 1, no products."""
+        self.intercept_ = float(self.logistic_.intercept_[0])
+        self.weights_ = np.ones(len(self.features_))
+        self.pairs_ = np.empty((0, 2), dtype=int)
+        self.pair_mean_ = self.pair_scale_ = self.pair_coef_ = np.empty(0)
+        self.pair_owner_ = np.empty((len(self.features_), 0))
+
+    def _fit_sign_interactions(self, terms: np.ndarray, y: np.ndarray) -> None:
+        signs = [i for i, feature in enumerate(self.features_) if feature.role == "sign"]
+        self.pairs_ = np.array([(s, f) for s in signs for f in range(len(self.features_)) if f != s and
+                                not (f in signs and f < s)], dtype=int)
+        products = terms[:, self.pairs_[:, 0]] * terms[:, self.pairs_[:, 1]]
+        self.pair_mean_, self.pair_scale_ = products.mean(axis=0), products.std(axis=0) + 1e-12
+        second = self._logistic().fit(np.hstack([terms, (products - self.pair_mean_) / self.pair_scale_]), y)
+        coef = second.coef_[0]
+        self.intercept_ = float(second.intercept_[0])
+        self.weights_, self.pair_coef_ = coef[:len(self.features_)], coef[len(self.features_):]
+        both_signs = np.isin(self.pairs_[:, 1], signs)
+        self.pair_owner_ = np.zeros((len(self.features_), len(self.pairs_)))
+        self.pair_owner_[self.pairs_[:, 0], np.arange(len(self.pairs_))] = np.where(both_signs, 0.5, 1.0)
+        self.pair_owner_[self.pairs_[both_signs, 1], np.flatnonzero(both_signs)] = 0.5
+
+    def __setstate__(self, state: dict) -> None:
+        """Models pickled before sign interactions existed load as the plain additive model they are."""
+        super().__setstate__(state)
+        if "coef_slices_" in state and "weights_" not in state:
+            self.sign_interactions = False
+            self._without_interactions()
 
     @property
     def feature_names(self) -> list[str]:
@@ -188,25 +232,35 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
         return sum(term(X[encoder.column.name])
                    for encoder, term in zip(self.encoders_[index], self._column_terms[index], strict=True))
 
-    def _terms(self, X: ModelInput) -> np.ndarray:
+    def terms(self, X: ModelInput) -> np.ndarray:
+        """The features' shape terms g_f(x), one column per catalogue feature."""
         return np.column_stack([self._feature_term(X, i) for i in range(len(self.encoders_))])
 
+    def feature_term(self, X: ModelInput, feature: str) -> np.ndarray:
+        """One feature's shape term, computing only that feature (for what-ifs)."""
+        return self._feature_term(X, self.feature_names.index(feature))
+
+    def _interaction_terms(self, terms: np.ndarray) -> np.ndarray:
+        products = terms[:, self.pairs_[:, 0]] * terms[:, self.pairs_[:, 1]]
+        return (products - self.pair_mean_) / self.pair_scale_ * self.pair_coef_
+
+    def contributions_from_terms(self, terms: np.ndarray) -> np.ndarray:
+        """Per-feature logit contributions against the training population's average person; they sum
+        to the logit minus `base_logit_` exactly."""
+        return (terms - self.mean_terms_) * self.weights_ + self._interaction_terms(terms) @ self.pair_owner_.T
+
+    def logit_from_terms(self, terms: np.ndarray) -> np.ndarray:
+        return self.intercept_ + terms @ self.weights_ + self._interaction_terms(terms).sum(axis=1)
+
     def contribution_matrix(self, X: ModelInput) -> np.ndarray:
-        """Per-feature logit contributions against the training population's average person,
-        one column per catalogue feature."""
-        return self._terms(X) - self.mean_terms_
+        return self.contributions_from_terms(self.terms(X))
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """`contribution_matrix` as a frame with the catalogue's feature names."""
         return pd.DataFrame(self.contribution_matrix(X), columns=self.feature_names, index=X.index)
 
-    def feature_contribution(self, X: ModelInput, feature: str) -> np.ndarray:
-        """One feature's contribution, computing only that feature's term (for what-ifs)."""
-        index = self.feature_names.index(feature)
-        return self._feature_term(X, index) - self.mean_terms_[index]
-
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        return self.logistic_.intercept_[0] + self._terms(X).sum(axis=1)
+        return self.logit_from_terms(self.terms(X))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         risk = expit(self.decision_function(X))

@@ -91,7 +91,8 @@ def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.
     and what-ifs: one row per person. `answers` and `features` are aligned row for row.
     """
     X = model_arrays(features)
-    contributions = model.contribution_matrix(X)
+    terms = model.terms(X)
+    contributions = model.contributions_from_terms(terms)
     logit = model.base_logit_ + contributions.sum(axis=1)
     risk = expit(logit)
     out = pd.DataFrame({
@@ -110,7 +111,7 @@ def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.
     out["signs"] = _signs_text(answers)
     out["missing_answers"] = _missing_text(answers)
     for what_if in WHAT_IFS:
-        out[f"whatif_{what_if.name}"] = _what_if_risk(model, what_if, X, contributions, logit)
+        out[f"whatif_{what_if.name}"] = _what_if_risk(model, what_if, X, terms)
     return out
 
 
@@ -144,11 +145,11 @@ def _driver_answers(names: np.ndarray, answers: pd.DataFrame, features: pd.DataF
     return texts
 
 
-def _what_if_risk(model: AdditiveRiskModel, what_if: WhatIf, X: ModelInput,
-                  contributions: np.ndarray, logit: np.ndarray) -> np.ndarray:
-    """Risk after one what-if, for the people it applies to (NaN for the rest)."""
+def _what_if_risk(model: AdditiveRiskModel, what_if: WhatIf, X: ModelInput, terms: np.ndarray) -> np.ndarray:
+    """Risk after one what-if, for the people it applies to (NaN for the rest): only the terms of the
+    features it touches are computed again."""
     changed = {**X, **what_if.change(X)}
-    new_logit = logit.copy()
+    changed_terms = terms.copy()
     for feature in what_if.touches:
-        new_logit += model.feature_contribution(changed, feature) - contributions[:, FEATURE_POSITIONS[feature]]
-    return np.where(what_if.applies(X), expit(new_logit), np.nan)
+        changed_terms[:, FEATURE_POSITIONS[feature]] = model.feature_term(changed, feature)
+    return np.where(what_if.applies(X), expit(model.logit_from_terms(changed_terms)), np.nan)

@@ -59,7 +59,7 @@ def gradient_boosting_peer(seed: int) -> object:
 
 def candidates(seed: int) -> dict[str, object]:
     return {
-        "additive_spline": AdditiveRiskModel(n_knots=8, C=1.0),
+        "additive_spline": AdditiveRiskModel(n_knots=8, C=1.0, sign_interactions=True),
         "logistic_linear": AdditiveRiskModel(n_knots=2, C=1.0),
         "gradient_boosting": gradient_boosting_peer(seed),
     }

@@ -16,10 +16,12 @@ from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
 from balanceit.data.synthetic import generate
 from balanceit.data.validation import validate_activity, validate_questionnaire
 from balanceit.features.build import answers_and_features
-from balanceit.features.catalogue import SIGNS, model_input
+from balanceit.features.catalogue import CAUSES, SIGNS, model_arrays, model_input
 from balanceit.models.evaluate import explanation_agreement
+from balanceit.models.additive import AdditiveRiskModel
 from balanceit.models.explain import explain_batch
 from balanceit.models.train import train_model
+from balanceit.models.whatif import WHAT_IFS
 
 pytestmark = pytest.mark.slow
 ROWS = 60_000
@@ -103,3 +105,56 @@ def test_driver_answers_read_as_the_person_wrote_them(trained):
     assert len(stretching) > 0
     assert stretching.str.contains(r"stretches_before_exercise=(?:yes|no|missing)(?:;|$)").all()
     assert not texts.str.contains(r"=\d+\.0(?:;|$)").any()
+
+
+@pytest.fixture(scope="module")
+def with_sign_interactions(trained):
+    _, answers, features, _, _ = trained
+    return AdditiveRiskModel(n_knots=8, sign_interactions=True).fit(model_input(features), answers[LABEL].astype(bool))
+
+
+def test_sign_interactions_weigh_symptoms_by_causes(trained, with_sign_interactions):
+    """A symptom answer moves only the signs' contributions, never a cause's, so the drivers stay the
+    person's own causes; the contributions still add up to the logit exactly."""
+    model = with_sign_interactions
+    assert len(model.pair_coef_) > 0
+    X = model_input(trained[2].head(500))
+    np.testing.assert_allclose(model.base_logit_ + model.contribution_matrix(X).sum(axis=1),
+                               model.decision_function(X), atol=1e-9)
+    before, after = model.contribution_matrix(X), model.contribution_matrix(X.assign(back_pain="frequent"))
+    causes = [model.feature_names.index(name) for name in CAUSES]
+    signs = [model.feature_names.index(name) for name in SIGNS]
+    np.testing.assert_allclose(before[:, causes], after[:, causes], atol=1e-12)
+    assert not np.allclose(before[:, signs], after[:, signs])
+
+
+@pytest.mark.parametrize("interactions", [False, True])
+def test_what_ifs_equal_scoring_the_changed_answers(trained, with_sign_interactions, interactions):
+    """A what-if recomputes only the terms it touches; the risk is the model's risk for the changed answers."""
+    result, answers, features, _, settings = trained
+    model = with_sign_interactions if interactions else result.model
+    rows = features.head(2000)
+    scored = explain_batch(model, answers.head(2000), rows, settings)
+    X = model_arrays(rows)
+    for what_if in WHAT_IFS:
+        expected = model.predict_proba(pd.DataFrame({**X, **what_if.change(X)}))[:, 1]
+        applies = what_if.applies(X)
+        assert applies.any(), what_if.name
+        np.testing.assert_allclose(scored[f"whatif_{what_if.name}"].to_numpy()[applies], expected[applies], atol=1e-12)
+
+
+def test_a_model_pickled_before_sign_interactions_scores_as_before(trained):
+    import pickle
+
+    features = trained[2].head(3000)
+    labels = trained[1][LABEL].head(3000).astype(bool)
+    plain = AdditiveRiskModel(n_knots=4).fit(model_input(features), labels)
+    state = dict(plain.__getstate__())  # a copy: it may be the model's own __dict__
+    for name in ("sign_interactions", "intercept_", "weights_", "pairs_", "pair_mean_", "pair_scale_",
+                 "pair_coef_", "pair_owner_"):
+        del state[name]
+    old = pickle.loads(pickle.dumps(plain))
+    old.__dict__.clear()
+    old.__setstate__(state)
+    np.testing.assert_allclose(old.decision_function(model_input(features)),
+                               plain.decision_function(model_input(features)), atol=1e-12)
