@@ -199,7 +199,7 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
         signs = [i for i, feature in enumerate(self.features_) if feature.role == "sign"]
         self.pairs_ = np.array([(s, f) for s in signs for f in range(len(self.features_)) if f != s and
                                 not (f in signs and f < s)], dtype=int)
-        products = terms[:, self.pairs_[:, 0]] * terms[:, self.pairs_[:, 1]]
+        products = self._pair_products(terms)
         self.pair_mean_, self.pair_scale_ = products.mean(axis=0), products.std(axis=0) + 1e-12
         second = self._logistic().fit(np.hstack([terms, (products - self.pair_mean_) / self.pair_scale_]), y)
         coef = second.coef_[0]
@@ -240,9 +240,11 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
         """One feature's shape term, computing only that feature (for what-ifs)."""
         return self._feature_term(X, self.feature_names.index(feature))
 
+    def _pair_products(self, terms: np.ndarray) -> np.ndarray:
+        return terms[:, self.pairs_[:, 0]] * terms[:, self.pairs_[:, 1]]
+
     def _interaction_terms(self, terms: np.ndarray) -> np.ndarray:
-        products = terms[:, self.pairs_[:, 0]] * terms[:, self.pairs_[:, 1]]
-        return (products - self.pair_mean_) / self.pair_scale_ * self.pair_coef_
+        return (self._pair_products(terms) - self.pair_mean_) / self.pair_scale_ * self.pair_coef_
 
     def contributions_from_terms(self, terms: np.ndarray) -> np.ndarray:
         """Per-feature logit contributions against the training population's average person; they sum
