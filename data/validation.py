@@ -8,6 +8,7 @@ repeats, refuses the whole file.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -434,9 +435,8 @@ def _alone_if_chosen(answer: str) -> bool:
 def _range_check(spec: ColumnSpec) -> pa.Check:
     low = -np.inf if spec.low is None else spec.low
     high = np.inf if spec.high is None else spec.high
-    if spec.low_exclusive:
-        return pa.Check(lambda number: (number > low) & (number <= high), error=_range_rule(spec))
-    return pa.Check(lambda number: (number >= low) & (number <= high), error=_range_rule(spec))
+    above_low = operator.gt if spec.low_exclusive else operator.ge
+    return pa.Check(lambda number: above_low(number, low) & (number <= high), error=_range_rule(spec))
 
 
 def _range_rule(spec: ColumnSpec) -> str:
