@@ -25,7 +25,7 @@ CAUSE_POSITIONS = [FEATURE_POSITIONS[name] for name in CAUSES]
 SIGN_ANSWERS = (*PAIN_COLUMNS, "posture_self_report")
 
 
-def _per_distinct(columns: Sequence[np.ndarray], format_row: Callable[..., str]) -> np.ndarray:
+def _text_per_combination(columns: Sequence[np.ndarray], format_row: Callable[..., str]) -> np.ndarray:
     """`format_row(*values)` once per distinct combination of the columns' values, spread to every row.
 
     People share answers, so a million rows need a few thousand calls, and one row needs no frame.
@@ -65,7 +65,7 @@ def _answers_text(feature: str, answers: pd.DataFrame, features: pd.DataFrame, r
 
     columns = [answers[name].to_numpy(dtype=object)[rows] for name in asked]
     columns += [features[name].to_numpy(dtype=object)[rows] for name in measured]
-    return _per_distinct(columns, pairs)
+    return _text_per_combination(columns, pairs)
 
 
 def _signs(*values: object) -> str:
@@ -77,12 +77,12 @@ def _signs(*values: object) -> str:
 
 
 def _signs_text(answers: pd.DataFrame) -> np.ndarray:
-    return _per_distinct([answers[column].to_numpy(dtype=object) for column in SIGN_ANSWERS], _signs)
+    return _text_per_combination([answers[column].to_numpy(dtype=object) for column in SIGN_ANSWERS], _signs)
 
 
 def _missing_text(answers: pd.DataFrame) -> np.ndarray:
     missing = answers[list(OPTIONAL_ANSWERS)].isna().to_numpy()
-    return _per_distinct(list(missing.T), lambda *flags: ";".join(np.array(OPTIONAL_ANSWERS)[list(flags)]))
+    return _text_per_combination(list(missing.T), lambda *flags: ";".join(np.array(OPTIONAL_ANSWERS)[list(flags)]))
 
 
 def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.DataFrame,
