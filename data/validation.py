@@ -1,14 +1,13 @@
 """Validate questionnaire and activity files against the input contract (sections 1, 2 and 4).
 
-Text is parsed to types once, vectorised; every rule is a pandera check over the typed frame, built
-from the contract's ColumnSpec list. Each failure becomes a quarantine row that names the row, the
+Text is parsed to types once, vectorised, in Arrow arrays; every rule is built from the contract's
+ColumnSpec list, and a file's rules run as a pandera schema over the typed frame. Each failure becomes a quarantine row that names the row, the
 column and the rule in plain words; the other rows go on. A missing required column, or a key that
 repeats, refuses the whole file.
 """
 
 from __future__ import annotations
 
-import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from balanceit.data.contract import (
     ColumnType,
     is_non_wear_day,
 )
-from balanceit.data.readers import TEXT, FileRefused, normalise_column_names, read_table, system_allocator
+from balanceit.data.readers import ARROW_TEXT, TEXT, FileRefused, normalise_column_names, read_table, system_allocator
 
 __all__ = [
     "FileRefused", "Validated", "validate_questionnaire", "validate_activity",
@@ -62,11 +61,11 @@ UNPARSEABLE_RULES: dict[ColumnType, str] = {
     "date": "not a date",
     "boolean": "not yes/no",
 }
-# Integers are checked as numbers, then stored whole; times get one unit whatever the parser chose.
-CANONICAL_DTYPES: dict[ColumnType, str] = {"integer": "Int64", "datetime": "datetime64[us]", "date": "datetime64[us]"}
+MOMENT = arrow.timestamp("us")  # dates and times alike, whatever the parser chose
 FAILURE_COLUMNS = ("column", "check", "index")
-DIRECT_CHECK_ROWS = 100  # up to this many rows, checks run without pandera's bookkeeping (see _failed_checks)
+DIRECT_CHECK_ROWS = 100  # up to this many rows, checks run without pandera's bookkeeping (see _validate)
 QUARANTINE_DTYPES = {"row_number": "int64", "column": TEXT, "rule": TEXT, "raw_value": TEXT}
+NOTHING_QUARANTINED = pd.DataFrame(columns=list(QUARANTINE_DTYPES)).astype(QUARANTINE_DTYPES)
 
 
 @dataclass
@@ -169,51 +168,108 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     row_numbers = np.asarray(raw.index, dtype="int64") + 1
     raw = raw.reset_index(drop=True)
     text = _contract_text(raw, kind.specs)
-    # copy=False: pandas would copy every parsed column (~0.15 s per million answers); they are new,
-    # and copy-on-write keeps a column shared with `text` from changing through either frame.
-    typed = pd.DataFrame({spec.name: PARSERS[spec.type](text[spec.name]) for spec in kind.specs}, copy=False)
+    typed = {spec.name: PARSERS[spec.type](text[spec.name]) for spec in kind.specs}
     _refuse_repeated_keys(typed, kind.key, source)
 
-    failures = _failed_checks(Checks.of(kind, text, set(raw.columns), _utc_naive(now)), typed)
+    rules = Rules.of(kind, text, set(raw.columns), _utc_naive(now))
+    if len(raw) > DIRECT_CHECK_ROWS:  # a file: pandera runs the rules over the typed frame
+        frame = _typed_frame(typed)
+        failures = _pandera_failures(rules, frame)
+    else:  # a request of a few rows: pandera's bookkeeping per check costs more than the data
+        failures = _failures(rules, typed)
+        frame = _typed_frame(typed)
     quarantined = _quarantine(failures, text, kind, row_numbers)
 
-    broken = np.zeros(len(raw), dtype=bool)
-    broken[failures["index"].to_numpy(dtype="int64")] = True
-    extras = [name for name in raw.columns if name not in text.columns]
-    accepted = _canonical(typed[~broken], raw.loc[~broken, extras], kind.specs, row_numbers[~broken])
+    kept = np.ones(len(raw), dtype=bool)
+    kept[failures["index"].to_numpy(dtype="int64")] = False
+    extras = raw[[name for name in raw.columns if name not in text]]
+    accepted = _canonical(frame, kept, extras, kind.specs, row_numbers)
     return Validated(kind.name, source, len(raw), accepted, quarantined)
 
 
-def _failed_checks(checks: Checks, typed: pd.DataFrame) -> pd.DataFrame:
-    """Every failed check as pandera reports it: `column`, `check` (its rule) and `index` (position).
+# Column values while a file is validated: Arrow arrays (a read file's in chunks, as read), text as
+# large_string, by contract column name. Arrow's kernels cost microseconds on a one-row request where a
+# pandas operation costs tens, and are as fast as pandas on a file: one representation serves both.
+Values = arrow.Array | arrow.ChunkedArray
+Columns = dict[str, Values]
 
-    Files go through the pandera schema. A request of a few rows calls the same checks' functions
-    directly, with pandera's null handling: pandera's bookkeeping per check costs more than the data.
-    """
-    if len(typed) > DIRECT_CHECK_ROWS:
-        try:
-            checks.schema().validate(typed, lazy=True, inplace=True)
-        except SchemaErrors as errors:
-            return errors.failure_cases[list(FAILURE_COLUMNS)]
-        return pd.DataFrame(columns=list(FAILURE_COLUMNS))
+
+@dataclass(frozen=True)
+class Rule:
+    """One contract rule: `holds` tells per row whether it is kept, over one column's values or, for a
+    rule over whole rows, over the mapping of all columns. A missing result means "not judged"."""
+
+    error: str
+    holds: Callable[[Values | Columns], Values]
+    skips_missing: bool = True  # a missing value (a row missing every value) is not judged
+
+
+@dataclass(frozen=True)
+class Rules:
+    """One file's rules: per contract column, and over whole rows."""
+
+    columns: dict[str, list[Rule]]
+    rows: list[Rule]
+
+    @classmethod
+    def of(cls, kind: FileKind, text: Columns, present: set[str], now: pd.Timestamp) -> Rules:
+        columns = {spec.name: _column_rules(spec, text[spec.name], spec.name in present, now) for spec in kind.specs}
+        return cls(columns, [_row_rule(rule) for rule in kind.row_rules])
+
+    def schema(self) -> pa.DataFrameSchema:
+        """The rules as a pandera schema over a typed frame (see `_typed_frame`)."""
+        columns = {name: pa.Column(checks=[_pandera_check(rule) for rule in rules], nullable=True)
+                   for name, rules in self.columns.items()}
+        return pa.DataFrameSchema(columns, checks=[_pandera_check(rule) for rule in self.rows])
+
+
+def _pandera_check(rule: Rule) -> pa.Check:
+    def check(data: pd.Series | pd.DataFrame) -> pd.Series:
+        values = _arrow(data) if isinstance(data, pd.Series) else {name: _arrow(data[name]) for name in data.columns}
+        return pd.Series(_held(rule, values), index=data.index)
+
+    return pa.Check(check, error=rule.error, ignore_na=rule.skips_missing)
+
+
+def _arrow(series: pd.Series) -> Values:
+    """A pandas column as Arrow values, with no copy where pandas holds Arrow; text as large_string."""
+    values = arrow.array(series)
+    return values.cast(ARROW_TEXT) if arrow.types.is_string(values.type) else values
+
+
+def _held(rule: Rule, values: Values | Columns) -> np.ndarray:
+    """Where `rule` holds or is not judged, as booleans."""
+    return pc.fill_null(rule.holds(values), True).to_numpy(zero_copy_only=False)
+
+
+def _pandera_failures(rules: Rules, frame: pd.DataFrame) -> pd.DataFrame:
+    """Every broken rule as pandera reports it: `column`, `check` (the rule in words), `index` (position)."""
+    try:
+        rules.schema().validate(frame, lazy=True, inplace=True)
+    except SchemaErrors as errors:
+        return errors.failure_cases[list(FAILURE_COLUMNS)]
+    return pd.DataFrame(columns=list(FAILURE_COLUMNS))
+
+
+def _failures(rules: Rules, typed: Columns) -> pd.DataFrame:
+    """`_pandera_failures` without pandera: the same rules, the same skipping of missing values."""
     failed = [
-        (name, check.error, position)
-        for name, column_checks in checks.columns.items() for check in column_checks
-        for position in _failing_positions(check, typed[name])
+        (name, rule.error, position)
+        for name, column_rules in rules.columns.items() for rule in column_rules
+        for position in _breaking_positions(rule, typed[name])
     ]
-    failed += [(None, check.error, position) for check in checks.rows for position in _failing_positions(check, typed)]
+    failed += [(None, rule.error, position) for rule in rules.rows for position in _breaking_positions(rule, typed)]
     return pd.DataFrame(failed, columns=list(FAILURE_COLUMNS))
 
 
-def _failing_positions(check: pa.Check, data: pd.Series | pd.DataFrame) -> np.ndarray:
-    """Where one check fails, skipping what pandera skips under `ignore_na`: a missing value in a
-    column, a row missing every value in a frame. The checks are element-wise, so a missing value's
-    own result (missing too) is simply not looked at."""
-    passed = check._check_fn(data).to_numpy(dtype=bool, na_value=True)
-    if check.ignore_na:
-        skipped = data.isna() if isinstance(data, pd.Series) else data.isna().all(axis="columns")
-        passed = passed | skipped.to_numpy()
-    return np.flatnonzero(~passed)
+def _breaking_positions(rule: Rule, values: Values | Columns) -> np.ndarray:
+    """Where `rule` is broken, skipping what pandera skips under `ignore_na`: a missing value in a
+    column, a row missing every value of a row rule."""
+    held = _held(rule, values)
+    if rule.skips_missing:
+        columns = list(values.values()) if isinstance(values, dict) else [values]
+        held = held | reduce(np.logical_and, (column.is_null().to_numpy(zero_copy_only=False) for column in columns))
+    return np.flatnonzero(~held)
 
 
 def _refuse_missing_columns(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...], source: str) -> None:
@@ -223,8 +279,10 @@ def _refuse_missing_columns(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...], so
         raise FileRefused(source, f"missing required column{'s' if len(missing) > 1 else ''} {names}", missing[0])
 
 
-def _refuse_repeated_keys(typed: pd.DataFrame, key: tuple[str, ...], source: str, shown: int = 5) -> None:
-    keys = _rows_sharing_times(typed[list(key)].dropna())
+def _refuse_repeated_keys(typed: Columns, key: tuple[str, ...], source: str, shown: int = 5) -> None:
+    if len(typed[key[0]]) < 2:
+        return
+    keys = _rows_sharing_times(pd.DataFrame({name: _pandas(typed[name]) for name in key}).dropna())
     ids = keys.loc[keys.duplicated(keep=False), key[0]].unique()
     if len(ids):
         listed = ", ".join(f"'{value}'" for value in ids[:shown]) + (", ..." if len(ids) > shown else "")
@@ -246,34 +304,45 @@ def _rows_sharing_times(keys: pd.DataFrame) -> pd.DataFrame:
     return keys[shared] if shared.sum() < len(keys) / 2 else keys
 
 
-def _contract_text(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...]) -> pd.DataFrame:
+def _contract_text(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...]) -> Columns:
     """The contract's columns as trimmed text, blank -> missing; an absent optional column is all missing."""
-    absent = pd.Series(pd.NA, index=raw.index, dtype=TEXT)
-    columns = {spec.name: _trimmed(raw[spec.name]) if spec.name in raw else absent for spec in specs}
-    return pd.DataFrame(columns, copy=False)
+    present = _as_text(raw[[spec.name for spec in specs if spec.name in raw]])
+    absent = arrow.nulls(len(raw), ARROW_TEXT)
+    return {spec.name: _trimmed(present[spec.name]) if spec.name in present else absent for spec in specs}
 
 
-def _trimmed(column: pd.Series) -> pd.Series:
+def _as_text(frame: pd.DataFrame) -> Columns:
+    """Every column as Arrow text, written as pandas writes it ("string" dtype: 40 -> "40", True -> "True").
+
+    Read files are text already, column by column with no copy. Anything else (a request's JSON numbers
+    and booleans) is converted in one call for all its columns: per column, pandas costs more than the data.
+    """
+    textual = [name for name, dtype in frame.dtypes.items() if dtype == TEXT]
+    columns = {name: _arrow(frame[name]) for name in textual}
+    others = frame.drop(columns=textual)
+    if not others.columns.empty:
+        stacked = arrow.array(pd.array(others.to_numpy(dtype=object).T.ravel(), dtype=TEXT), type=ARROW_TEXT)
+        columns |= {name: stacked.slice(i * len(frame), len(frame)) for i, name in enumerate(others.columns)}
+    return columns
+
+
+def _trimmed(values: Values) -> Values:
     """Trimmed text with blanks as missing, copied only when some value needs it (large files stay small)."""
-    text = column.astype(TEXT)
-    values = arrow.array(text, type=arrow.large_string())
-    if not _may_need_trimming(values):
-        return text
+    chunks = values.chunks if isinstance(values, arrow.ChunkedArray) else [values]
+    if not any(_may_need_trimming(chunk) for chunk in chunks):
+        return values
     # Trimming and comparing lengths is ~4x faster than a whitespace regex on a million values.
-    length, trimmed_length = pc.binary_length(values), pc.binary_length(pc.utf8_trim_whitespace(values))
-    if pc.any(pc.or_(pc.not_equal(length, trimmed_length), pc.equal(trimmed_length, 0))).as_py():
-        return text.str.strip().replace("", pd.NA)
-    return text
+    trimmed = pc.utf8_trim_whitespace(values)
+    return pc.if_else(pc.equal(pc.binary_length(trimmed), 0), arrow.scalar(None, ARROW_TEXT), trimmed)
 
 
-def _may_need_trimming(values: arrow.Array | arrow.ChunkedArray) -> bool:
+def _may_need_trimming(array: arrow.Array) -> bool:
     """False when no value is blank or begins or ends with a space, a control character or a byte of a
     multi-byte character (which may be a Unicode space): only then can trimming change nothing.
 
     It reads each value's first and last byte in place, ~3x cheaper than trimming a copy of the
     column; the columns it cannot clear get the exact test. ASCII whitespace is all at or below ' '.
     """
-    array = values.combine_chunks() if isinstance(values, arrow.ChunkedArray) else values
     if array.null_count == len(array):
         return False
     _, offset_buffer, data_buffer = array.buffers()
@@ -288,15 +357,11 @@ def _may_need_trimming(values: arrow.Array | arrow.ChunkedArray) -> bool:
     return bool(suspect.any())
 
 
-def _per_distinct(values: pd.Series, function: Callable[[str], object], dtype: str) -> pd.Series:
-    """Apply `function` once per distinct answer and spread the results: answers repeat, rows are many.
-
-    The results are typed before they are spread (a missing answer's code -1 becomes missing), 2-3x
-    faster than converting a million-row object array to `dtype`.
-    """
-    codes, distinct = pd.factorize(values)
-    results = pd.array([function(value) for value in distinct], dtype=dtype)
-    return pd.Series(results.take(codes, allow_fill=True), index=values.index)
+def _per_distinct(values: Values, function: Callable[[str], object], arrow_type: arrow.DataType) -> Values:
+    """Apply `function` once per distinct answer and spread the results: answers repeat, rows are many."""
+    distinct = pc.unique(values).drop_null()
+    results = arrow.array([function(value) for value in distinct.to_pylist()], type=arrow_type)
+    return results.take(pc.index_in(values, value_set=distinct))
 
 
 def _normalise_choices(answer: str) -> str:
@@ -305,61 +370,61 @@ def _normalise_choices(answer: str) -> str:
     return CHOICE_JOINER.join(sorted(choices - {""}))
 
 
-def _to_number(text: pd.Series) -> pd.Series:
+def _to_number(values: Values) -> Values:
     """Finite decimal numbers as written (`12`, `-0.5`, `1e3`); Arrow parses them, several times faster than pandas."""
-    values = arrow.array(text, type=arrow.large_string())
     try:  # the common case, a clean column: one cast, no pattern match
         parsed = pc.cast(values, arrow.float64())
-        clean = pc.all(pc.is_finite(parsed)).as_py()
+        clean = pc.all(pc.is_finite(parsed)).as_py() is not False
     except arrow.ArrowInvalid:
         clean = False
     if not clean:
         numeric = pc.match_substring_regex(values, NUMBER_PATTERN)
-        parsed = pc.cast(pc.if_else(numeric, values, arrow.scalar(None, arrow.large_string())), arrow.float64())
+        parsed = pc.cast(pc.if_else(numeric, values, arrow.scalar(None, ARROW_TEXT)), arrow.float64())
         parsed = pc.if_else(pc.is_finite(parsed), parsed, arrow.scalar(None, arrow.float64()))  # `1e999` is inf
-    return pd.Series(pd.array(parsed, dtype="Float64"), index=text.index)
+    return parsed
 
 
-def _to_boolean(text: pd.Series) -> pd.Series:
-    lower = text.str.lower()
-    true, false = lower.isin(TRUE_SPELLINGS).to_numpy(bool), lower.isin(FALSE_SPELLINGS).to_numpy(bool)
-    return pd.Series(pd.arrays.BooleanArray(true, ~(true | false)), index=text.index)
+def _to_boolean(values: Values) -> Values:
+    lower = pc.utf8_lower(values)
+    true = pc.is_in(lower, value_set=arrow.array(sorted(TRUE_SPELLINGS), ARROW_TEXT))
+    false = pc.is_in(lower, value_set=arrow.array(sorted(FALSE_SPELLINGS), ARROW_TEXT))
+    return pc.if_else(pc.or_(true, false), true, arrow.scalar(None, arrow.bool_()))
 
 
-def _to_utc_naive(text: pd.Series) -> pd.Series:
+def _to_utc_naive(values: Values) -> Values:
     """Dates and ISO-8601 datetimes; a time with an offset is converted to UTC, then the zone dropped.
 
     Arrow reads the forms without a zone (a date, then hours, minutes, seconds, up to microseconds)
     ~3x faster than pandas and agrees with it on them; a column with anything else (an offset,
     nanoseconds, a date that does not exist) goes to pandas, which also makes the unreadable missing.
     """
-    return _times_by_arrow_or(text, arrow.timestamp("us"), lambda text: pd.to_datetime(
+    return _times_by_arrow_or(values, arrow.timestamp("us"), lambda text: pd.to_datetime(
         text, format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None))
 
 
-def _to_date(text: pd.Series) -> pd.Series:
+def _to_date(values: Values) -> Values:
     """ISO dates. Arrow reads `2025-01-31` ~10x faster than pandas and agrees with it; a column with any
     other spelling (`2025-1-31`, which pandas reads too) or a date that does not exist goes to pandas."""
-    return _times_by_arrow_or(text, arrow.date32(), lambda text: pd.to_datetime(
+    return _times_by_arrow_or(values, arrow.date32(), lambda text: pd.to_datetime(
         text, format=ISO_DATE, errors="coerce"))
 
 
-def _times_by_arrow_or(text: pd.Series, arrow_type: arrow.DataType,
-                       pandas_parse: Callable[[pd.Series], pd.Series]) -> pd.Series:
-    """Microsecond times, when Arrow can cast every value to `arrow_type`; else `pandas_parse(text)`."""
+def _times_by_arrow_or(values: Values, arrow_type: arrow.DataType,
+                       pandas_parse: Callable[[pd.Series], pd.Series]) -> Values:
+    """Microsecond times, when Arrow can cast every value to `arrow_type`; else `pandas_parse` of the text."""
     try:
-        parsed = pc.cast(arrow.array(text, type=arrow.large_string()), arrow_type)
+        return pc.cast(pc.cast(values, arrow_type), MOMENT)
     except arrow.ArrowInvalid:
-        return pandas_parse(text)
-    return pd.Series(pc.cast(parsed, arrow.timestamp("us")).to_numpy(zero_copy_only=False), index=text.index)
+        parsed = pandas_parse(pd.Series(pd.array(values, dtype=TEXT)))
+        return arrow.array(parsed.astype("datetime64[us]").to_numpy(), type=MOMENT, from_pandas=True)
 
 
-PARSERS: dict[ColumnType, Callable[[pd.Series], pd.Series]] = {
+PARSERS: dict[ColumnType, Callable[[Values], Values]] = {
     "text": lambda text: text,
-    "category": lambda text: text.str.lower(),
-    "multi": lambda text: _per_distinct(text, _normalise_choices, TEXT),
+    "category": pc.utf8_lower,
+    "multi": lambda text: _per_distinct(text, _normalise_choices, ARROW_TEXT),
     "number": _to_number,
-    "integer": _to_number,  # a whole-number check follows; cast to Int64 once accepted
+    "integer": _to_number,  # a whole-number rule follows; stored as Int64 once accepted
     "boolean": _to_boolean,
     "datetime": _to_utc_naive,
     "date": _to_date,
@@ -371,57 +436,43 @@ def _utc_naive(now: pd.Timestamp | None) -> pd.Timestamp:
     return now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now
 
 
-@dataclass(frozen=True)
-class Checks:
-    """One file's pandera checks: per contract column, and over whole rows."""
-
-    columns: dict[str, list[pa.Check]]
-    rows: list[pa.Check]
-
-    @classmethod
-    def of(cls, kind: FileKind, text: pd.DataFrame, present: set[str], now: pd.Timestamp) -> Checks:
-        columns = {spec.name: _column_checks(spec, text[spec.name], spec.name in present, now) for spec in kind.specs}
-        rows = [
-            pa.Check(lambda frame, rule=rule: frame[list(rule.columns)].sum(axis=1) <= rule.most, error=rule.rule)
-            for rule in kind.row_rules
-        ]
-        return cls(columns, rows)
-
-    def schema(self) -> pa.DataFrameSchema:
-        columns = {name: pa.Column(checks=checks, nullable=True) for name, checks in self.columns.items()}
-        return pa.DataFrameSchema(columns, checks=self.rows)
-
-
-def _column_checks(spec: ColumnSpec, text: pd.Series, present: bool, now: pd.Timestamp) -> list[pa.Check]:
-    """The contract's rules for one column, each a pandera check named by its rule in plain words."""
-    checks = []
+def _column_rules(spec: ColumnSpec, text: Values, present: bool, now: pd.Timestamp) -> list[Rule]:
+    """The contract's rules for one column, each named by its rule in plain words."""
+    rules = []
     if spec.required or (spec.required_if_present and present):
-        checks.append(pa.Check(lambda _: text.notna(), error=MISSING_REQUIRED, ignore_na=False))
+        rules.append(Rule(MISSING_REQUIRED, lambda _: pc.is_valid(text), skips_missing=False))
     if spec.type in UNPARSEABLE_RULES:
-        unparseable = UNPARSEABLE_RULES[spec.type]
-        checks.append(pa.Check(lambda typed: typed.notna() | text.isna(), error=unparseable, ignore_na=False))
+        rules.append(Rule(UNPARSEABLE_RULES[spec.type], lambda typed: pc.or_(pc.is_valid(typed), pc.is_null(text)),
+                          skips_missing=False))
     if spec.type == "integer":
-        checks.append(pa.Check(lambda number: (number % 1 == 0) & (number.abs() <= 2**53), error="not a whole number"))
+        rules.append(Rule("not a whole number", lambda number: pc.and_(
+            pc.equal(pc.trunc(number), number), pc.less_equal(pc.abs(number), 2.0**53))))
     if spec.low is not None or spec.high is not None:
-        checks.append(_range_check(spec))
+        rules.append(_range_rule(spec))
     if spec.type == "category":
-        allowed = list(spec.allowed)
-        checks.append(pa.Check(lambda answers: answers.isin(allowed), error=f"not one of: {', '.join(spec.allowed)}"))
+        allowed = arrow.array(spec.allowed, ARROW_TEXT)
+        rules.append(Rule(f"not one of: {', '.join(spec.allowed)}", lambda answers: pc.is_in(answers, value_set=allowed)))
     if spec.type == "multi":
         each_allowed = partial(_each_choice_allowed, allowed=frozenset(spec.allowed))
-        checks += [
-            pa.Check(lambda answers: _per_distinct(answers, each_allowed, "boolean"),
-                     error=f"not one of: {', '.join(spec.allowed)}"),
-            pa.Check(lambda answers: _per_distinct(answers, _alone_if_chosen, "boolean"),
-                     error=f"'{ALONE_ONLY}' only alone"),
+        rules += [
+            Rule(f"not one of: {', '.join(spec.allowed)}", lambda answers: _per_distinct(answers, each_allowed, arrow.bool_())),
+            Rule(f"'{ALONE_ONLY}' only alone", lambda answers: _per_distinct(answers, _alone_if_chosen, arrow.bool_())),
         ]
     if spec.type == "text":
         pattern, rule = TEXT_RULES.get(spec.name, ANY_TEXT_RULE)
-        checks.append(pa.Check(lambda answers: answers.str.match(pattern), error=rule))
+        rules.append(Rule(rule, lambda answers: pc.match_substring_regex(answers, pattern)))
     if spec.type in ("datetime", "date"):
-        latest = now if spec.type == "datetime" else now.normalize()
-        checks.append(pa.Check(lambda moments: moments <= latest, error="in the future"))
-    return checks
+        latest = arrow.scalar(now if spec.type == "datetime" else now.normalize(), MOMENT)
+        rules.append(Rule("in the future", lambda moments: pc.less_equal(moments, latest)))
+    return rules
+
+
+def _row_rule(rule: RowRule) -> Rule:
+    """A row's columns add up to at most `rule.most`; a missing value counts as nothing."""
+    def holds(columns: Columns) -> Values:
+        return pc.less_equal(reduce(pc.add, (pc.fill_null(columns[name], 0) for name in rule.columns)), rule.most)
+
+    return Rule(rule.rule, holds)
 
 
 def _each_choice_allowed(answer: str, allowed: frozenset[str]) -> bool:
@@ -432,14 +483,14 @@ def _alone_if_chosen(answer: str) -> bool:
     return answer == ALONE_ONLY or ALONE_ONLY not in answer.split(CHOICE_JOINER)
 
 
-def _range_check(spec: ColumnSpec) -> pa.Check:
+def _range_rule(spec: ColumnSpec) -> Rule:
     low = -np.inf if spec.low is None else spec.low
     high = np.inf if spec.high is None else spec.high
-    above_low = operator.gt if spec.low_exclusive else operator.ge
-    return pa.Check(lambda number: above_low(number, low) & (number <= high), error=_range_rule(spec))
+    above_low = pc.greater if spec.low_exclusive else pc.greater_equal
+    return Rule(_range_words(spec), lambda number: pc.and_(above_low(number, low), pc.less_equal(number, high)))
 
 
-def _range_rule(spec: ColumnSpec) -> str:
+def _range_words(spec: ColumnSpec) -> str:
     if spec.low is not None and spec.high is not None and not spec.low_exclusive:
         return f"must be between {spec.low:g} and {spec.high:g}"
     bounds = []
@@ -450,10 +501,10 @@ def _range_rule(spec: ColumnSpec) -> str:
     return "must be " + " and ".join(bounds)
 
 
-def _quarantine(failures: pd.DataFrame, text: pd.DataFrame, kind: FileKind, row_numbers: np.ndarray) -> pd.DataFrame:
+def _quarantine(failures: pd.DataFrame, text: Columns, kind: FileKind, row_numbers: np.ndarray) -> pd.DataFrame:
     """One row per broken rule: row number, column (or columns, for a row rule), rule, the value as written."""
     if failures.empty:
-        return pd.DataFrame(columns=list(QUARANTINE_DTYPES)).astype(QUARANTINE_DTYPES)
+        return NOTHING_QUARANTINED.copy()
     row_rules = {rule.rule: rule for rule in kind.row_rules}
     # pandera reports a row rule once per column of the row; keep it once, under the rule's columns
     labels = failures["check"].map({name: rule.label for name, rule in row_rules.items()})
@@ -462,7 +513,7 @@ def _quarantine(failures: pd.DataFrame, text: pd.DataFrame, kind: FileKind, row_
     for (label, rule), group in failures.groupby(["column", "check"], sort=False):
         positions = group["index"].to_numpy(dtype="int64")
         columns = row_rules[rule].columns if rule in row_rules else (label,)
-        cells = [text[name].iloc[positions].reset_index(drop=True) for name in columns]
+        cells = [pd.Series(_pandas(text[name].take(positions))) for name in columns]
         raw_value = cells[0] if len(cells) == 1 else reduce(lambda a, b: a + " + " + b, [c.fillna("") for c in cells])
         pieces.append(pd.DataFrame(
             {"row_number": row_numbers[positions], "column": label, "rule": rule, "raw_value": raw_value}
@@ -471,19 +522,51 @@ def _quarantine(failures: pd.DataFrame, text: pd.DataFrame, kind: FileKind, row_
     return quarantined.astype(QUARANTINE_DTYPES).sort_values(["row_number", "column"], ignore_index=True)
 
 
-def _canonical(
-    typed: pd.DataFrame, extras: pd.DataFrame, specs: tuple[ColumnSpec, ...], row_numbers: np.ndarray
-) -> pd.DataFrame:
+def _pandas(values: Values) -> pd.api.extensions.ExtensionArray | np.ndarray:
+    """One Arrow column as pandas holds it: text, nullable numbers and yes/no, times as datetime64[us].
+
+    The arrays are built from their buffers: pandas' own conversion costs several times more per column,
+    which a one-row request pays forty times over.
+    """
+    if arrow.types.is_large_string(values.type):
+        return pd.arrays.ArrowStringArray(values)
+    if arrow.types.is_timestamp(values.type):
+        return _writable(values)
+    missing = _writable(values.is_null())
+    if arrow.types.is_boolean(values.type):
+        return pd.arrays.BooleanArray(_writable(values.fill_null(False)), missing)
+    filled = _writable(values.fill_null(0))
+    return (pd.arrays.IntegerArray if arrow.types.is_integer(values.type) else pd.arrays.FloatingArray)(filled, missing)
+
+
+def _writable(values: Values) -> np.ndarray:
+    """Arrow values as a NumPy array pandas may own and change; copied only when Arrow's buffer is shared."""
+    array = values.to_numpy(zero_copy_only=False)
+    return array if array.flags.writeable else array.copy()
+
+
+def _typed_frame(typed: Columns) -> pd.DataFrame:
+    """The parsed columns as a frame (whole numbers still as numbers), emptying `typed` column by column:
+    a file's columns are large, and each Arrow column is freed as soon as pandas has its copy."""
+    return pd.DataFrame({name: _pandas(typed.pop(name)) for name in list(typed)}, copy=False)
+
+
+def _canonical(frame: pd.DataFrame, kept: np.ndarray, extras: pd.DataFrame, specs: tuple[ColumnSpec, ...],
+               row_numbers: np.ndarray) -> pd.DataFrame:
     """Accepted rows: the contract's columns in order and dtype, then `row_number` and `extras` (JSON)."""
-    accepted = typed.astype({spec.name: CANONICAL_DTYPES[spec.type] for spec in specs if spec.type in CANONICAL_DTYPES})
-    accepted["row_number"] = row_numbers
-    accepted["extras"] = _extras_json(extras)
-    return accepted.reset_index(drop=True)
+    every_row = kept.all()
+    accepted = frame if every_row else frame[kept].reset_index(drop=True)
+    for spec in specs:  # one column at a time: a frame's astype visits every column, ~3 ms for one row
+        if spec.type == "integer":
+            accepted[spec.name] = accepted[spec.name].astype("Int64")
+    accepted["row_number"] = row_numbers[kept]
+    accepted["extras"] = _extras_json(extras if every_row else extras[kept])
+    return accepted
 
 
-def _extras_json(extras: pd.DataFrame) -> pd.Series:
+def _extras_json(extras: pd.DataFrame) -> pd.api.extensions.ExtensionArray:
     """Columns the contract does not know, per row, as a JSON object; missing when a file has none."""
     if extras.columns.empty or extras.empty:
-        return pd.Series(pd.NA, index=extras.index, dtype=TEXT)
+        return _pandas(arrow.nulls(len(extras), ARROW_TEXT))
     lines = extras.astype(TEXT).to_json(orient="records", lines=True).rstrip("\n").split("\n")
-    return pd.Series(lines, index=extras.index, dtype=TEXT)
+    return pd.array(lines, dtype=TEXT)
