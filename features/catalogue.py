@@ -139,6 +139,8 @@ def model_input(features: pd.DataFrame) -> pd.DataFrame:
 def model_column(name: str, values: pd.Series) -> np.ndarray:
     """One feature-table column in model form (see `model_arrays`); whole numbers become "0", "1", ..."""
     if _ENCODINGS[name] == "numeric":
+        if pd.api.types.is_float_dtype(values.dtype):  # most are: no conversion to pay for, per request
+            return values.to_numpy(dtype=float, na_value=np.nan)
         return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     missing = values.isna().to_numpy()
     if pd.api.types.is_integer_dtype(values):
