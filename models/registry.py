@@ -154,7 +154,7 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
         from balanceit.models.score import request_rows
 
         example = request_rows(answers.head(3))
-        pyfunc = RiskModel(result.model, settings)
+        pyfunc = RiskModel(result.model, settings, warm_up_rows=example.head(1))
         with tempfile.TemporaryDirectory() as tmp:
             signature = ModelSignature(inputs=request_schema(),
                                        outputs=infer_signature(example, pyfunc.predict(None, example)).outputs)

@@ -19,6 +19,8 @@ import pytest
 
 from conftest import run
 
+from balanceit.models.pyfunc import SERVING_PROCESS_VARIABLE
+
 pytestmark = pytest.mark.slow
 MODEL_URI = "models:/balanceit-imbalance-risk@champion"
 
@@ -59,6 +61,34 @@ def test_pyfunc_in_a_fresh_process_matches_balanceit_score(fresh_batch, tmp_path
     np.testing.assert_allclose(pyfunc["risk"].to_numpy(), cli["risk"].to_numpy(), rtol=0, atol=1e-9)
     assert (pyfunc["driver_1"].fillna("") == cli["driver_1"].fillna("")).all()
     assert pyfunc["error"].isna().all()
+
+
+LOAD_AND_COUNT_FROZEN = """
+import gc, sys, mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+mlflow.pyfunc.load_model(sys.argv[2])
+print(gc.get_freeze_count())
+"""
+
+
+@pytest.mark.parametrize("serving", [False, True], ids=["elsewhere", "in a scoring server"])
+def test_only_a_scoring_server_freezes_the_heap_loading_built(fresh_batch, tmp_path, serving):
+    """Frozen, a server's ~700k loaded objects stay out of full garbage collections (no 100-340 ms pauses);
+    in anyone else's process the model must not freeze objects that could never be collected then."""
+    home, _ = fresh_batch
+    env = {name: value for name, value in os.environ.items() if name != SERVING_PROCESS_VARIABLE}
+    if serving:
+        env[SERVING_PROCESS_VARIABLE] = "the served model's folder"
+    loaded = subprocess.run([sys.executable, "-c", LOAD_AND_COUNT_FROZEN, f"sqlite:///{home / 'mlflow.db'}", MODEL_URI],
+                            env=env, capture_output=True, text=True, check=True, cwd=tmp_path, timeout=300)
+    frozen = int(loaded.stdout.split()[-1])
+    assert frozen > 100_000 if serving else frozen == 0
+
+
+def test_the_serving_variable_is_the_one_mlflow_sets():
+    from mlflow.pyfunc.scoring_server import _SERVER_MODEL_PATH
+
+    assert SERVING_PROCESS_VARIABLE == _SERVER_MODEL_PATH
 
 
 def _free_port() -> int:
