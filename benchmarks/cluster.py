@@ -77,7 +77,7 @@ def load_batch(home: str, folder: str) -> dict[str, Any]:
     with open_warehouse(load_settings(Path(home))) as con, transaction(con):
         upsert_frame(con, "activity", activity, ACTIVITY_KEY)
         upsert_frame(con, "questionnaire", answers, QUESTIONNAIRE_KEY)
-        _record_batch(con, batch_id, str(data / "questionnaire.csv"), "questionnaire", answers)
+        _record_batch(con, batch_id, str(data / "questionnaire.csv"), "questionnaire", len(answers))
     return {"batch_id": batch_id, "rows": len(answers), "activity_days": len(activity)}
 
 
