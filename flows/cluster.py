@@ -21,14 +21,13 @@ never from a local pickle.
 Prefect's API: each task run is recorded by the Prefect server its worker talks to. The workers of a
 `local:N` cluster are given the flow's API (`prefect_api_url`): `PREFECT_API_URL`, or when it is unset
 the temporary server Prefect starts in the flow's process, which listens on 127.0.0.1, where those
-workers run. Without it every worker process started a temporary server of its own (a `uvicorn`
-subprocess and its start-up), and a worker killed mid-batch left that server running. Workers behind
+workers run. Without it, every worker process would start a temporary server of its own (a `uvicorn`
+subprocess, seconds of start-up), which a worker killed mid-batch leaves running. Workers behind
 a scheduler address are not started here: when `PREFECT_API_URL` is set where the flow runs, Prefect
 sends it with every task (it wins over the worker's own), so that server must be reachable from the
 workers; when it is unset, nothing is sent, and each worker process reports to its own
-`PREFECT_API_URL` or else starts a temporary server of its own, which records its task runs apart
-from the flow run's. So with an existing cluster, run a Prefect server and set `PREFECT_API_URL`
-for the flow (see the README).
+`PREFECT_API_URL` or else starts a temporary server of its own, as above. So with an existing
+cluster, run a Prefect server and set `PREFECT_API_URL` for the flow (see the README).
 
 Faults: Dask re-runs a task whose worker died on another worker (up to
 `distributed.scheduler.allowed-failures`, 3 by default), and each Prefect task has its own retries;
