@@ -6,7 +6,8 @@ generated, validated once and loaded into the workspace's warehouse as one batch
 
 Timed, each configuration in a fresh process, with Prefect's temporary server started beforehand:
   * export: the batch's rows written as Parquet partitions by hash of respondent id (`export_batch`);
-  * for Dask: LocalCluster start (N worker processes, one thread each, loopback);
+  * for Dask: LocalCluster start (N worker processes, one thread each, loopback, reporting to the
+    child's temporary Prefect server, as `--cluster local:N` starts it);
   * cold scoring: `score_partitions_flow` over every partition (in this process: Prefect's default
     task runner, exactly the default path; Dask: prefect-dask's DaskTaskRunner); includes each
     worker's imports and its first model load from MLflow;
@@ -77,7 +78,7 @@ def load_batch(home: str, folder: str) -> dict[str, Any]:
     with open_warehouse(load_settings(Path(home))) as con, transaction(con):
         upsert_frame(con, "activity", activity, ACTIVITY_KEY)
         upsert_frame(con, "questionnaire", answers, QUESTIONNAIRE_KEY)
-        _record_batch(con, batch_id, str(data / "questionnaire.csv"), "questionnaire", answers)
+        _record_batch(con, batch_id, str(data / "questionnaire.csv"), "questionnaire", len(answers))
     return {"batch_id": batch_id, "rows": len(answers), "activity_days": len(activity)}
 
 
@@ -116,11 +117,11 @@ def score_on(home: str, batch_id: str, workers: int, rows_per_partition: int) ->
     if workers:
         from distributed import LocalCluster
 
-        from balanceit.flows.cluster import ClusterSpec, task_runner
+        from balanceit.flows.cluster import ClusterSpec, local_cluster_kwargs, task_runner
 
+        cluster_kwargs = local_cluster_kwargs(workers)  # as `--cluster local:N` starts it
         with measured("cluster_start"):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None)
+            cluster = LocalCluster(**cluster_kwargs)
         runner = score_partitions_flow.with_options(
             task_runner=task_runner(ClusterSpec(address=cluster.scheduler_address)))
     try:

@@ -18,6 +18,17 @@ transaction per batch. Partitions travel as Parquet files under the partitions f
 write; workers load the model from MLflow (`MLFLOW_TRACKING_URI` / the workspace's sqlite store),
 never from a local pickle.
 
+Prefect's API: each task run is recorded by the Prefect server its worker talks to. The workers of a
+`local:N` cluster are given the flow's API (`prefect_api_url`): `PREFECT_API_URL`, or when it is unset
+the temporary server Prefect starts in the flow's process, which listens on 127.0.0.1, where those
+workers run. Without it, every worker process would start a temporary server of its own (a `uvicorn`
+subprocess, seconds of start-up), which a worker killed mid-batch leaves running. Workers behind
+a scheduler address are not started here: when `PREFECT_API_URL` is set where the flow runs, Prefect
+sends it with every task (it wins over the worker's own), so that server must be reachable from the
+workers; when it is unset, nothing is sent, and each worker process reports to its own
+`PREFECT_API_URL` or else starts a temporary server of its own, as above. So with an existing
+cluster, run a Prefect server and set `PREFECT_API_URL` for the flow (see the README).
+
 Faults: Dask re-runs a task whose worker died on another worker (up to
 `distributed.scheduler.allowed-failures`, 3 by default), and each Prefect task has its own retries;
 a partition's result files are written under fixed names and atomically, and a partition whose
@@ -99,10 +110,23 @@ def task_runner(spec: ClusterSpec) -> DaskTaskRunner:
                            "pip install 'balanceit[cluster]' (prefect-dask, dask[distributed])") from missing
     if spec.address:
         return DaskTaskRunner(address=spec.address)
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
-        "n_workers": spec.workers, "threads_per_worker": 1, "processes": True,
-        "host": "127.0.0.1", "dashboard_address": None,  # loopback only, no dashboard
-    })
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=local_cluster_kwargs(spec.workers))
+
+
+def local_cluster_kwargs(workers: int) -> dict[str, Any]:
+    """`LocalCluster` arguments: `workers` one-thread processes on loopback, no dashboard, and the flow's
+    Prefect API in the workers' environment, so that no worker starts a Prefect server of its own."""
+    return {"n_workers": workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
+            "dashboard_address": None, "env": {"PREFECT_API_URL": prefect_api_url()}}
+
+
+def prefect_api_url() -> str:
+    """The Prefect API this process's flow runs report to: `PREFECT_API_URL`, or else Prefect's temporary
+    server, started here if need be; it is one per process, so the flow run then uses the same one."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)
 
 
 # ------------------------------------------------------------------ training features per partition

@@ -63,9 +63,40 @@ def test_training_features_follow_the_cluster_setting(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> dict[str, Path]:
-    """A trained workspace and an unlabelled 50,000-row batch (with wearable days) not yet ingested."""
+def prefect_home(tmp_path_factory) -> None:
+    """Prefect's state (its temporary server's database) in a folder of the test run, unless PREFECT_HOME is set."""
     os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect")))
+
+
+def test_local_cluster_workers_report_to_the_flows_prefect_server(prefect_home):
+    """The workers of `local:N` use the flow's Prefect API: none starts a temporary server of its own."""
+    from prefect import flow
+    from prefect.context import get_run_context
+
+    from balanceit.flows.cluster import ClusterSpec, task_runner
+    from balanceit.flows.common import stage
+
+    @stage(name="what a worker reports to")
+    def worker_prefect() -> dict[str, object]:
+        import psutil
+
+        servers = [child.cmdline() for child in psutil.Process().children(recursive=True)
+                   if "uvicorn" in child.cmdline()]
+        return {"api": str(get_run_context().client.api_url), "servers": servers}
+
+    @flow(name="ask the workers")
+    def ask_the_workers(tasks: int) -> tuple[str, list[dict[str, object]]]:
+        futures = [worker_prefect.submit() for _ in range(tasks)]
+        return str(get_run_context().client.api_url), [future.result() for future in futures]
+
+    flow_api, answers = ask_the_workers.with_options(task_runner=task_runner(ClusterSpec(workers=2)))(4)
+    assert [answer["servers"] for answer in answers] == [[]] * 4
+    assert {answer["api"] for answer in answers} == {flow_api}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, prefect_home) -> dict[str, Path]:
+    """A trained workspace and an unlabelled 50,000-row batch (with wearable days) not yet ingested."""
     home = tmp_path_factory.mktemp("cluster-home")
     data = tmp_path_factory.mktemp("cluster-data")
     training = write(generate(4000, seed=11, labelled=True), data / "training")
@@ -117,7 +148,9 @@ def test_local_cluster_scores_like_in_process(workspace, small_partitions, tmp_p
 
 
 def _kill_a_busy_worker(address: str, results: Path, partitions: int, killed: dict, stop: threading.Event) -> None:
-    """Once the first partition is scored, SIGKILL a worker process that is scoring another one."""
+    """Once the first partition is scored, SIGKILL a worker process that is scoring another one, noting
+    the Prefect servers (uvicorn processes) it had started: a killed worker cannot stop them."""
+    import psutil
     from distributed import Client
 
     with Client(address, timeout=30) as client:
@@ -127,8 +160,10 @@ def _kill_a_busy_worker(address: str, results: Path, partitions: int, killed: di
             busy = [worker for worker, tasks in client.processing().items() if tasks]
             if done >= 1 and busy:
                 if done < partitions:
+                    servers = [child.pid for child in psutil.Process(pids[busy[0]]).children(recursive=True)
+                               if "uvicorn" in child.cmdline()]
                     os.kill(pids[busy[0]], signal.SIGKILL)
-                    killed.update(worker=busy[0], pid=pids[busy[0]], partitions_done=done)
+                    killed.update(worker=busy[0], pid=pids[busy[0]], partitions_done=done, prefect_servers=servers)
                 return
             time.sleep(0.05)
 
@@ -147,13 +182,15 @@ def test_partitions_behind_an_fsspec_url_reach_the_workers(workspace, monkeypatc
 
 
 def test_a_worker_killed_mid_batch_costs_a_retry_not_the_batch(workspace, monkeypatch):
-    """On an existing scheduler (tcp://): a worker dies while the batch is scored; every row is scored once."""
+    """On an existing scheduler (tcp://) whose workers have the flow's PREFECT_API_URL: a worker dies
+    while the batch is scored; every row is scored once, and the worker leaves no Prefect server behind."""
     from distributed import LocalCluster
+
+    from balanceit.flows.cluster import local_cluster_kwargs
 
     monkeypatch.setenv("BALANCEIT_ROWS_PER_PARTITION", "2500")  # 8 partitions: most still to do after the first
     home = workspace["home"]
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+    with LocalCluster(**local_cluster_kwargs(2)) as cluster:
         killed: dict = {}
         stop = threading.Event()
         killer = threading.Thread(target=_kill_a_busy_worker, daemon=True,
@@ -166,6 +203,7 @@ def test_a_worker_killed_mid_batch_costs_a_retry_not_the_batch(workspace, monkey
             stop.set()
             killer.join(timeout=30)
     assert killed, "no worker was killed while partitions were still being scored"
+    assert killed["prefect_servers"] == [], "the killed worker had started a Prefect server of its own"
     assert result["rows_scored"] == 20_000 and result["partitions"] == 8
     assert killed["partitions_done"] < result["partitions"]
     assert scores_in_warehouse(home, result["batch_id"], result["model_version"]) == (20_000, 0)
