@@ -1,4 +1,5 @@
-"""`balanceit bench features`: the DuckDB feature query on already-validated canonical frames.
+"""`balanceit bench features`: the features (row-wise in NumPy, the wearable window on DuckDB) of
+already-validated canonical frames.
 
 The population is generated, written as CSV and validated once (not timed); the accepted frames are
 kept as Parquet. A fresh process loads them and times only `features_for_frames`.
@@ -20,7 +21,7 @@ SECONDS_TARGET = 30.0
 
 
 def features_stage(folder: str, window_days: int) -> dict[str, float]:
-    """Child: load the canonical frames, then time the feature query alone."""
+    """Child: load the canonical frames, then time the features alone."""
     from pathlib import Path
 
     import pandas as pd
@@ -43,7 +44,7 @@ def features(rows: Annotated[int, typer.Option(help="Questionnaire rows.")] = 1_
                  help="Wearable window in days (default: the setting, 28).")] = None,
              seed: SeedOption = 0, workdir: WorkdirOption = None, profile: ProfileOption = None,
              threads: ThreadsOption = None, as_json: JsonOption = False) -> None:
-    """Time and peak memory of the feature query (features_for_frames) on validated frames."""
+    """Time and peak memory of the features (features_for_frames) of validated frames."""
     figures = Figures(f"balanceit bench features: {rows:,} questionnaire rows, {activity_days:,} activity days")
     if window_days is None:
         from balanceit.config import Settings
@@ -64,11 +65,11 @@ def features(rows: Annotated[int, typer.Option(help="Questionnaire rows.")] = 1_
     figures.add("activity days in", f"{result['activity_days']:,}")
     figures.add("feature rows out (columns)", f"{result['feature_rows']:,} ({result['feature_columns']})")
     figures.add("rows with wearable days in window", f"{result['rows_with_wearable_days']:,}")
-    figures.target("features_seconds", "seconds (feature query)", seconds, f"<= {SECONDS_TARGET:.0f} s",
+    figures.target("features_seconds", "seconds (features)", seconds, f"<= {SECONDS_TARGET:.0f} s",
                    seconds <= SECONDS_TARGET, fmt_s(seconds))
     figures.add("questionnaire rows/s", fmt_rate(rate(result["questionnaire_rows"], seconds)))
-    figures.add("frames resident before the query", fmt_mb(measured_section["rss_before_mb"]))
-    figures.target("features_peak_memory_mb", "peak memory (query, frames resident)", peak, "< 4 GB",
+    figures.add("frames resident before the features", fmt_mb(measured_section["rss_before_mb"]))
+    figures.target("features_peak_memory_mb", "peak memory (features, frames resident)", peak, "< 4 GB",
                    peak < MEMORY_TARGET_MB, fmt_mb(peak))
     figures.add("peak memory of the whole process (incl. Parquet load)", fmt_mb(answer["process_peak_mb"]))
     figures.data = {"rows": rows, "activity_days": activity_days, "window_days": window_days, "seed": seed,
@@ -76,6 +77,6 @@ def features(rows: Annotated[int, typer.Option(help="Questionnaire rows.")] = 1_
                     "rows_per_second": rate(result["questionnaire_rows"], seconds), "peak_mb": peak,
                     "rss_before_mb": measured_section["rss_before_mb"],
                     "process_peak_mb": answer["process_peak_mb"]}
-    figures.notes.append("validation ran once beforehand (not timed); the query runs in a fresh process "
+    figures.notes.append("validation ran once beforehand (not timed); the features run in a fresh process "
                          "that first loads the canonical frames from Parquet")
     figures.finish(as_json, threads, profile)

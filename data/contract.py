@@ -37,6 +37,7 @@ PAIN_COLUMNS = ("back_pain", "neck_pain", "shoulder_pain")
 
 RESPONDENT_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 EXERCISE_SEPARATORS = r"[;|]"
+CHOICE_JOINER = ";"  # a multi answer's canonical form: its choices, sorted, joined by this
 TRUE_SPELLINGS = ("yes", "true", "1")
 FALSE_SPELLINGS = ("no", "false", "0")
 

@@ -25,6 +25,7 @@ from balanceit.data.contract import (
     ACTIVITY,
     ACTIVITY_COLUMNS,
     ACTIVITY_KEY,
+    CHOICE_JOINER,
     EXERCISE_SEPARATORS,
     FALSE_SPELLINGS,
     FITBIT_DAILY_ACTIVITY,
@@ -47,7 +48,6 @@ __all__ = [
 MISSING_REQUIRED = "missing required value"
 SPACE = ord(" ")
 ALONE_ONLY = "none"  # contract: the exercise answer `none` only alone
-CHOICE_JOINER = ";"
 NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 FITBIT_DATE = "%m/%d/%Y"
 ISO_DATE = "%Y-%m-%d"

@@ -1,17 +1,26 @@
-"""Feature engineering in SQL on DuckDB: one definition for training and scoring.
+"""Features: row-wise arithmetic in NumPy, the wearable window in SQL on DuckDB; one definition of each
+for training, batch scoring, the warehouse's feature store and requests.
 
-`feature_sql` turns a questionnaire relation (contract columns) and an activity relation
-(contract section 2 plus `worn`) into one row of features per (respondent, submission).
-Wearable days count only when worn and only in the window before `submitted_at`, so
-training never sees activity recorded after the answers it explains.
+`row_features` derives what one questionnaire row gives alone (bands, ratios, exercise flags, the
+count of missing answers) from whole columns at once. NumPy says it more plainly than SQL's CASE
+expressions and costs a one-row request next to nothing, where planning the SQL query cost ~9 ms.
+`wearable_window_sql` is set-based and stays in SQL: per answer, the days a wearable was worn in the
+window before `submitted_at`, summarised, so training never sees activity recorded after the answers
+it explains. Without activity nothing is queried: no days worn, no summaries.
+
+Rows come in key order, (respondent_id, submitted_at). Values, missing values and dtypes are the ones
+the features had when they were all SQL, as DuckDB's `.df()` returns them (whole numbers int32, or
+nullable Int32 when one is missing; text pandas' `str`, or object when no row has any), so the stored
+feature table, the partitions' files and the models see the same frames as before.
 """
 
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-from balanceit.data.contract import ACTIVITY_COLUMNS, QUESTIONNAIRE, QUESTIONNAIRE_KEY
+from balanceit.data.contract import ACTIVITY_COLUMNS, CHOICE_JOINER, QUESTIONNAIRE, QUESTIONNAIRE_KEY
 from balanceit.features.catalogue import MODELLED_EXERCISES
 from balanceit.warehouse import scratch_cursor
 
@@ -20,6 +29,14 @@ OPTIONAL_ANSWERS: tuple[str, ...] = tuple(
     if not c.required and c.name not in {"imbalance", "survey_weight", "survey_stratum", "survey_psu"}
 )
 FEATURE_KEY = QUESTIONNAIRE_KEY
+ROW_INPUTS = (*FEATURE_KEY, "age", "sex", "sitting_hours_per_day", *OPTIONAL_ANSWERS)  # what `row_features` reads
+FLAGGED_EXERCISES = (*MODELLED_EXERCISES, "weightlifting")
+AGE_BANDS = ("16-34", "35-44", "45-64", "65+")
+SITTING_BANDS = ("<4 h", "4-6 h", "6-8 h", ">8 h")
+ZERO_ONE = ("0", "1")
+# pandas' "str" (missing is NaN), as DuckDB's `.df()` gives text; the object, not its name, saves a request
+# the dtype lookup on every text column.
+FEATURE_TEXT = pd.StringDtype(na_value=np.nan)
 
 # What a person's worn days in the window before the survey add, by feature name.
 WEARABLE_SUMMARIES = {
@@ -29,113 +46,167 @@ WEARABLE_SUMMARIES = {
     "mean_active_minutes": "avg(a.fairly_active_minutes + a.very_active_minutes)",
     "mean_light_minutes": "avg(a.lightly_active_minutes)",
 }
+WINDOW_KEYS = "feature_window_keys"  # the answers' keys and positions, registered for the window query
 
-
-def _exercise_flags() -> str:
-    return ",\n".join(
-        f"CASE WHEN exercise_types IS NULL THEN NULL "
-        f"ELSE list_contains(string_split(exercise_types, ';'), '{kind}')::INTEGER END AS ex_{kind}"
-        for kind in (*MODELLED_EXERCISES, "weightlifting")
-    )
-
-
-def _missing_count() -> str:
-    return " + ".join(f"({name} IS NULL)::INTEGER" for name in OPTIONAL_ANSWERS)
-
-
-def _wearable_window(activity: str, window_days: int) -> str:
-    """The `act` relation: per answer, its worn days in the window before `submitted_at`, summarised."""
-    summaries = "".join(f",\n           {sql} AS {name}" for name, sql in WEARABLE_SUMMARIES.items())
-    return f"""act AS (
-    SELECT q.respondent_id, q.submitted_at,
-           count(*) AS days_worn{summaries}
-    FROM q
-    JOIN {activity} a
-      ON a.respondent_id = q.respondent_id
-     AND a.worn
-     AND a.date <  CAST(q.submitted_at AS DATE)
-     AND a.date >= CAST(q.submitted_at AS DATE) - INTERVAL {int(window_days)} DAY
-    GROUP BY q.respondent_id, q.submitted_at
-)"""
-
-
-def feature_sql(questionnaire: str, activity: str | None, window_days: int) -> str:
-    """The feature query over relation names (tables, views or registered DataFrames).
-
-    With no activity relation the wearable columns are empty and the query has no join: a one-row
-    scoring request pays for planning the query, so it plans only what it needs.
-    """
-    if activity is None:
-        ctes = ""
-        wearable = ",\n    ".join(["0::BIGINT AS days_worn", *(f"NULL::DOUBLE AS {name}" for name in WEARABLE_SUMMARIES)])
-        joined = ""
-    else:
-        ctes = ",\n" + _wearable_window(activity, window_days)
-        wearable = ",\n    ".join(["coalesce(act.days_worn, 0) AS days_worn", *(f"act.{name}" for name in WEARABLE_SUMMARIES)])
-        joined = "\nLEFT JOIN act USING (respondent_id, submitted_at)"
-    return f"""
-WITH q AS (SELECT * FROM {questionnaire}){ctes}
-SELECT
-    q.respondent_id,
-    q.submitted_at,
-    q.age::DOUBLE                                               AS age,
-    CASE WHEN q.age < 35 THEN '16-34' WHEN q.age < 45 THEN '35-44'
-         WHEN q.age < 65 THEN '45-64' ELSE '65+' END            AS age_band,
-    q.sex,
-    q.weight_kg / ((q.height_cm / 100.0) ** 2)                  AS bmi,
-    q.occupation,
-    q.sitting_hours_per_day::DOUBLE                             AS sitting_hours,
-    CASE WHEN q.sitting_hours_per_day < 4 THEN '<4 h' WHEN q.sitting_hours_per_day < 6 THEN '4-6 h'
-         WHEN q.sitting_hours_per_day <= 8 THEN '6-8 h' ELSE '>8 h' END AS sitting_band,
-    q.standing_hours_per_day::DOUBLE                            AS standing_hours,
-    q.screen_hours_per_day::DOUBLE                              AS screen_hours,
-    q.sitting_hours_per_day + q.screen_hours_per_day            AS sitting_plus_screen_hours,
-    q.movement_breaks_per_day::DOUBLE                           AS movement_breaks,
-    q.movement_breaks_per_day / greatest(q.sitting_hours_per_day, 1.0) AS breaks_per_sitting_hour,
-    {_exercise_flags()},
-    (q.exercise_days_per_week * q.exercise_minutes_per_session)::DOUBLE AS exercise_volume_minutes,
-    q.strength_training,
-    q.stretching_days_per_week::DOUBLE                          AS stretching_days,
-    q.stretches_before_exercise::INTEGER::VARCHAR               AS stretches_before,
-    q.stretches_after_exercise::INTEGER::VARCHAR                AS stretches_after,
-    CASE WHEN q.exercise_types IS NULL OR q.stretching_days_per_week IS NULL THEN NULL
-         ELSE (list_has_any(string_split(q.exercise_types, ';'), ['walking', 'running'])
-               AND q.stretching_days_per_week = 0)::INTEGER END AS walk_run_without_stretching,
-    CASE WHEN q.strength_training IS NULL THEN NULL
-         ELSE (q.strength_training = 'unbalanced')::INTEGER END AS lifting_without_balance,
-    q.posture_self_report                                       AS posture,
-    q.back_pain,
-    q.neck_pain,
-    q.shoulder_pain,
-    {_missing_count()}                                          AS missing_answers,
-    {wearable}
-FROM q{joined}
-ORDER BY q.respondent_id, q.submitted_at
-"""
-
-
-def compute_features(con: duckdb.DuckDBPyConnection, questionnaire: str, activity: str | None,
-                     window_days: int) -> pd.DataFrame:
-    """Features for every row of `questionnaire`; `activity` may be None (no wearable data)."""
-    return con.execute(feature_sql(questionnaire, activity, window_days)).df()
-
-
-def features_for_frames(questionnaire: pd.DataFrame, activity: pd.DataFrame | None,
-                        window_days: int) -> pd.DataFrame:
-    """The same features for in-memory frames: one partition in, one out (no warehouse needed)."""
-    with scratch_cursor() as con:
-        con.register("batch_questionnaire", questionnaire)
-        activity_name = None
-        if activity is not None and len(activity):
-            con.register("batch_activity", activity[[*ACTIVITY_COLUMNS, "worn"]])
-            activity_name = "batch_activity"
-        return compute_features(con, "batch_questionnaire", activity_name, window_days)
+Column = np.ndarray | pd.api.extensions.ExtensionArray
 
 
 def answers_and_features(questionnaire: pd.DataFrame, activity: pd.DataFrame | None,
                          window_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`features_for_frames`, with the answers reordered to match its rows (the query sorts by key):
-    explanations, labels and models all read the two frames row for row."""
-    features = features_for_frames(questionnaire, activity, window_days)
-    key = list(FEATURE_KEY)
-    return questionnaire.merge(features[key], on=key, how="right"), features
+    """The answers in key order and their features, row for row: explanations, labels and models
+    all read the two frames together. `activity` may be None or empty (no wearable data)."""
+    answers = in_key_order(questionnaire)
+    if activity is None or activity.empty:
+        return answers, compute_features(None, answers, None, window_days)
+    with scratch_cursor() as con:
+        con.register("batch_activity", activity[[*ACTIVITY_COLUMNS, "worn"]])
+        return answers, compute_features(con, answers, "batch_activity", window_days)
+
+
+def features_for_frames(questionnaire: pd.DataFrame, activity: pd.DataFrame | None,
+                        window_days: int) -> pd.DataFrame:
+    """The features of in-memory frames: one partition in, one out (no warehouse needed)."""
+    return answers_and_features(questionnaire, activity, window_days)[1]
+
+
+def compute_features(con: duckdb.DuckDBPyConnection | None, answers: pd.DataFrame, activity: str | None,
+                     window_days: int) -> pd.DataFrame:
+    """Features of `answers` (contract columns, in key order), row for row. `activity` names a relation of
+    `con` with contract section 2's columns and `worn`; None means no wearable data, and no query."""
+    if activity is None:
+        wearable = no_wearable_days(len(answers))
+    else:
+        wearable = wearable_window(con, answers, activity, window_days)
+    return pd.DataFrame({**row_features(answers), **wearable}, copy=False)
+
+
+def in_key_order(questionnaire: pd.DataFrame) -> pd.DataFrame:
+    """The rows sorted by (respondent_id, submitted_at), as the features come; keys are unique and never
+    missing in validated answers, so the order is the one SQL's ORDER BY gave."""
+    if len(questionnaire) > 1:  # one row is in order already, and sorting would cost a request ~0.2 ms
+        ids, _ = pd.factorize(questionnaire["respondent_id"], sort=True)
+        order = np.lexsort((questionnaire["submitted_at"].to_numpy(), ids))
+        if (order != np.arange(len(order))).any():
+            questionnaire = questionnaire.take(order)
+    return questionnaire.reset_index(drop=True)
+
+
+def row_features(answers: pd.DataFrame) -> dict[str, Column]:
+    """The features each answer row gives alone, by name, in the feature table's column order."""
+    # Each answer column read once, as its array: a one-row request pays per pandas call, not per row.
+    answer = {name: answers[name].array for name in ROW_INPUTS}
+    age, height, weight = _numbers(answer["age"]), _numbers(answer["height_cm"]), _numbers(answer["weight_kg"])
+    sitting, screen = _numbers(answer["sitting_hours_per_day"]), _numbers(answer["screen_hours_per_day"])
+    breaks, stretching_days = _numbers(answer["movement_breaks_per_day"]), _numbers(answer["stretching_days_per_week"])
+    strength_training = _text(answer["strength_training"])
+    chosen, exercise_missing = _exercises_chosen(answer["exercise_types"])
+    walks_or_runs = chosen[:, FLAGGED_EXERCISES.index("walking")] | chosen[:, FLAGGED_EXERCISES.index("running")]
+    return {
+        "respondent_id": _text(answer["respondent_id"]),
+        "submitted_at": answer["submitted_at"].to_numpy().astype("datetime64[us]", copy=False),
+        "age": age,
+        # A missing value matches no band and takes the last, as SQL's CASE ... ELSE did.
+        "age_band": _labels(np.select([age < 35, age < 45, age < 65], [0, 1, 2], 3), AGE_BANDS),
+        "sex": _text(answer["sex"]),
+        "bmi": weight / (height / 100.0) ** 2,
+        "occupation": _text(answer["occupation"]),
+        "sitting_hours": sitting,
+        "sitting_band": _labels(np.select([sitting < 4, sitting < 6, sitting <= 8], [0, 1, 2], 3), SITTING_BANDS),
+        "standing_hours": _numbers(answer["standing_hours_per_day"]),
+        "screen_hours": screen,
+        "sitting_plus_screen_hours": sitting + screen,
+        "movement_breaks": breaks,
+        "breaks_per_sitting_hour": breaks / np.fmax(sitting, 1.0),  # under an hour counts as one; fmax skips NaN
+        **{f"ex_{kind}": _whole_numbers(chosen[:, i], exercise_missing) for i, kind in enumerate(FLAGGED_EXERCISES)},
+        "exercise_volume_minutes": _numbers(answer["exercise_days_per_week"])
+        * _numbers(answer["exercise_minutes_per_session"]),
+        "strength_training": strength_training,
+        "stretching_days": stretching_days,
+        "stretches_before": _zero_or_one(answer["stretches_before_exercise"]),
+        "stretches_after": _zero_or_one(answer["stretches_after_exercise"]),
+        "walk_run_without_stretching": _whole_numbers(walks_or_runs & (stretching_days == 0),
+                                                      exercise_missing | np.isnan(stretching_days)),
+        "lifting_without_balance": _whole_numbers(
+            np.asarray(strength_training == "unbalanced"), pd.isna(strength_training)),
+        "posture": _text(answer["posture_self_report"]),
+        "back_pain": _text(answer["back_pain"]),
+        "neck_pain": _text(answer["neck_pain"]),
+        "shoulder_pain": _text(answer["shoulder_pain"]),
+        "missing_answers": np.sum([answer[name].isna() for name in OPTIONAL_ANSWERS], axis=0, dtype=np.int32),
+    }
+
+
+def wearable_window_sql(keys: str, activity: str, window_days: int) -> str:
+    """Per row of `keys` (`position`, respondent_id, submitted_at) with worn days in the window before its
+    `submitted_at`: its position, how many days, and their summaries."""
+    summaries = "".join(f",\n       {sql} AS {name}" for name, sql in WEARABLE_SUMMARIES.items())
+    return f"""
+SELECT q.position, count(*) AS days_worn{summaries}
+FROM {keys} q
+JOIN {activity} a
+  ON a.respondent_id = q.respondent_id
+ AND a.worn
+ AND a.date <  CAST(q.submitted_at AS DATE)
+ AND a.date >= CAST(q.submitted_at AS DATE) - INTERVAL {int(window_days)} DAY
+GROUP BY q.position
+"""
+
+
+def wearable_window(con: duckdb.DuckDBPyConnection, answers: pd.DataFrame, activity: str,
+                    window_days: int) -> dict[str, np.ndarray]:
+    """days_worn and the WEARABLE_SUMMARIES of each answer, row for row (see `wearable_window_sql`)."""
+    keys = pd.DataFrame({"position": np.arange(len(answers)), **{k: answers[k] for k in FEATURE_KEY}})
+    con.register(WINDOW_KEYS, keys)
+    try:
+        worn = con.execute(wearable_window_sql(WINDOW_KEYS, activity, window_days)).df()
+    finally:
+        con.unregister(WINDOW_KEYS)
+    columns = no_wearable_days(len(answers))
+    positions = worn["position"].to_numpy()
+    for name, values in columns.items():
+        values[positions] = worn[name].to_numpy()
+    return columns
+
+
+def no_wearable_days(rows: int) -> dict[str, np.ndarray]:
+    """The wearable columns of answers without worn days in their window: none worn, summaries missing."""
+    summaries = {name: np.full(rows, np.nan) for name in WEARABLE_SUMMARIES}
+    return {"days_worn": np.zeros(rows, dtype=np.int64), **summaries}
+
+
+def _numbers(values: pd.api.extensions.ExtensionArray) -> np.ndarray:
+    return values.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _text(values: pd.api.extensions.ExtensionArray | np.ndarray) -> Column:
+    """Text as the SQL gave it: pandas' `str`, or an object column of None when no row has a value."""
+    if pd.isna(values).all():
+        return np.full(len(values), None, dtype=object)
+    return pd.array(values, dtype=FEATURE_TEXT)
+
+
+def _labels(codes: np.ndarray, labels: tuple[str, ...]) -> Column:
+    """`labels[code]` per row as text; code -1 is missing."""
+    return _text(np.array([*labels, None], dtype=object)[codes])
+
+
+def _zero_or_one(flags: pd.api.extensions.ExtensionArray) -> Column:
+    """A yes/no answer as the text "0" or "1", missing when unanswered."""
+    return _labels(flags.to_numpy(dtype=float, na_value=-1).astype(np.int64), ZERO_ONE)
+
+
+def _whole_numbers(values: np.ndarray, missing: np.ndarray) -> Column:
+    """Whole numbers as the SQL gave its INTEGER columns: int32, nullable Int32 when one is missing."""
+    numbers = values.astype(np.int32)
+    return pd.arrays.IntegerArray(numbers, missing.copy()) if missing.any() else numbers
+
+
+def _exercises_chosen(exercise_types: pd.api.extensions.ExtensionArray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, whether each of FLAGGED_EXERCISES was chosen (a rows x exercises array), and whether the
+    answer is missing. Worked out once per distinct answer: answers repeat, rows are many."""
+    codes, distinct = pd.factorize(exercise_types)
+    chosen = np.zeros((len(distinct) + 1, len(FLAGGED_EXERCISES)), dtype=bool)  # the last row: a missing answer
+    for position, answer in enumerate(distinct):
+        choices = set(answer.split(CHOICE_JOINER))
+        chosen[position] = [kind in choices for kind in FLAGGED_EXERCISES]
+    return chosen[codes], codes < 0

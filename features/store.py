@@ -1,4 +1,6 @@
-"""Features in the warehouse: computed by the feature query, keyed by respondent and submission."""
+"""Features in the warehouse: the answers a query selects, their features computed as everywhere else
+(`features.build`: row-wise in NumPy, the wearable window in SQL over the activity table), stored
+keyed by respondent and submission."""
 
 from __future__ import annotations
 
@@ -16,11 +18,9 @@ _ORDER = ", ".join(QUESTIONNAIRE_KEY)
 def _store(con: duckdb.DuckDBPyConnection, answers_sql: str,
            settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Compute features for the answers a query selects, upsert them, and return both aligned."""
-    con.execute(f"CREATE OR REPLACE TEMP VIEW feature_input AS {answers_sql}")
-    features = compute_features(con, "feature_input", "activity", settings.activity_window_days)
-    features = features.sort_values(list(QUESTIONNAIRE_KEY), ignore_index=True)
+    answers = con.execute(f"SELECT * FROM ({answers_sql}) ORDER BY {_ORDER}").df()
+    features = compute_features(con, answers, "activity", settings.activity_window_days)
     upsert_frame(con, "features", features, QUESTIONNAIRE_KEY)
-    answers = con.execute(f"SELECT * FROM feature_input ORDER BY {_ORDER}").df()
     return answers, features
 
 

@@ -1,7 +1,7 @@
 """The registered model as an MLflow pyfunc: questionnaire rows in, risk and reasons out.
 
 Loading `models:/balanceit-imbalance-risk@champion` gives the same answers as `balanceit score`
-for the same rows: validation, the feature query and the explanations all run inside `predict`.
+for the same rows: validation, the features and the explanations all run inside `predict`.
 Bad rows get a per-row `error` (column and rule) instead of failing the whole request. The code
 that does this is copied into the model (`code_paths`), so loading needs no checkout of balanceit.
 """

@@ -1,7 +1,7 @@
 """What-ifs: each modifiable answer changed by a realistic step, scored again.
 
 A what-if edits model-input columns (`model_arrays`: numbers as floats, categories as text), the
-same columns the feature query derives from the answer. Because the model is additive, only the
+same columns features.build derives from the answer. Because the model is additive, only the
 terms of the catalogue features it touches are recomputed.
 """
 
