@@ -8,6 +8,7 @@ import pandas as pd
 from balanceit.config import Settings
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_COLUMNS, QUESTIONNAIRE_KEY
 from balanceit.data.partitions import Partition, write_atomically
+from balanceit.data.readers import TEXT
 from balanceit.features.build import answers_and_features
 from balanceit.models.additive import AdditiveRiskModel
 from balanceit.models.explain import explain_batch
@@ -85,8 +86,12 @@ def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settin
     except FileRefused as refused:
         return pd.DataFrame({"error": refused.problem}, index=row_numbers).reset_index(drop=True)
     aligned, _, scored = _features_and_scores(model, checked.accepted, None, settings)
-    result = scored.set_axis(aligned["row_number"].to_numpy()).reindex(row_numbers)
-    problems = checked.quarantined["column"] + ": " + checked.quarantined["rule"]
-    result["error"] = problems.groupby(checked.quarantined["row_number"].to_numpy()).agg("; ".join).reindex(row_numbers)
-    result["submitted_at"] = result["submitted_at"].astype("string")
-    return result.reset_index(drop=True)
+    placed = aligned["row_number"].to_numpy()
+    result = scored if np.array_equal(placed, row_numbers) else scored.set_axis(placed).reindex(row_numbers)
+    quarantined = checked.quarantined
+    if quarantined.empty:  # the usual request: every row scored, no error to place
+        errors = pd.array([None] * len(row_numbers), dtype=TEXT)
+    else:
+        problems = quarantined["column"] + ": " + quarantined["rule"]
+        errors = problems.groupby(quarantined["row_number"].to_numpy()).agg("; ".join).reindex(row_numbers).array
+    return result.assign(error=errors, submitted_at=result["submitted_at"].astype(TEXT)).reset_index(drop=True)
