@@ -127,7 +127,7 @@ def upsert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame
     # Per million answers: DuckDB scans Arrow faster than pandas' nullable columns (2.2 s -> 1.8 s), and
     # inserts faster again (-> 0.8 s) when free to store rows in any order; queries that need an
     # order say ORDER BY, and `row_number` keeps each row's place in its file.
-    con.register("_upsert_frame", pyarrow.Table.from_pandas(frame, preserve_index=False))
+    con.register("_upsert_frame", _typed_table(frame))
     con.execute("SET preserve_insertion_order = false")
     try:
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _upsert_frame WHERE false")
@@ -138,6 +138,20 @@ def upsert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame
     finally:
         con.execute("RESET preserve_insertion_order")
         con.unregister("_upsert_frame")
+
+
+def _typed_table(frame: pd.DataFrame) -> pyarrow.Table:
+    """The frame as Arrow, a column without a single value typed as text.
+
+    pandas leaves only text untyped (object), and Arrow calls a column of nothing but None `null`: a
+    table created from such a first batch (a survey that never asked one question) would have a NULL
+    column that no later value fits into.
+    """
+    table = pyarrow.Table.from_pandas(frame, preserve_index=False)
+    for position, field in enumerate(table.schema):
+        if pyarrow.types.is_null(field.type):
+            table = table.set_column(position, field.name, pyarrow.nulls(len(table), pyarrow.string()))
+    return table
 
 
 @cache

@@ -130,6 +130,25 @@ def test_training_and_scoring_features_are_identical(tmp_path):
     pd.testing.assert_frame_equal(stored, in_memory, check_exact=True)
 
 
+def test_a_question_the_first_stored_batch_never_asked_is_stored_when_a_later_batch_answers_it(tmp_path):
+    """The features table is created from the first batch stored: a text feature nobody in it had (a survey
+    without the occupation question) must still take the values a later batch brings."""
+    from balanceit.data.synthetic import generate
+
+    settings = Settings(home=tmp_path)
+    settings.ensure_dirs()
+    people = validate_questionnaire(generate(40, seed=7).questionnaire.astype("string"), "test").accepted
+    batches = {"never asked": people.head(20).assign(occupation=pd.NA), "asked": people.tail(20)}
+    with open_warehouse(settings) as con:
+        for batch_id, answers in batches.items():
+            con.register("q", answers.assign(ingestion_id=batch_id))
+            con.execute("INSERT INTO questionnaire BY NAME SELECT * FROM q")
+            con.execute("INSERT INTO batch_members SELECT ?, respondent_id, submitted_at FROM q", [batch_id])
+            batch_features(con, batch_id, settings)
+        stored = con.execute("SELECT occupation FROM features WHERE occupation IS NOT NULL").df()["occupation"]
+    assert sorted(stored) == sorted(batches["asked"]["occupation"])
+
+
 def test_training_works_without_any_wearable_data():
     """No activity file at all: every wearable column is empty, and every candidate still trains."""
     from balanceit.data.contract import LABEL
