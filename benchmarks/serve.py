@@ -27,8 +27,8 @@ P99_TARGET_MS = 50.0
 MODEL_URI = "models:/balanceit-imbalance-risk@champion"
 
 
-def _register_model(home: Path, rows: int, seed: int) -> list[dict[str, object]]:
-    """Train and register a champion in `home`; return request rows (text, as exported)."""
+def _register_model(home: Path, rows: int, seed: int) -> tuple[str, list[dict[str, object]]]:
+    """Train and register a champion in `home`; return its candidate's name and request rows (text, as exported)."""
     import pandas as pd
 
     from balanceit.config import Settings
@@ -46,9 +46,10 @@ def _register_model(home: Path, rows: int, seed: int) -> list[dict[str, object]]
                                      "generated").accepted
     answers, features = answers_and_features(answers, None, settings.activity_window_days)
     labels = answers[LABEL].astype(bool)
-    log_and_register(train_model(features, labels, settings), answers, features, labels, settings, "bench serve")
+    trained = train_model(features, labels, settings)
+    log_and_register(trained, answers, features, labels, settings, "bench serve")
     requests = request_rows(answers)
-    return requests.astype(object).where(pd.notna(requests), None).to_dict("records")
+    return trained.chosen, requests.astype(object).where(pd.notna(requests), None).to_dict("records")
 
 
 def _free_port() -> int:
@@ -107,7 +108,7 @@ def bench_serve(requests: Annotated[int, typer.Option(help="One-row requests to 
 
     figures = Figures(f"balanceit bench serve: {requests:,} one-row requests over loopback")
     with work_folder(None, "serve") as folder:
-        rows = _register_model(folder, train_rows, seed)
+        model, rows = _register_model(folder, train_rows, seed)
         port = _free_port()
         server = _start_server(folder, port)
         try:
@@ -116,7 +117,8 @@ def bench_serve(requests: Annotated[int, typer.Option(help="One-row requests to 
             server.terminate()
             server.wait(timeout=30)
     p50, p99 = np.percentile(latencies_ms, [50, 99])
-    figures.data.update({"requests": requests, "p50_ms": p50, "p99_ms": p99, "max_ms": latencies_ms.max()})
+    figures.data.update({"model": model, "requests": requests, "p50_ms": p50, "p99_ms": p99, "max_ms": latencies_ms.max()})
+    figures.add(f"model served (chosen by cross-validation on {train_rows:,} rows)", model)
     figures.add("requests (sequential, one keep-alive connection)", f"{requests:,}")
     figures.add("p50 latency", f"{p50:.1f} ms")
     figures.target("p99_ms", "p99 latency", p99, f"< {P99_TARGET_MS:.0f} ms", p99 < P99_TARGET_MS, f"{p99:.1f} ms")
