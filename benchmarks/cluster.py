@@ -13,7 +13,7 @@ Timed, each configuration in a fresh process, with Prefect's temporary server st
     worker's imports and its first model load from MLflow;
   * warm scoring: the same flow again on the same workers (results written to fresh files);
   * register: every partition's results loaded into the warehouse in one transaction;
-  * in the in-process child also one partition scored alone, and the feature query on that
+  * in the in-process child also one partition scored alone, and the features of that
     partition with its activity days and with 8x as many, for a cost per activity day.
 """
 
@@ -30,7 +30,7 @@ from balanceit.benchmarks.common import (
     section, work_folder,
 )
 
-ACTIVITY_MULTIPLE = 8  # the feature query timed on a partition's days and on this many times as many
+ACTIVITY_MULTIPLE = 8  # the features timed on a partition's days and on this many times as many
 
 
 def _quiet_prefect(home: Path) -> None:
@@ -158,7 +158,7 @@ def _partition_size(partition) -> tuple[int, int]:
 
 
 def _one_partition(home: str, partition, version: str, settings) -> dict[str, Any]:
-    """One partition scored alone (model already loaded), and the feature query's cost per activity day."""
+    """One partition scored alone (model already loaded), and the features' cost per activity day."""
     import dataclasses
 
     import pandas as pd
@@ -251,8 +251,8 @@ def cluster(rows: Annotated[int, typer.Option(help="Rows N of the batch to score
     figures.heading("one partition, in a fresh process (model already loaded)")
     figures.add(f"score_partition: {one_rows:,} rows, {one_days:,} activity days", fmt_s(one))
     figures.add("per row", f"{one / one_rows * 1e6:,.1f} µs")
-    figures.add(f"feature query alone ({one_days:,} days)", fmt_s(f1))
-    figures.add(f"feature query with {ACTIVITY_MULTIPLE}x the days ({more_days:,})", fmt_s(fm))
+    figures.add(f"features alone ({one_days:,} days)", fmt_s(f1))
+    figures.add(f"features with {ACTIVITY_MULTIPLE}x the days ({more_days:,})", fmt_s(fm))
     figures.add("marginal feature cost per activity day", f"{per_day * 1e6:,.3f} µs")
     figures.heading("the batch: export, score (cold, warm), register")
     for count, answer in answers.items():

@@ -30,7 +30,7 @@ def sized_activity(activity: pd.DataFrame, days: int | None) -> pd.DataFrame:
     """Exactly `days` activity rows: the first ones, or the frame tiled with dates shifted back.
 
     A shifted copy keeps (respondent_id, date) unique and looks like earlier months of the same
-    wearers, so the feature query joins it and then drops it as outside the window.
+    wearers, so the wearable window joins it and then drops it as outside the window.
     """
     if days is None:
         return activity

@@ -7,7 +7,7 @@ model are fitted once on the same training rows and features.
 Timed, each in a fresh process:
   * `score_frames` (features, risk, drivers, signs, what-ifs) on the first 1,000 rows and on all N:
     marginal rows/s = (N - 1000) / (t(N) - t(1000)), fixed start-up = t(1000) - 1000 / marginal;
-    after it, the feature query alone on the N rows (the script below starts from the feature table);
+    after it, the features alone of the N rows (the script below starts from the feature table);
   * the bare model's `predict_proba` on the model input;
   * the plain script a data scientist would write on the same N rows' feature table: pandas
     encoding + `HistGradientBoostingClassifier.predict_proba` + `shap.TreeExplainer` top-3 features per
@@ -160,7 +160,7 @@ def score_stage(folder: str, answers: str, activity: str, save: bool) -> dict[st
         kept = [*KEY, "risk", "band", "driver_1", "driver_2", "driver_3"]
         scored[kept].to_parquet(out / "scored.parquet", index=False)
         del scored
-        # For comparison with the script (timed from the feature table): the feature query alone.
+        # For comparison with the script (timed from the feature table): the features alone.
         from balanceit.features.build import features_for_frames
 
         with measured("features_only"):
@@ -337,8 +337,8 @@ def score(rows: Annotated[int, typer.Option(help="Rows N of the new batch to sco
                    f">= {MARGINAL_TARGET:,}", marginal >= MARGINAL_TARGET, fmt_rate(marginal))
     figures.add("end-to-end rows/s at N: N / t(N)", fmt_rate(rate(n_large, t_large)))
     features_only = section(large, "features_only")["seconds"]
-    figures.add("of t(N): the feature query alone (separate call)", fmt_s(features_only))
-    figures.add("rows/s at N without the feature query", fmt_rate(rate(n_large, t_large - features_only)))
+    figures.add("of t(N): the features alone (separate call)", fmt_s(features_only))
+    figures.add("rows/s at N without the features", fmt_rate(rate(n_large, t_large - features_only)))
     figures.add("inputs resident before the call at N", fmt_mb(section(large, "score")["rss_before_mb"]))
     figures.target("score_peak_memory_mb", "peak memory at N (inputs included)", peak, "< 4 GB",
                    peak < MEMORY_TARGET_MB, fmt_mb(peak))
@@ -409,7 +409,7 @@ def score(rows: Annotated[int, typer.Option(help="Rows N of the new batch to sco
         figures.notes.append(f"TreeSHAP timed on the first {shap_n:,} rows and extrapolated to N; the script's "
                              "explanation figures are on those rows")
     figures.notes.append("the script is timed from the feature table (its feature building is not counted); "
-                         "balanceit's time includes the feature query")
+                         "balanceit's time includes the features")
     figures.notes.append(f"script drivers = top-3 catalogue features by summed |SHAP| (causes and symptoms alike); "
                          f"HistGradientBoosting defaults, {fitted['script_boosting_iterations']} boosting iterations")
     figures.finish(as_json, threads, profile)

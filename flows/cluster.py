@@ -190,7 +190,7 @@ def features_partitions_flow(partitions: list[FeaturePartition], window_days: in
 
 def partitioned_training_features(home: str | None, batch_id: str | None,
                                   cluster: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`flows.train.training_features` with the feature query run per partition on the cluster.
+    """`flows.train.training_features` with the features computed per partition on the cluster.
 
     Same answers and features, row for row (sorted by key), and the features are upserted into
     the warehouse in one transaction, as the in-process stage does.
