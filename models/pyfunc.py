@@ -48,7 +48,8 @@ class RiskModel(mlflow.pyfunc.PythonModel):
         """
         if getattr(self, "warm_up_rows", None) is not None:  # models logged before warm-up rows have none
             self.predict(context, self.warm_up_rows)
-        if os.environ.get(SERVING_PROCESS_VARIABLE):
+        self.serving = bool(os.environ.get(SERVING_PROCESS_VARIABLE))
+        if self.serving:
             gc.collect()
             gc.freeze()
 
@@ -57,9 +58,13 @@ class RiskModel(mlflow.pyfunc.PythonModel):
                         high_band_from=self.high_band_from)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """`score_raw_rows`; in a scoring server a missing value is None, which the answer's JSON writes
+        as null: MLflow would write NaN (a what-if that does not apply, a row not scored), which is not
+        JSON, and strict parsers (a browser's JSON.parse) refuse the whole answer."""
         from balanceit.models.score import score_raw_rows
 
-        return score_raw_rows(self.model, model_input, self.settings())
+        scored = score_raw_rows(self.model, model_input, self.settings())
+        return scored.astype(object).where(scored.notna(), None) if getattr(self, "serving", False) else scored
 
 
 def request_schema() -> Schema:

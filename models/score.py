@@ -8,7 +8,7 @@ import pandas as pd
 from balanceit.config import Settings
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_COLUMNS, QUESTIONNAIRE_KEY
 from balanceit.data.partitions import Partition, write_atomically
-from balanceit.data.readers import TEXT
+from balanceit.data.readers import TEXT, normalise_column_names
 from balanceit.features.build import answers_and_features
 from balanceit.models.additive import AdditiveRiskModel
 from balanceit.models.explain import explain_batch
@@ -94,4 +94,15 @@ def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settin
     else:
         problems = quarantined["column"] + ": " + quarantined["rule"]
         errors = problems.groupby(quarantined["row_number"].to_numpy()).agg("; ".join).reindex(row_numbers).array
-    return result.assign(error=errors, submitted_at=result["submitted_at"].astype(TEXT)).reset_index(drop=True)
+    result = result.assign(**{key: result[key].astype(TEXT) for key in QUESTIONNAIRE_KEY}, error=errors)
+    return _keys_as_sent(result.reset_index(drop=True), raw, scored_rows=np.isin(row_numbers, placed))
+
+
+def _keys_as_sent(result: pd.DataFrame, raw: pd.DataFrame, scored_rows: np.ndarray) -> pd.DataFrame:
+    """A row that could not be scored keeps its respondent_id and submitted_at as sent, so the caller
+    can tell whose answers the error is about."""
+    if scored_rows.all():
+        return result
+    sent = normalise_column_names(raw, "request").reset_index(drop=True)
+    return result.assign(**{key: result[key].where(scored_rows, sent[key].astype(TEXT))
+                            for key in QUESTIONNAIRE_KEY if key in sent})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import subprocess
@@ -97,13 +96,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _strict_json(text: bytes) -> dict:
+    """JSON as a strict parser (a browser's JSON.parse) reads it: NaN and Infinity are not JSON."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def _post(url: str, body: bytes) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
+            return response.status, _strict_json(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+        return error.code, _strict_json(error.read() or b"{}")
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +151,8 @@ def test_server_scores_good_rows_and_names_bad_ones(server, fresh_batch):
     assert status == 200, answer
     good, bad = answer["predictions"]
     assert 0 <= good["risk"] <= 1 and good["band"] in {"low", "moderate", "high"} and good["error"] is None
-    assert (bad["risk"] is None or math.isnan(bad["risk"])) and "age" in bad["error"] and "16" in bad["error"]
+    assert bad["risk"] is None and "age" in bad["error"] and "16" in bad["error"]
+    assert bad["respondent_id"] == rows.loc[1, "respondent_id"]  # whose answers the error is about
 
 
 def test_server_answers_400_to_a_request_that_is_not_a_table(server):
