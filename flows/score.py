@@ -93,5 +93,6 @@ def score_flow(path: str, activity: str | None = None, output: str | None = None
                home: str | None = None, cluster: str | None = None) -> dict[str, object]:
     if activity:
         ingest_or_fail(home, activity, "activity")
-    ingestion = ingest_or_fail(home, path, "questionnaire")
+    # A folder is an NHANES cycle, the only input that comes as one (DEMO + PAQ files, BMX optional).
+    ingestion = ingest_or_fail(home, path, "nhanes" if Path(path).is_dir() else "questionnaire")
     return {"ingestion": ingestion.to_dict(), **score_stage(home, ingestion.ingestion_id, output, cluster)}
