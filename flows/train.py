@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 
 import pandas as pd
@@ -18,6 +19,19 @@ from balanceit.warehouse import open_warehouse
 
 class InputRefused(RuntimeError):
     """A file the flow needs was refused; the message names the file and the problem."""
+
+
+class _RefusalWithoutTraceback(logging.Filter):
+    """A refused file is an answer the command prints, not a crash: Prefect still logs that the flow run
+    failed and why, in one line, but not a traceback through its own engine above the user's error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], InputRefused):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("prefect.flow_runs").addFilter(_RefusalWithoutTraceback())
 
 
 def ingest_or_fail(home: str | None, path: str, kind: str):

@@ -6,6 +6,8 @@ demo workspace and runs its commands in this process.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -180,6 +182,18 @@ def test_refused_file_exits_non_zero_and_names_the_problem(demo, tmp_path):
     result = run(home, "ingest", "questionnaire", str(bad), expect=2)
     assert result["status"] == "refused"
     assert "bad.csv" in result["message"] and "age" in result["message"]
+
+
+def test_a_refused_file_is_one_clear_error_not_a_traceback(tmp_path):
+    """What a user sees when `balanceit score` cannot read the file: the problem, no engine traceback."""
+    balanceit = Path(sys.executable).parent / "balanceit"
+    missing = tmp_path / "no-such-survey.csv"
+    result = subprocess.run([str(balanceit), "--home", str(tmp_path / "ws"), "score", str(missing)],
+                            capture_output=True, text=True, timeout=300)
+    said = "".join((result.stdout + result.stderr).splitlines())  # the console wraps long lines
+    assert result.returncode == 2
+    assert f"error: {missing}: no such file or folder" in said
+    assert "Traceback" not in said
 
 
 def test_nightly_flow_takes_a_labelled_inbox_file(demo):
