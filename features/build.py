@@ -116,7 +116,7 @@ def row_features(answers: pd.DataFrame) -> dict[str, Column]:
         "screen_hours": screen,
         "sitting_plus_screen_hours": sitting + screen,
         "movement_breaks": breaks,
-        "breaks_per_sitting_hour": breaks / np.fmax(sitting, 1.0),  # under an hour counts as one; fmax skips NaN
+        "breaks_per_sitting_hour": breaks_per_sitting_hour(breaks, sitting),
         **{f"ex_{kind}": _whole_numbers(chosen[:, i], exercise_missing) for i, kind in enumerate(FLAGGED_EXERCISES)},
         "exercise_volume_minutes": _numbers(answer["exercise_days_per_week"])
         * _numbers(answer["exercise_minutes_per_session"]),
@@ -134,6 +134,12 @@ def row_features(answers: pd.DataFrame) -> dict[str, Column]:
         "shoulder_pain": _text(answer["shoulder_pain"]),
         "missing_answers": np.sum([answer[name].isna() for name in OPTIONAL_ANSWERS], axis=0, dtype=np.int32),
     }
+
+
+def breaks_per_sitting_hour(breaks: np.ndarray, sitting_hours: np.ndarray) -> np.ndarray:
+    """Movement breaks per hour sat, under an hour counting as one (fmax skips a missing sitting time).
+    The what-ifs that change sitting or breaks derive it again through here."""
+    return breaks / np.fmax(sitting_hours, 1.0)
 
 
 def wearable_window_sql(keys: str, activity: str, window_days: int) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from balanceit.features.build import breaks_per_sitting_hour
 from balanceit.features.catalogue import ModelInput
 
 Columns = dict[str, np.ndarray]
@@ -28,7 +29,7 @@ class WhatIf:
 
 def _sitting_and_breaks(sitting_hours: np.ndarray, movement_breaks: np.ndarray) -> Columns:
     return {"sitting_hours": sitting_hours, "movement_breaks": movement_breaks,
-            "breaks_per_sitting_hour": movement_breaks / np.maximum(sitting_hours, 1.0)}
+            "breaks_per_sitting_hour": breaks_per_sitting_hour(movement_breaks, sitting_hours)}
 
 
 def _sit_less(X: ModelInput) -> Columns:
