@@ -41,7 +41,7 @@ def _features_and_scores(model: AdditiveRiskModel, answers: pd.DataFrame, activi
                          settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The answers aligned to the features, the features, and the scores, all row for row.
 
-    Features for the whole batch come from one query; explanations go slice by slice, so a large
+    Features for the whole batch are computed at once; explanations go slice by slice, so a large
     batch's intermediate model input and contributions never exist for all rows at once."""
     aligned, features = answers_and_features(answers, activity, settings.activity_window_days)
     starts = range(0, max(len(features), 1), EXPLAIN_SLICE_ROWS)
