@@ -394,6 +394,7 @@ def _complete(observed: pd.DataFrame, owners: np.ndarray, draws: int, config: Po
         return repeated(level_index(observed[column], levels))  # -1 where blank
 
     rows = len(observed) * draws
+    row_of_draw = repeated(np.arange(len(observed)))  # to spread text answers, which keep their dtype
     demo = config.demographics
     evidence = []  # P(observed answer | its parents) for answers whose parents may be drawn
 
@@ -448,12 +449,12 @@ def _complete(observed: pd.DataFrame, owners: np.ndarray, draws: int, config: Po
     with np.errstate(divide="ignore"):
         log_weight = np.log(np.prod(evidence, axis=0))
     answers = pd.DataFrame({
-        "sex": observed["sex"].array.take(np.repeat(np.arange(len(observed)), draws)), "age": age,
+        "sex": observed["sex"].array.take(row_of_draw), "age": age,
         "height_cm": height, "weight_kg": weight, "occupation": _spell(list(config.occupations.profiles), occupation),
         "sitting_hours_per_day": sitting, "screen_hours_per_day": screen, "movement_breaks_per_day": breaks,
         "exercise_types": _join_exercise_types(flags), "strength_training": _spell(STRENGTH_TRAINING, strength),
         "stretching_days_per_week": stretching,
-        **{c: observed[c].array.take(np.repeat(np.arange(len(observed)), draws)) for c in SYMPTOM_ANSWERS},
+        **{c: observed[c].array.take(row_of_draw) for c in SYMPTOM_ANSWERS},
     })
     return Completions(answers=answers, owner=repeated(owners), log_weight=log_weight)
 
