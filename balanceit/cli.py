@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from balanceit.benchmarks.cli import bench_app
@@ -27,7 +28,9 @@ app.add_typer(report_app, name="report")
 app.add_typer(bench_app, name="bench")
 
 console = Console(soft_wrap=True)
-errors = Console(stderr=True)
+# Soft wrap: an error stays one line whatever the terminal width (a pipe counts as 80 columns),
+# so it can be read, copied and searched whole.
+errors = Console(stderr=True, soft_wrap=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 ClusterOption = Annotated[str | None, typer.Option(
@@ -71,7 +74,7 @@ def _fail(message: str, as_json: bool, code: int = 2) -> None:
     if as_json:
         print(json.dumps({"status": "error", "message": message}))
     else:
-        errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+        errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(code)
 
 
