@@ -11,11 +11,11 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
-from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 
 from balanceit.config import Settings
 from balanceit.data.contract import QUESTIONNAIRE
@@ -23,7 +23,6 @@ from balanceit.models.additive import AdditiveRiskModel
 
 # The packages scoring needs, by import name; copied as balanceit/<name> into the model.
 SCORING_PACKAGES = ("data", "features", "models")
-TEXT_TYPES = {"text", "category", "multi"}
 # Set by `mlflow models serve` for its scoring server, and only there (mlflow.pyfunc.scoring_server).
 SERVING_PROCESS_VARIABLE = "__pyfunc_model_path__"
 
@@ -50,6 +49,7 @@ class RiskModel(mlflow.pyfunc.PythonModel):
             self.predict(context, self.warm_up_rows)
         self.serving = bool(os.environ.get(SERVING_PROCESS_VARIABLE))
         if self.serving:
+            refuse_json_too_deep_to_read()
             gc.collect()
             gc.freeze()
 
@@ -67,19 +67,46 @@ class RiskModel(mlflow.pyfunc.PythonModel):
         return scored.astype(object).where(scored.notna(), None) if getattr(self, "serving", False) else scored
 
 
-def request_schema() -> Schema:
-    """Contract columns; numbers and yes/no may come as text or as JSON numbers and booleans.
+def refuse_json_too_deep_to_read() -> None:
+    """In the scoring server, answer 400 with one line to a JSON body nested too deeply to parse.
 
-    Every column is optional in the schema so that a row missing a required answer reaches
-    validation and gets a per-row error naming it, rather than failing the request.
+    MLflow's server (3.17) turns a body `json.loads` cannot decode into a 400, but only for
+    JSONDecodeError and UnicodeDecodeError: nesting deeper than the interpreter's recursion limit
+    raises RecursionError, which nothing catches, and the server answers 500 with no reason. There is
+    no supported hook before the body is parsed (the model only ever sees the parsed rows), so the
+    server's one decoding function is wrapped here, in the serving process only.
+    """
+    from mlflow.pyfunc import scoring_server
+    from mlflow.utils.proto_json_utils import MlflowInvalidInputException
+
+    decode = scoring_server._decode_json_input
+    if getattr(decode, "refuses_deep_json", False):
+        return
+
+    def decode_or_refuse(json_input):
+        try:
+            return decode(json_input)
+        except RecursionError:
+            raise MlflowInvalidInputException("the request's JSON is nested too deeply to read") from None
+
+    decode_or_refuse.refuses_deep_json = True
+    scoring_server._decode_json_input = decode_or_refuse
+
+
+def request_contract() -> list[dict]:
+    """The contract's request columns with their type, range and allowed values, for the model's metadata.
+
+    They are not the signature's inputs: MLflow enforces a named input schema by keeping only the
+    columns spelt exactly as declared, so ` Sex ` or `AGE` (which the contract accepts, matching names
+    case-insensitively and trimmed) would be dropped, and a request with only unknown columns would
+    lose its rows. With no input schema the rows reach `predict` whole and validation answers each one.
     """
     from balanceit.models.score import REQUEST_COLUMNS
 
     specs = {c.name: c for c in QUESTIONNAIRE}
-    return Schema([
-        ColSpec(DataType.string if specs[name].type in TEXT_TYPES else AnyType(), name, required=False)
-        for name in REQUEST_COLUMNS
-    ])
+    return [{key: list(value) if isinstance(value, tuple) else value
+             for key, value in asdict(specs[name]).items() if value is not None}
+            for name in REQUEST_COLUMNS]
 
 
 def package_code(folder: Path) -> Path:

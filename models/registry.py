@@ -26,7 +26,7 @@ from sklearn.metrics import RocCurveDisplay
 from balanceit.config import Settings
 from balanceit.features.catalogue import CATALOGUE, model_input
 from balanceit.models.metrics import calibration_bins, classification_metrics
-from balanceit.models.pyfunc import RiskModel, package_code, request_schema
+from balanceit.models.pyfunc import RiskModel, package_code, request_contract
 from balanceit.models.train import TrainingResult
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -156,10 +156,10 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
         example = request_rows(answers.head(3))
         pyfunc = RiskModel(result.model, settings, warm_up_rows=example.head(1))
         with tempfile.TemporaryDirectory() as tmp:
-            signature = ModelSignature(inputs=request_schema(),
-                                       outputs=infer_signature(example, pyfunc.predict(None, example)).outputs)
+            signature = ModelSignature(outputs=infer_signature(example, pyfunc.predict(None, example)).outputs)
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=pyfunc, signature=signature, input_example=example,
+                metadata={"input_contract": request_contract()},
                 code_paths=[str(package_code(Path(tmp)))],
                 registered_model_name=settings.registered_model_name)
         version = str(info.registered_model_version)

@@ -84,7 +84,10 @@ def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settin
     try:
         checked = validate_questionnaire(raw, source="request")
     except FileRefused as refused:
-        return pd.DataFrame({"error": refused.problem}, index=row_numbers).reset_index(drop=True)
+        # The request as a whole cannot be read (a required column missing): every row sent gets the reason.
+        unscored = pd.array([None] * len(raw), dtype=TEXT)
+        return pd.DataFrame({"respondent_id": unscored, "submitted_at": unscored, "risk": np.nan, "band": unscored,
+                             "error": refused.problem}, index=pd.RangeIndex(len(raw)))
     aligned, _, scored = _features_and_scores(model, checked.accepted, None, settings)
     placed = aligned["row_number"].to_numpy()
     result = scored if np.array_equal(placed, row_numbers) else scored.set_axis(placed).reindex(row_numbers)

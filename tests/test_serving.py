@@ -32,9 +32,11 @@ import importlib.util
 assert importlib.util.find_spec("balanceit") is None, "balanceit is importable without the model's code"
 import mlflow, pandas as pd
 mlflow.set_tracking_uri(sys.argv[1])
-rows = pd.read_csv(sys.argv[2], dtype=str, keep_default_na=False).replace("", None)
+rows = pd.read_csv(sys.argv[2])
 mlflow.pyfunc.load_model(sys.argv[3]).predict(rows).to_parquet(sys.argv[4])
 """
+# Headers as survey exports spell them (the contract matches names case-insensitively, trimmed).
+VARIANT_HEADERS = {"respondent_id": "RESPONDENT_ID", "sex": " Sex ", "age": "AGE", "sitting_hours_per_day": "Sitting_Hours_Per_Day "}
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +51,24 @@ def fresh_batch(demo_workspace, tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_pyfunc_in_a_fresh_process_matches_balanceit_score(fresh_batch, tmp_path):
+    """A CSV read with plain pandas.read_csv, headers in other case and spacing, columns shuffled and extra
+    columns: one answer per row, in order, the same as `balanceit score` on the same file."""
     home, batch = fresh_batch
-    scored = run(home, "score", str(batch), "--output", str(tmp_path / "cli.csv"))
+    rows = pd.read_csv(batch, dtype=str).rename(columns=VARIANT_HEADERS)
+    rows["clinic"], rows["Notes"] = "north", "seen twice"
+    export = tmp_path / "export.csv"
+    rows[list(np.random.default_rng(3).permutation(rows.columns))].to_csv(export, index=False)
+    scored = run(home, "score", str(export), "--output", str(tmp_path / "cli.csv"))
     predictions = tmp_path / "pyfunc.parquet"
-    subprocess.run([sys.executable, "-c", FRESH_PROCESS, f"sqlite:///{home / 'mlflow.db'}", str(batch),
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, f"sqlite:///{home / 'mlflow.db'}", str(export),
                     MODEL_URI, str(predictions)], check=True, cwd=tmp_path, timeout=300)
-    cli = pd.read_csv(tmp_path / "cli.csv").set_index("respondent_id")
-    pyfunc = pd.read_parquet(predictions).set_index("respondent_id").loc[cli.index]
-    assert scored["rows_scored"] == len(cli) == 300
-    np.testing.assert_allclose(pyfunc["risk"].to_numpy(), cli["risk"].to_numpy(), rtol=0, atol=1e-9)
-    assert (pyfunc["driver_1"].fillna("") == cli["driver_1"].fillna("")).all()
+    pyfunc = pd.read_parquet(predictions)
+    cli = pd.read_csv(tmp_path / "cli.csv").set_index("respondent_id").loc[pyfunc["respondent_id"]]
+    assert scored["rows_scored"] == len(cli) == len(pyfunc) == 300
+    assert pyfunc["respondent_id"].tolist() == rows["RESPONDENT_ID"].tolist()  # one answer per row sent, in order
     assert pyfunc["error"].isna().all()
+    np.testing.assert_allclose(pyfunc["risk"].to_numpy(), cli["risk"].to_numpy(), rtol=0, atol=1e-9)
+    assert (pyfunc["driver_1"].fillna("").to_numpy() == cli["driver_1"].fillna("").to_numpy()).all()
 
 
 LOAD_AND_COUNT_FROZEN = """
@@ -158,3 +167,20 @@ def test_server_scores_good_rows_and_names_bad_ones(server, fresh_batch):
 def test_server_answers_400_to_a_request_that_is_not_a_table(server):
     status, _ = _post(f"{server}/invocations", b'"just a string"')
     assert status == 400
+
+
+def test_server_answers_each_row_of_a_request_with_only_unknown_columns(server):
+    """No row is lost without a word: each gets an error naming a missing required column."""
+    body = json.dumps({"dataframe_split": {"columns": ["foo", "bar"], "data": [[1, 2], [3, 4]]}})
+    status, answer = _post(f"{server}/invocations", body.encode())
+    assert status == 200, answer
+    assert len(answer["predictions"]) == 2
+    for prediction in answer["predictions"]:
+        assert prediction["risk"] is None and "respondent_id" in prediction["error"]
+
+
+def test_server_answers_400_with_one_line_to_json_too_deep_to_read(server):
+    depth = 100_000
+    status, answer = _post(f"{server}/invocations", b'{"dataframe_split": ' + b"[" * depth + b"]" * depth + b"}")
+    assert status == 400, answer
+    assert "nested too deeply" in answer["message"] and "\n" not in answer["message"]
