@@ -143,7 +143,8 @@ def population_context(settings: Settings, batch: str | None, target: Path | Non
         computed_at = now()
         with open_warehouse(settings) as con:
             store_weights(con, batch or TRAINING, answers, result, computed_at)
-        reweighting = reweighting_report(people, result, settings.reweight_min_effective_size, computed_at)
+        reweighting = reweighting_report(people, result, settings.reweight_min_effective_size,
+                                         settings.min_group_size, computed_at)
     return {
         "reweighting": reweighting,
         "estimate_names": ESTIMATE_NAMES,

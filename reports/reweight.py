@@ -36,6 +36,7 @@ import svy
 import yaml
 
 from balanceit.data.contract import QUESTIONNAIRE
+from balanceit.reports.aggregate import suppressed_groups
 from balanceit.reports.estimates import WEIGHT, population_estimates
 
 METHOD = "raking"
@@ -123,12 +124,16 @@ def reweight(answers: pd.DataFrame, target: Target, trim_ratio: float) -> Reweig
 
 
 def reweighting_report(people: pd.DataFrame, result: Reweighting, min_effective_size: float,
-                       stored_at: datetime) -> dict[str, object]:
+                       min_group_size: int, stored_at: datetime) -> dict[str, object]:
     """What the report and its JSON say: weighted and unweighted figures side by side, the balance on every
-    margin before and after, the design effect and effective sample size, and a warning when it is small."""
+    margin before and after, the design effect and effective sample size, and a warning when it is small.
+    A margin level held by fewer than `min_group_size` people (and the next-smallest, as for segments) shows
+    no unweighted share: it would tell how many people are in it."""
     before = population_estimates(people)
     after = population_estimates(people.assign(**{WEIGHT: result.weights}))
-    worst = {when: max(row[f"asd_{when}"] for row in result.balance) for when in ("before", "after")}
+    balance = _shown_balance(result.balance, min_group_size)
+    worst = {when: max((row[f"asd_{when}"] for row in balance if row[f"asd_{when}"] is not None), default=None)
+             for when in ("before", "after")}
     return {
         "target": Path(result.target.file).name, "target_sha256": result.target.sha256,
         "target_kind": result.target.kind, "method": METHOD, "computed_at": stored_at.isoformat(),
@@ -141,8 +146,18 @@ def reweighting_report(people: pd.DataFrame, result: Reweighting, min_effective_
         "estimates": {name: {"unweighted": before["estimates"][name], "weighted": figure}
                       for name, figure in after["estimates"].items()},
         "intervals": after["intervals"],
-        "balance": result.balance,
+        "balance": balance,
     }
+
+
+def _shown_balance(balance: list[dict[str, object]], min_group_size: int) -> list[dict[str, object]]:
+    """The balance rows without head counts, the unweighted share of small groups blanked per margin."""
+    table = pd.DataFrame(balance)
+    hidden = pd.concat([suppressed_groups(margin["people"], min_group_size)
+                        for _, margin in table.groupby("column", sort=False)]).reindex(table.index)
+    return [{**{k: v for k, v in row.items() if k != "people"}, "suppressed": bool(hide),
+             **({"before": None, "asd_before": None} if hide else {})}
+            for row, hide in zip(balance, hidden)]
 
 
 def store_weights(con: duckdb.DuckDBPyConnection, batch_id: str, answers: pd.DataFrame,
@@ -314,7 +329,7 @@ def _balance(levels: dict[str, np.ndarray], shares: dict[str, dict[str, float]],
             member = levels[column] == level
             share_before, share_after = (float(w[member].sum() / w.sum()) for w in (before, after))
             spread = math.sqrt(target_share * (1 - target_share)) or 1.0
-            rows.append({"column": column, "level": level, "target": target_share,
+            rows.append({"column": column, "level": level, "people": int(member.sum()), "target": target_share,
                          "before": share_before, "after": share_after,
                          "asd_before": abs(share_before - target_share) / spread,
                          "asd_after": abs(share_after - target_share) / spread})

@@ -52,7 +52,8 @@ def _inside(figure: dict, value: float) -> bool:
 
 def test_reweighting_a_biased_sample_recovers_the_population_means(population, biased_sample, reference):
     result = reweight(biased_sample, reference, trim_ratio=10.0)
-    report = reweighting_report(biased_sample, result, min_effective_size=100, stored_at=now())
+    report = reweighting_report(biased_sample, result, min_effective_size=100, min_group_size=10,
+                                stored_at=now())
 
     for name, truth in (("mean_risk", population["risk"].mean()),
                         ("mean_sitting_hours", population["sitting_hours_per_day"].mean())):
@@ -83,8 +84,14 @@ def test_a_margins_file_is_matched_and_a_tiny_effective_size_is_flagged(biased_s
 
     assert after["sitting_hours_per_day", "0-6"] == pytest.approx(0.5, abs=1e-3)
     assert after["sex", "male"] == pytest.approx(0.49, abs=1e-3)
-    report = reweighting_report(biased_sample, result, min_effective_size=len(biased_sample), stored_at=now())
+    report = reweighting_report(biased_sample, result, min_effective_size=len(biased_sample),
+                                min_group_size=50, stored_at=now())
     assert report["small_effective_size"]
+    sex = {row["level"]: row for row in report["balance"] if row["column"] == "sex"}
+    assert (biased_sample["sex"].value_counts()[["other", "unknown"]].sum() < 50)
+    assert sex["other"]["before"] is None and sex["unknown"]["before"] is None  # their head counts stay hidden
+    assert sex["male"]["before"] is None  # else the total less the shown groups gives the two away
+    assert sex["female"]["before"] is not None and sex["other"]["after"] is not None
 
 
 def test_a_target_with_a_category_nobody_in_the_batch_has_is_refused(biased_sample, tmp_path):
@@ -126,7 +133,8 @@ def test_weights_are_stored_with_the_batch_and_a_rerun_replaces_them(biased_samp
 def test_the_report_shows_both_figures_and_the_balance(tmp_path, biased_sample, reference, make_scored,
                                                        make_population_context):
     result = reweight(biased_sample, reference, trim_ratio=10.0)
-    reweighting = reweighting_report(biased_sample, result, min_effective_size=100_000, stored_at=now())
+    reweighting = reweighting_report(biased_sample, result, min_effective_size=100_000, min_group_size=10,
+                                     stored_at=now())
     context = make_population_context(make_scored(300), reweighting=reweighting, estimate_names=ESTIMATE_NAMES)
 
     html = render_population(context, tmp_path / "population.html").read_text()
