@@ -6,9 +6,12 @@ from pathlib import Path
 
 from prefect import flow
 
-from balanceit.flows.common import stage, workspace
+from balanceit.flows.common import log_refusals_without_traceback, stage, workspace
 from balanceit.reports.build import person_explanation, population_context
 from balanceit.reports.render import render_person, render_population
+from balanceit.reports.reweight import TargetRefused
+
+log_refusals_without_traceback(TargetRefused)
 
 
 @stage(name="render population report")

@@ -222,6 +222,8 @@ def _margins_from_rows(frame: pd.DataFrame, path: Path) -> dict[str, dict[str, f
             labels = pd.Series(_band_labels(values.to_numpy(dtype=float, na_value=np.nan), edges), index=frame.index)
         usable = labels.notna().to_numpy() & np.isfinite(weight) & (weight > 0)
         totals = pd.Series(weight[usable]).groupby(labels[usable].to_numpy()).sum()
+        if MARGIN_COLUMNS[column].type != "category":  # bands in order, not as text sorts them
+            totals = totals.sort_index(key=lambda bands: bands.map(lambda band: float(_BAND.match(band).group(1))))
         margins[column] = (totals / totals.sum()).to_dict()
     return margins
 

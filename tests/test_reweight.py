@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run
 from scipy.special import expit
 
 from balanceit.data.synthetic import generate
@@ -142,3 +143,25 @@ def test_the_report_shows_both_figures_and_the_balance(tmp_path, biased_sample, 
     assert "Reweighted to a target population" in section and "population.csv" in section
     assert "Too few effective respondents" in section
     assert "Mean sitting per day" in section and "occupation: desk" in section
+
+
+def test_report_population_with_a_target_stores_the_weights_once(demo_workspace, tmp_path):
+    """As a user runs it: the JSON carries the reweighting, a rerun replaces the weights, an impossible
+    target exits 2 naming the column and the level."""
+    home, _ = demo_workspace
+    margins = tmp_path / "margins.csv"
+    margins.write_text("column,level,share\nsitting_hours_per_day,0-6,0.5\nsitting_hours_per_day,6+,0.5\n")
+    for _ in range(2):
+        result = run(home, "report", "population", "--target", str(margins))
+
+    reweighting = result["reweighting"]
+    assert reweighting["method"] == "raking" and reweighting["target"] == "margins.csv"
+    assert {row["level"]: round(row["after"], 3) for row in reweighting["balance"]} == {"0-6": 0.5, "6+": 0.5}
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM reweightings").fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM batch_weights").fetchone()[0] == result["n"]
+
+    impossible = tmp_path / "impossible.csv"
+    impossible.write_text("column,level,share\nsitting_hours_per_day,0-24,0.9\nsitting_hours_per_day,24+,0.1\n")
+    refused = run(home, "report", "population", "--target", str(impossible), expect=2)
+    assert "column 'sitting_hours_per_day': nobody in the batch has '24+'" in refused["message"]
