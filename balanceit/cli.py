@@ -232,14 +232,19 @@ def score(file: Path,
 @report_app.command("population")
 def report_population(batch: Annotated[str | None, typer.Option(
         help="Batch id (default: the latest scored batch; 'training' for the training population).")] = None,
+                      target: Annotated[Path | None, typer.Option(
+                          help="Reweight the batch to this population: margins (CSV column,level,share or YAML) "
+                               "or reference rows (CSV/Parquet, weighted by survey_weight).")] = None,
                       as_json: JsonOption = False) -> None:
     """The population report: risk bands, segments, drivers, what-ifs, model card, data quality, drift."""
     _prepare()
     from balanceit.flows.report import population_report_flow
+    from balanceit.reports.reweight import TargetRefused
 
     try:
-        result = population_report_flow(batch, home=str(_State.home) if _State.home else None)
-    except LookupError as missing:
+        result = population_report_flow(batch, home=str(_State.home) if _State.home else None,
+                                        target=str(target) if target else None)
+    except (LookupError, TargetRefused) as missing:
         _fail(str(missing), as_json)
     _emit(result, as_json, "Population report")
 

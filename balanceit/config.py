@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     # Privacy: population tables never show a group smaller than this.
     min_group_size: int = 10
 
+    # Reweighting a batch to a target population (`report population --target`): raking keeps every
+    # weight under this many times the median weight where the margins allow it, and the report warns
+    # when the weighted batch's effective sample size is below the minimum.
+    reweight_trim_ratio: float = 10.0
+    reweight_min_effective_size: int = 100
+
     # Model training and the promotion gate.
     registered_model_name: str = "balanceit-imbalance-risk"
     experiment_name: str = "balanceit"

@@ -7,6 +7,7 @@ idempotent on its own terms (content-addressed ingestions, keyed upserts).
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from pathlib import Path
 
@@ -30,3 +31,23 @@ def partitions_root(settings: Settings) -> UPath:
         return UPath(settings.partitions_path)
     root = UPath(settings.shared_path)
     return root.expanduser().resolve() if isinstance(root, Path) else root
+
+
+class _RefusalWithoutTraceback(logging.Filter):
+    """A refused input is an answer the command prints, not a crash: Prefect still logs that the run
+    failed and why, in one line, but not a traceback through its own engine above the user's error."""
+
+    def __init__(self, refusals: tuple[type[Exception], ...]) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.refusals):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def log_refusals_without_traceback(*refusals: type[Exception]) -> None:
+    """Keep Prefect's task- and flow-run logs of these exceptions to one line each."""
+    for logger in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(logger).addFilter(_RefusalWithoutTraceback(refusals))

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow
 
-from balanceit.flows.common import stage, workspace
+from balanceit.flows.common import log_refusals_without_traceback, stage, workspace
 from balanceit.reports.build import person_explanation, population_context
 from balanceit.reports.render import render_person, render_population
+from balanceit.reports.reweight import TargetRefused
+
+log_refusals_without_traceback(TargetRefused)
 
 
 @stage(name="render population report")
-def population_report(home: str | None, batch: str | None) -> dict[str, object]:
+def population_report(home: str | None, batch: str | None, target: str | None = None) -> dict[str, object]:
     settings = workspace(home)
-    context = population_context(settings, batch)
+    context = population_context(settings, batch, Path(target) if target else None)
     estimates = context.pop("population_estimates")
     name = "training" if batch == "training" else "latest" if batch is None else batch
     path = render_population(context, settings.reports_path / f"population-{name}.html")
     return {"path": str(path), "population": context["population"], "unanswered_questions": context["unanswered"],
-            **estimates}
+            **estimates, **({"reweighting": context["reweighting"]} if context["reweighting"] else {})}
 
 
 @stage(name="render person report")
@@ -30,8 +35,9 @@ def person_report(home: str | None, respondent_id: str) -> dict[str, object]:
 
 
 @flow(name="population-report")
-def population_report_flow(batch: str | None = None, home: str | None = None) -> dict[str, object]:
-    return population_report(home, batch)
+def population_report_flow(batch: str | None = None, home: str | None = None,
+                           target: str | None = None) -> dict[str, object]:
+    return population_report(home, batch, target)
 
 
 @flow(name="person-report")

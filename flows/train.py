@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 
 import pandas as pd
@@ -10,7 +9,7 @@ from prefect import flow
 
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
 from balanceit.features.store import labelled_features
-from balanceit.flows.common import stage, workspace
+from balanceit.flows.common import log_refusals_without_traceback, stage, workspace
 from balanceit.flows.ingest import ingest_file
 from balanceit.models.registry import log_and_register
 from balanceit.models.train import train_model
@@ -21,17 +20,7 @@ class InputRefused(RuntimeError):
     """A file the flow needs was refused; the message names the file and the problem."""
 
 
-class _RefusalWithoutTraceback(logging.Filter):
-    """A refused file is an answer the command prints, not a crash: Prefect still logs that the flow run
-    failed and why, in one line, but not a traceback through its own engine above the user's error."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], InputRefused):
-            record.exc_info = record.exc_text = None
-        return True
-
-
-logging.getLogger("prefect.flow_runs").addFilter(_RefusalWithoutTraceback())
+log_refusals_without_traceback(InputRefused)
 
 
 def ingest_or_fail(home: str | None, path: str, kind: str):

@@ -70,6 +70,20 @@ def risk_histogram(scored: pd.DataFrame, bins: int = 20) -> dict[str, list]:
     return {"bin_edges": edges.tolist(), "counts": counts.tolist()}
 
 
+def suppressed_groups(counts: pd.Series, min_group_size: int) -> pd.Series:
+    """Which groups of one breakdown to hide: those under `min_group_size` people, and then the
+    next-smallest until at least two are hidden holding `min_group_size` people between them (else
+    subtracting the shown groups from the total would give a hidden group away)."""
+    hidden = counts < min_group_size
+
+    def recoverable() -> bool:
+        return hidden.sum() < 2 or counts[hidden].sum() < min_group_size
+
+    while hidden.any() and not hidden.all() and recoverable():
+        hidden[counts[~hidden].idxmin()] = True
+    return hidden
+
+
 def segment_table(scored: pd.DataFrame, dimension: str, min_group_size: int) -> pd.DataFrame:
     """Mean risk and share in the high band per group of one dimension (a key of SEGMENT_DIMENSIONS),
     each with its 95% interval (design-based when the frame has survey weights, see `estimates`).
@@ -87,12 +101,7 @@ def segment_table(scored: pd.DataFrame, dimension: str, min_group_size: int) -> 
     table["label"] = table["label"].astype(str)
 
     too_small = table["n"] < min_group_size
-    hidden = too_small.copy()
-    def recoverable() -> bool:
-        return hidden.sum() < 2 or table.loc[hidden, "n"].sum() < min_group_size
-
-    while hidden.any() and not hidden.all() and recoverable():
-        hidden[table.loc[~hidden, "n"].idxmin()] = True
+    hidden = suppressed_groups(table["n"], min_group_size)
     table["suppressed"] = hidden
     table["n_shown"] = table["n"].map("{:,}".format)
     table.loc[hidden & ~too_small, "n_shown"] = f"≥ {min_group_size}"

@@ -25,6 +25,7 @@ from balanceit.models.registry import CHAMPION, configure, load_model
 from balanceit.models.whatif import WHAT_IFS
 from balanceit.reports import aggregate
 from balanceit.reports.estimates import population_estimates
+from balanceit.reports.reweight import now, read_target, reweight, reweighting_report, store_weights
 from balanceit.warehouse import open_warehouse
 
 TRAINING = "training"
@@ -105,8 +106,10 @@ def _population_what_ifs(scored: pd.DataFrame, settings: Settings) -> list[dict[
     return sorted(rows, key=lambda r: -r["people_dropping_band"])
 
 
-def population_context(settings: Settings, batch: str | None) -> dict[str, object]:
-    """Everything the population report shows, for a scored batch or the training population."""
+def population_context(settings: Settings, batch: str | None, target: Path | None = None) -> dict[str, object]:
+    """Everything the population report shows, for a scored batch or the training population; with a
+    `target`, also the batch reweighted to it (the weights are stored with the batch)."""
+    target_population = read_target(target) if target is not None else None
     with open_warehouse(settings) as con:
         if batch == TRAINING:
             version = None
@@ -134,7 +137,17 @@ def population_context(settings: Settings, batch: str | None) -> dict[str, objec
     drift_columns = [c.name for c in model_columns()]
     estimates = population_estimates(people)
     segments = aggregate.segment_tables(people, settings.min_group_size)
+    reweighting = None
+    if target_population is not None:
+        result = reweight(answers, target_population, settings.reweight_trim_ratio)
+        computed_at = now()
+        with open_warehouse(settings) as con:
+            store_weights(con, batch or TRAINING, answers, result, computed_at)
+        reweighting = reweighting_report(people, result, settings.reweight_min_effective_size,
+                                         settings.min_group_size, computed_at)
     return {
+        "reweighting": reweighting,
+        "estimate_names": ESTIMATE_NAMES,
         "population_estimates": {**{k: estimates[k] for k in ("weighted", "n", "estimates")},
                                  "segments": aggregate.segments_json(segments)},
         "estimates": [{"name": ESTIMATE_NAMES[name], "unit": "hours" if name.endswith("hours") else "share", **figure}

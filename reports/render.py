@@ -67,7 +67,8 @@ POPULATION_KEYS = frozenset({
     "title", "generated_at", "population", "min_group_size", "weighted", "summary", "histogram",
     "segments", "drivers", "what_ifs", "model", "data_quality", "drift",
 })
-POPULATION_OPTIONAL = {"estimates": [], "band_cutoffs": None, "estimates_note": "", "unanswered": []}
+POPULATION_OPTIONAL = {"estimates": [], "band_cutoffs": None, "estimates_note": "", "unanswered": [],
+                       "reweighting": None, "estimate_names": {}}
 PERSON_KEYS = frozenset({
     "respondent_id", "submitted_at", "risk", "band", "summary", "drivers", "signs", "missing_answers",
     "what_ifs", "recommendations", "model_version",
