@@ -31,8 +31,9 @@ def files(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def home(tmp_path, tmp_path_factory) -> Path:
+def home(tmp_path, tmp_path_factory, monkeypatch) -> Path:
     os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect")))
+    monkeypatch.setenv("BALANCEIT_CV_FOLDS", "2")  # the gate is under test, not the model choice
     return tmp_path / "ws"
 
 
