@@ -333,6 +333,16 @@ def rollback() -> None:
     except RuntimeError as problem:
         _fail(str(problem), False)
     console.print(f"version {version} is the champion again")
+    from balanceit.data.labels import restore_labels
+    from balanceit.models.registry import training_ingestion
+    from balanceit.warehouse import open_warehouse
+
+    ingestion = training_ingestion(settings, version)
+    if ingestion:
+        with open_warehouse(settings) as con:
+            restored = restore_labels(con, ingestion)
+        console.print(f"training data view restored: the labels of ingestion {ingestion} are current again "
+                      f"({restored} changed back)", highlight=False)
 
 
 @app.command()

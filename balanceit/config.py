@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     random_seed: int = 42
     promotion_auc_tolerance: float = 0.002
     promotion_brier_tolerance: float = 0.002
+    # Label sanity before training (data/labels.py): a file's label rate may differ from the reference
+    # set's by at most this much, and a known association (more sitting, less stretching -> more
+    # imbalance) may not be reversed by a correlation stronger than this (nor than 3/sqrt(rows)).
+    label_rate_tolerance: float = 0.15
+    label_contradiction_correlation: float = 0.05
 
     # Schedules for `balanceit serve`.
     retrain_cron: str = "0 2 * * *"

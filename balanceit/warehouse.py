@@ -65,6 +65,16 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS batch_members (
     batch_id VARCHAR NOT NULL, respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL
 );
+-- Every label each ingestion gave a key: a later file never erases an earlier one's answer.
+CREATE TABLE IF NOT EXISTS label_history (
+    respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL, imbalance BOOLEAN NOT NULL,
+    ingestion_id VARCHAR NOT NULL
+);
+-- The promotion gate's fixed rows: held out when a champion was trained, labels frozen as they were.
+CREATE TABLE IF NOT EXISTS reference_set (
+    respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL, imbalance BOOLEAN NOT NULL,
+    model_version VARCHAR NOT NULL, ingestion_id VARCHAR, added_at TIMESTAMP
+);
 CREATE TABLE IF NOT EXISTS scores (
     respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL, batch_id VARCHAR NOT NULL,
     model_version VARCHAR NOT NULL, risk DOUBLE NOT NULL, band VARCHAR NOT NULL,

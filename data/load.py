@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
+import pandas as pd
 
 from balanceit.data.contract import ACTIVITY_KEY, QUESTIONNAIRE_KEY
+from balanceit.data.labels import label_conflicts, record_labels
 from balanceit.data.validation import FileRefused, Validated, load_activity, load_questionnaire
 from balanceit.warehouse import transaction, upsert_frame
 
@@ -36,6 +38,7 @@ class IngestionSummary:
     reasons: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     message: str = ""
+    label_conflicts: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -83,7 +86,7 @@ def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind) -> IngestionS
     previous = con.execute(
         "SELECT rows_read, accepted, quarantined FROM ingestions WHERE ingestion_id = ? AND status = 'loaded'",
         [ingestion_id]).fetchone()
-    if previous:
+    if previous and _rows_still_there(con, kind, ingestion_id, previous[1]):
         return IngestionSummary(str(path), kind, "already_loaded", ingestion_id, *previous,
                                 message=f"{path.name}: this content was loaded before "
                                         f"(ingestion {ingestion_id}); nothing to do")
@@ -94,6 +97,14 @@ def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind) -> IngestionS
         except FileRefused as refused:
             return IngestionSummary(str(path), kind, "refused", ingestion_id, message=str(refused))
         return store_validated(con, validated, path, kind, sha, started)
+
+
+def _rows_still_there(con: duckdb.DuckDBPyConnection, kind: Kind, ingestion_id: str, accepted: int) -> bool:
+    """A re-ingest is a no-op only while every row this content brought is still its own: a later file
+    with the same keys (say, other labels) replaced some, and loading this content again restores them."""
+    table = "activity" if kind == "activity" else "questionnaire"
+    held = con.execute(f"SELECT count(*) FROM {table} WHERE ingestion_id = ?", [ingestion_id]).fetchall()[0][0]
+    return held == accepted
 
 
 @contextmanager
@@ -119,6 +130,7 @@ def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated, path: 
     accepted = validated.accepted.assign(ingestion_id=ingestion_id)
     quarantine = validated.quarantined.assign(ingestion_id=ingestion_id, file=str(path))
     key = ACTIVITY_KEY if table_kind == "activity" else QUESTIONNAIRE_KEY
+    conflicts = label_conflicts(con, accepted) if table_kind == "questionnaire" else None
     with transaction(con):
         upsert_frame(con, table_kind, accepted, key)
         con.execute("DELETE FROM quarantine WHERE ingestion_id = ?", [ingestion_id])
@@ -129,13 +141,26 @@ def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated, path: 
             con.unregister("_quarantine")
         if table_kind == "questionnaire":
             _record_batch(con, ingestion_id, str(path), kind, len(accepted))
+            record_labels(con, accepted, ingestion_id)
         con.execute("DELETE FROM ingestions WHERE ingestion_id = ?", [ingestion_id])
         con.execute("INSERT INTO ingestions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'loaded', NULL)",
                     [ingestion_id, str(path), sha, kind, validated.rows_read, len(validated.accepted),
                      validated.quarantined_rows, started, _now()])
     return IngestionSummary(str(path), kind, "loaded", ingestion_id, validated.rows_read,
                             len(validated.accepted), validated.quarantined_rows, validated.reasons(),
-                            validated.skipped)
+                            validated.skipped, _conflict_message(conflicts),
+                            0 if conflicts is None else len(conflicts))
+
+
+def _conflict_message(conflicts: pd.DataFrame | None, shown: int = 5) -> str:
+    """Name the keys whose label this file changed (both labels stay in `label_history`)."""
+    if conflicts is None or conflicts.empty:
+        return ""
+    listed = "; ".join(f"{row.respondent_id} {row.submitted_at:%Y-%m-%d %H:%M:%S} was {row.imbalance} "
+                       f"(ingestion {row.ingestion_id})" for row in conflicts.head(shown).itertuples())
+    more = f"; and {len(conflicts) - shown} more" if len(conflicts) > shown else ""
+    return (f"label conflicts: {len(conflicts)} keys already labelled otherwise now carry this file's label "
+            f"(both kept in label_history): {listed}{more}")
 
 
 def _record_batch(con: duckdb.DuckDBPyConnection, batch_id: str, file: str, kind: str, rows: int) -> None:

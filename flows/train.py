@@ -8,10 +8,13 @@ import pandas as pd
 from prefect import flow
 
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
+from balanceit.data.labels import add_to_reference_set, label_problems, reference_answers
+from balanceit.features.build import compute_features
+from balanceit.features.catalogue import model_input
 from balanceit.features.store import labelled_features
 from balanceit.flows.common import log_refusals_without_traceback, stage, workspace
 from balanceit.flows.ingest import ingest_file
-from balanceit.models.registry import log_and_register
+from balanceit.models.registry import CHAMPION, Reference, log_and_register
 from balanceit.models.train import train_model
 from balanceit.warehouse import open_warehouse
 
@@ -59,13 +62,35 @@ def _true_risk(truth_path: str | None, answers: pd.DataFrame) -> pd.Series | Non
     return pd.Series(keyed["true_risk"].to_numpy(), index=answers.index)
 
 
+def _reference(home: str | None) -> tuple[pd.DataFrame, Reference | None]:
+    """The reference set's answers (labels as frozen) and their model input; None while it is empty."""
+    settings = workspace(home)
+    with open_warehouse(settings) as con:
+        answers = reference_answers(con)
+        if answers.empty:
+            return answers, None
+        features = compute_features(con, answers, "activity", settings.activity_window_days)
+    return answers, Reference(model_input(features), answers[LABEL].astype(int).to_numpy())
+
+
 @stage(name="train, compare and register")
 def fit_and_register(home: str | None, answers: pd.DataFrame, features: pd.DataFrame,
-                     truth_path: str | None, description: str) -> dict[str, object]:
+                     truth_path: str | None, description: str,
+                     training_ingestion: str | None = None) -> dict[str, object]:
+    """Check the labels, train, register and gate; a new champion's held-out rows join the reference set."""
     settings = workspace(home)
+    reference_rows, reference = _reference(home)
+    problems = label_problems(answers, reference_rows, settings)
+    if problems:
+        raise InputRefused(f"{description}: labels refused for training (the rows stay loaded for inspection): "
+                           + "; ".join(problems))
     labels = answers[LABEL].astype(bool)
     result = train_model(features, labels, settings, _true_risk(truth_path, answers))
-    registration = log_and_register(result, answers, features, labels, settings, description)
+    registration = log_and_register(result, answers, features, labels, settings, description,
+                                    reference, training_ingestion)
+    if registration.alias == CHAMPION:
+        with open_warehouse(settings) as con:
+            add_to_reference_set(con, answers.loc[result.holdout_index], registration.version, training_ingestion)
     cv = result.cross_validation.groupby("candidate")[["roc_auc", "brier", "fit_seconds"]].mean()
     return {**asdict(registration), "chosen_model": result.chosen, "training_rows": len(features),
             "cross_validation": cv.round(4).to_dict(orient="index"),
@@ -82,4 +107,4 @@ def train_flow(data: str | None = None, activity: str | None = None, truth: str 
     if answers.empty or answers[LABEL].nunique() < 2:
         raise InputRefused("no labelled rows with both outcomes to train on: give a questionnaire file "
                            "with the `imbalance` column filled (`balanceit train --data FILE`)")
-    return fit_and_register(home, answers, features, truth, data or "all labelled rows in the warehouse")
+    return fit_and_register(home, answers, features, truth, data or "all labelled rows in the warehouse", batch_id)

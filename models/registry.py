@@ -1,9 +1,9 @@
 """MLflow tracking and the model registry: log a training run, gate promotion, move aliases.
 
 Tracking uses the workspace's sqlite store and artifact folder, so nothing reaches the network.
-A new version becomes `champion` only when it is not worse than the current champion on the same
-held-out rows (within the configured tolerances); otherwise it becomes `challenger` and the run
-records why.
+A new version becomes `champion` only when it is not worse than the current champion on its own
+held-out rows and on the warehouse's reference set (within the configured tolerances); otherwise it
+becomes `challenger` and the run records why.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from balanceit.models.train import TrainingResult
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PREVIOUS_CHAMPION_TAG = "previous_champion"
+TRAINING_INGESTION_PARAM = "training_ingestion"
 
 # MLflow hints, at every schema it infers from a frame with whole-number columns, that integers cannot
 # hold missing values; the feature table's counts never miss, and users of `make demo` need not read it.
@@ -94,32 +95,64 @@ def _auc_lower_bound(auc: float, y: np.ndarray) -> float:
     return auc - 1.96 * float(np.sqrt(max(variance, 0.0)))
 
 
-def _gate(client: MlflowClient, settings: Settings, holdout_X: pd.DataFrame, y: np.ndarray,
-          candidate: dict[str, float]) -> tuple[str, str]:
-    """Decide the new version's alias: it must have skill, and not be worse than the champion on the same rows."""
+@dataclass
+class Reference:
+    """The gate's fixed rows (see `data.labels`): model input and the labels frozen in the set."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+
+
+def _comparison(where: str, candidate: dict[str, float], incumbent: dict[str, float], version: str,
+                settings: Settings) -> tuple[bool, str]:
+    """Whether the candidate is not worse than the champion on one set of rows, and the figures saying so."""
+    auc_ok = candidate["roc_auc"] >= incumbent["roc_auc"] - settings.promotion_auc_tolerance
+    brier_ok = candidate["brier"] <= incumbent["brier"] + settings.promotion_brier_tolerance
+    return auc_ok and brier_ok, (f"{where}: AUC {candidate['roc_auc']:.4f} vs champion v{version} "
+                                 f"{incumbent['roc_auc']:.4f}, Brier {candidate['brier']:.4f} vs {incumbent['brier']:.4f}")
+
+
+def _gate(client: MlflowClient, settings: Settings, result: TrainingResult, holdout_X: pd.DataFrame,
+          y: np.ndarray, reference: Reference | None) -> tuple[str, str, dict[str, float]]:
+    """Decide the new version's alias: it must have skill, and not be worse than the champion on its own
+    held-out rows nor on the reference set, whose labels no new file can change."""
+    candidate = result.holdout_metrics
     lower = _auc_lower_bound(candidate["roc_auc"], y)
     if lower <= 0.5:
         return CHALLENGER, (f"kept as challenger: no skill shown (held-out AUC {candidate['roc_auc']:.4f}, "
-                            f"95% interval reaches {lower:.4f} <= 0.5)")
+                            f"95% interval reaches {lower:.4f} <= 0.5)"), {}
     try:
         champion = client.get_model_version_by_alias(settings.registered_model_name, CHAMPION)
     except MlflowException:
-        return CHAMPION, "first model: nothing to compare with"
+        return CHAMPION, "first model: nothing to compare with", {}
     current = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}@{CHAMPION}")
-    risk = current.unwrap_python_model().model.predict_proba(holdout_X)[:, 1]
-    incumbent = classification_metrics(y, risk)
-    auc_ok = candidate["roc_auc"] >= incumbent["roc_auc"] - settings.promotion_auc_tolerance
-    brier_ok = candidate["brier"] <= incumbent["brier"] + settings.promotion_brier_tolerance
-    comparison = (f"AUC {candidate['roc_auc']:.4f} vs champion v{champion.version} {incumbent['roc_auc']:.4f}, "
-                  f"Brier {candidate['brier']:.4f} vs {incumbent['brier']:.4f}")
-    if auc_ok and brier_ok:
-        return CHAMPION, f"promoted: not worse than the champion ({comparison})"
-    return CHALLENGER, f"kept as challenger: worse than the champion ({comparison})"
+    incumbent = current.unwrap_python_model().model
+    verdicts = [_comparison("own held-out rows", candidate,
+                            classification_metrics(y, incumbent.predict_proba(holdout_X)[:, 1]),
+                            champion.version, settings)]
+    figures: dict[str, float] = {}
+    if reference is not None and len(np.unique(reference.y)) == 2:
+        on_reference = classification_metrics(reference.y, result.model.predict_proba(reference.X)[:, 1])
+        champion_on_reference = classification_metrics(reference.y, incumbent.predict_proba(reference.X)[:, 1])
+        verdicts.append(_comparison(f"reference set ({len(reference.y)} rows)", on_reference,
+                                    champion_on_reference, champion.version, settings))
+        figures = {"reference_roc_auc": on_reference["roc_auc"], "reference_brier": on_reference["brier"],
+                   "champion_reference_roc_auc": champion_on_reference["roc_auc"],
+                   "champion_reference_brier": champion_on_reference["brier"]}
+    comparison = "; ".join(text for _, text in verdicts)
+    if all(ok for ok, _ in verdicts):
+        return CHAMPION, f"promoted: not worse than the champion ({comparison})", figures
+    worse = " and ".join(text.split(":")[0] for ok, text in verdicts if not ok)
+    return CHALLENGER, f"kept as challenger: worse than the champion on {worse} ({comparison})", figures
 
 
 def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd.DataFrame,
-                     labels: pd.Series, settings: Settings, data_description: str) -> Registration:
-    """Log the run (params, metrics, plots, data digest, features, model) and apply the gate."""
+                     labels: pd.Series, settings: Settings, data_description: str,
+                     reference: Reference | None = None, training_ingestion: str | None = None) -> Registration:
+    """Log the run (params, metrics, plots, data digest, features, model) and apply the gate.
+
+    `training_ingestion` (the file's ingestion id) lets `rollback` restore the labels this version saw.
+    """
     client = configure(settings)
     holdout_X = model_input(features.loc[result.holdout_index])
     y_holdout = labels.loc[result.holdout_index].astype(int).to_numpy()
@@ -131,6 +164,8 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
             "training_rows": len(features), "training_data": data_description,
             "training_digest": dataset.digest, "cv_folds": settings.cv_folds,
             "holdout_fraction": settings.holdout_fraction, "random_seed": settings.random_seed,
+            "reference_rows": 0 if reference is None else len(reference.y),
+            TRAINING_INGESTION_PARAM: training_ingestion or "",
         })
         metrics = {**result.holdout_metrics, **result.truth_metrics,
                    **{f"peer_{k}": v for k, v in result.peer_holdout_metrics.items()},
@@ -163,7 +198,9 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
                 code_paths=[str(package_code(Path(tmp)))],
                 registered_model_name=settings.registered_model_name)
         version = str(info.registered_model_version)
-        alias, reason = _gate(client, settings, holdout_X, y_holdout, result.holdout_metrics)
+        alias, reason, reference_figures = _gate(client, settings, result, holdout_X, y_holdout, reference)
+        mlflow.log_metrics(reference_figures)
+        metrics.update(reference_figures)
         mlflow.set_tags({"gate": alias, "gate_reason": reason, "model_version": version})
     _set_alias(client, settings, alias, version)
     return Registration(run.info.run_id, version, alias, reason, metrics)
@@ -196,6 +233,13 @@ def rollback(settings: Settings) -> str:
         raise RuntimeError("no previous champion to roll back to")
     _set_alias(client, settings, CHAMPION, previous)
     return previous
+
+
+def training_ingestion(settings: Settings, version: str) -> str | None:
+    """The ingestion a version was trained on (None: all labelled rows of the warehouse at the time)."""
+    client = configure(settings)
+    run = client.get_run(client.get_model_version(settings.registered_model_name, version).run_id)
+    return run.data.params.get(TRAINING_INGESTION_PARAM) or None
 
 
 def list_versions(settings: Settings) -> list[dict[str, object]]:
