@@ -1,4 +1,5 @@
-"""What every flow shares: workspace settings and a task decorator that never caches.
+"""What every flow shares: workspace settings, a task decorator that never caches, and refusals
+(a bad file, an unknown batch, person or version) logged by Prefect without a traceback.
 
 Tasks take plain values (paths, ids) and open the warehouse themselves, so the same task runs in
 this process or on a Dask worker; nothing is cached between runs because every stage is
@@ -7,6 +8,7 @@ idempotent on its own terms (content-addressed ingestions, keyed upserts).
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from pathlib import Path
 
@@ -15,8 +17,34 @@ from prefect.cache_policies import NO_CACHE
 from upath import UPath
 
 from balanceit.config import Settings, load_settings
+from balanceit.flows.temporary_server import tie_temporary_server
 
 stage = partial(prefect_task, cache_policy=NO_CACHE, persist_result=False)
+
+
+class InputRefused(RuntimeError):
+    """A file the flow needs was refused; the message names the file and the problem."""
+
+
+class _AnswersAreNotCrashes(logging.Filter):
+    """A refused file, or a batch, person or model version that does not exist, is an answer the command
+    prints in one line, not a crash: Prefect's records of the failed run (its engine's traceback, the
+    exception repeated) are not shown above it. The run is still recorded as failed in Prefect."""
+
+    answers = (InputRefused, LookupError)
+    # A task run's closing record carries no exception, only its final state's message naming the type.
+    closing = tuple(f"exception {answer.__name__}:" for answer in answers)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            return not isinstance(record.exc_info[1], self.answers)
+        message = record.getMessage()
+        return not (message.startswith("Finished in state Failed") and any(c in message for c in self.closing))
+
+
+for _runs in ("prefect.flow_runs", "prefect.task_runs"):
+    logging.getLogger(_runs).addFilter(_AnswersAreNotCrashes())
+tie_temporary_server()
 
 
 def workspace(home: str | None) -> Settings:

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 
 import pandas as pd
 from prefect import flow
 
+from balanceit.config import masked_uri
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
 from balanceit.features.store import labelled_features
-from balanceit.flows.common import stage, workspace
+from balanceit.flows.common import InputRefused, stage, workspace
 from balanceit.flows.ingest import ingest_file
 from balanceit.models.registry import log_and_register
 from balanceit.models.train import train_model
 from balanceit.warehouse import open_warehouse
-
-
-class InputRefused(RuntimeError):
-    """A file the flow needs was refused; the message names the file and the problem."""
-
-
-class _RefusalWithoutTraceback(logging.Filter):
-    """A refused file is an answer the command prints, not a crash: Prefect still logs that the flow run
-    failed and why, in one line, but not a traceback through its own engine above the user's error."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], InputRefused):
-            record.exc_info = record.exc_text = None
-        return True
-
-
-logging.getLogger("prefect.flow_runs").addFilter(_RefusalWithoutTraceback())
 
 
 def ingest_or_fail(home: str | None, path: str, kind: str):
@@ -80,7 +63,7 @@ def fit_and_register(home: str | None, answers: pd.DataFrame, features: pd.DataF
     cv = result.cross_validation.groupby("candidate")[["roc_auc", "brier", "fit_seconds"]].mean()
     return {**asdict(registration), "chosen_model": result.chosen, "training_rows": len(features),
             "cross_validation": cv.round(4).to_dict(orient="index"),
-            "tracking_uri": settings.mlflow_tracking_uri}
+            "tracking_uri": masked_uri(settings.mlflow_tracking_uri)}
 
 
 @flow(name="train")

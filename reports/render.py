@@ -30,6 +30,7 @@ Population context (`render_population`)
         "hours"; bounds may be None
     estimates_note (optional): str -- how the figures were weighted and the intervals computed
     band_cutoffs (optional): {moderate_from: float, high_from: float} -- marked on the histogram
+    too_few_people (optional): bool -- fewer people than min_group_size: every figure is left out
 
 Personal context (`render_person`)
     respondent_id: str
@@ -67,7 +68,8 @@ POPULATION_KEYS = frozenset({
     "title", "generated_at", "population", "min_group_size", "weighted", "summary", "histogram",
     "segments", "drivers", "what_ifs", "model", "data_quality", "drift",
 })
-POPULATION_OPTIONAL = {"estimates": [], "band_cutoffs": None, "estimates_note": "", "unanswered": []}
+POPULATION_OPTIONAL = {"estimates": [], "band_cutoffs": None, "estimates_note": "", "unanswered": [],
+                       "too_few_people": False}
 PERSON_KEYS = frozenset({
     "respondent_id", "submitted_at", "risk", "band", "summary", "drivers", "signs", "missing_answers",
     "what_ifs", "recommendations", "model_version",
