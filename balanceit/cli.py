@@ -28,9 +28,7 @@ app.add_typer(report_app, name="report")
 app.add_typer(bench_app, name="bench")
 
 console = Console(soft_wrap=True)
-# Soft wrap: an error stays one line whatever the terminal width (a pipe counts as 80 columns),
-# so it can be read, copied and searched whole.
-errors = Console(stderr=True, soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 ClusterOption = Annotated[str | None, typer.Option(
@@ -45,6 +43,9 @@ class _State:
 
 def _prepare() -> Settings:
     """Workspace settings, with Prefect pointed into the workspace before it is imported."""
+    # Health data on a shared machine: everything this command (and the processes it starts) creates,
+    # the workspace, warehouse, reports and exports, is readable by its owner only.
+    os.umask(0o077)
     settings = load_settings(_State.home)
     os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -67,7 +68,7 @@ def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
     console.print(f"[bold]{title}[/]")
     for key, value in result.items():
         text = json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
-        console.print(f"  [cyan]{key}[/]: {text}", highlight=False, soft_wrap=True)
+        console.print(f"  [cyan]{key}[/]: {escape(text)}", highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, as_json: bool, code: int = 2) -> None:
@@ -125,9 +126,9 @@ def _ingest_on_cluster(kind: str, path: Path, cluster: str, as_json: bool) -> No
                           "refused": len(refused)}, default=str))
     else:
         for summary in summaries:
-            console.print(f"[bold]{summary.file}[/]: {summary.status}. rows read {summary.rows_read}, "
+            console.print(f"[bold]{escape(summary.file)}[/]: {summary.status}. rows read {summary.rows_read}, "
                           f"accepted {summary.accepted}, quarantined {summary.quarantined}"
-                          + (f" ({summary.message})" if summary.status == "refused" else ""), highlight=False)
+                          + (f" ({escape(summary.message)})" if summary.status == "refused" else ""), highlight=False)
     if refused:
         raise typer.Exit(2)
 
@@ -154,14 +155,14 @@ def _show_ingestion(summary: Any, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, default=str))
         return
-    console.print(f"[bold]{summary.file}[/]: {summary.status}. rows read {summary.rows_read}, "
+    console.print(f"[bold]{escape(summary.file)}[/]: {summary.status}. rows read {summary.rows_read}, "
                   f"accepted {summary.accepted}, quarantined {summary.quarantined}", highlight=False)
     for reason, count in summary.reasons.items():
         console.print(f"  quarantined {count:>7} rows  {reason}", highlight=False)
     for reason, count in summary.skipped.items():
         console.print(f"  skipped     {count:>7} rows  {reason}", highlight=False)
     if summary.message:
-        console.print(summary.message, highlight=False)
+        console.print(escape(summary.message), highlight=False)
 
 
 @ingest_app.command("questionnaire")
@@ -224,7 +225,7 @@ def score(file: Path,
     try:
         result = score_flow(str(file), str(activity) if activity else None, str(output) if output else None,
                             home=str(_State.home) if _State.home else None, cluster=cluster)
-    except (InputRefused, RuntimeError) as problem:
+    except (InputRefused, RuntimeError, LookupError) as problem:
         _fail(str(problem), as_json)
     _emit(result, as_json, "Scoring")
 
@@ -275,7 +276,7 @@ def explain(respondent_id: str, as_json: JsonOption = False) -> None:
     if as_json:
         print(json.dumps(explanation, default=str))
         return
-    console.print(f"[bold]{explanation['respondent_id']}[/] ({explanation['submitted_at']}): "
+    console.print(f"[bold]{escape(explanation['respondent_id'])}[/] ({explanation['submitted_at']}): "
                   f"risk {explanation['risk']:.0%}, [bold]{explanation['band']}[/]", highlight=False)
     console.print(explanation["summary"], highlight=False)
     for driver in explanation["drivers"]:
@@ -318,8 +319,11 @@ def promote(version: str) -> None:
     settings = _prepare()
     from balanceit.models.registry import promote as promote_version
 
-    promote_version(settings, version)
-    console.print(f"version {version} is now the champion")
+    try:
+        promote_version(settings, version)
+    except LookupError as missing:
+        _fail(str(missing), False)
+    console.print(f"version {escape(version)} is now the champion", highlight=False)
 
 
 @app.command()

@@ -8,8 +8,10 @@ Paths are derived from `home`, so one folder holds all state.
 from __future__ import annotations
 
 import os
+from datetime import date
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +20,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # A team's tracking server, as the user set it. Read once at import: `mlflow.set_tracking_uri`
 # writes MLFLOW_TRACKING_URI into the environment, which must not leak one workspace into the next.
 _USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
+def masked_uri(uri: str) -> str:
+    """`uri` fit to print or store: a password in it (`http://user:pass@host`) is replaced by `***`."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 class Settings(BaseSettings):
@@ -37,6 +48,9 @@ class Settings(BaseSettings):
     # when the weighted batch's effective sample size is below the minimum.
     reweight_trim_ratio: float = 10.0
     reweight_min_effective_size: int = 100
+
+    # Validation: a questionnaire row submitted before this date is quarantined (typos, placeholders).
+    earliest_submitted_at: date = date(1990, 1, 1)
 
     # Model training and the promotion gate.
     registered_model_name: str = "balanceit-imbalance-risk"
@@ -119,7 +133,7 @@ class Settings(BaseSettings):
     def ensure_dirs(self) -> None:
         for folder in (self.root, self.mlflow_artifacts_path, self.prefect_home, self.reports_path,
                        self.inbox_path, self.inbox_path / "done", self.exports_path):
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def band(self, risk: float) -> str:
         if risk < self.low_band_below:

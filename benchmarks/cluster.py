@@ -126,13 +126,13 @@ def score_on(home: str, batch_id: str, workers: int, rows_per_partition: int) ->
             task_runner=task_runner(ClusterSpec(address=cluster.scheduler_address)))
     try:
         with measured("score_cold"):
-            runner(home, partitions, version, settings.mlflow_tracking_uri)
+            runner(home, partitions, version)
         warm_folder = partitions[0].scored.parent.with_name("warm")
         warm_folder.mkdir(exist_ok=True)
         warm = [dataclasses.replace(p, scored=warm_folder / p.scored.name, features=warm_folder / p.features.name)
                 for p in partitions]
         with measured("score_warm"):
-            runner(home, warm, version, settings.mlflow_tracking_uri)
+            runner(home, warm, version)
     finally:
         if cluster is not None:
             with measured("cluster_stop"):
@@ -168,7 +168,7 @@ def _one_partition(home: str, partition, version: str, settings) -> dict[str, An
     from balanceit.flows.score import _model
     from balanceit.models.score import score_partition
 
-    model = _model(home, version, settings.mlflow_tracking_uri).model
+    model = _model(home, version).model
     alone = partition.scored.parent.with_name("alone")
     alone.mkdir(exist_ok=True)
     copy = dataclasses.replace(partition, scored=alone / partition.scored.name,

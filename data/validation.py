@@ -21,6 +21,7 @@ import pyarrow as arrow
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
+from balanceit.config import Settings
 from balanceit.data.contract import (
     ACTIVITY,
     ACTIVITY_COLUMNS,
@@ -171,7 +172,7 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     typed = {spec.name: PARSERS[spec.type](text[spec.name]) for spec in kind.specs}
     _refuse_repeated_keys(typed, kind.key, source)
 
-    rules = Rules.of(kind, text, set(raw.columns), _utc_naive(now))
+    rules = Rules.of(kind, text, set(raw.columns), _utc_naive(now), pd.Timestamp(Settings().earliest_submitted_at))
     if len(raw) > DIRECT_CHECK_ROWS:  # a file: pandera runs the rules over the typed frame
         frame = _typed_frame(typed)
         failures = _pandera_failures(rules, frame)
@@ -212,8 +213,9 @@ class Rules:
     rows: list[Rule]
 
     @classmethod
-    def of(cls, kind: FileKind, text: Columns, present: set[str], now: pd.Timestamp) -> Rules:
-        columns = {spec.name: _column_rules(spec, text[spec.name], spec.name in present, now) for spec in kind.specs}
+    def of(cls, kind: FileKind, text: Columns, present: set[str], now: pd.Timestamp, earliest: pd.Timestamp) -> Rules:
+        columns = {spec.name: _column_rules(spec, text[spec.name], spec.name in present, now, earliest)
+                   for spec in kind.specs}
         return cls(columns, [_row_rule(rule) for rule in kind.row_rules])
 
     def schema(self) -> pa.DataFrameSchema:
@@ -399,7 +401,14 @@ def _to_utc_naive(values: Values) -> Values:
     nanoseconds, a date that does not exist) goes to pandas, which also makes the unreadable missing.
     """
     return _times_by_arrow_or(values, arrow.timestamp("us"), lambda text: pd.to_datetime(
-        text, format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None))
+        _to_microseconds(text), format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None))
+
+
+def _to_microseconds(text: pd.Series) -> pd.Series:
+    """Fractions of a second cut to the microseconds kept: a nanosecond anywhere in a column would make
+    pandas read all of it in nanoseconds, which cannot hold years before 1677, so one row's precision
+    would decide whether another row's year 1 is read (and then judged too early) or unreadable."""
+    return text.str.replace(r"(\.\d{6})\d+", r"\1", regex=True)
 
 
 def _to_date(values: Values) -> Values:
@@ -436,7 +445,8 @@ def _utc_naive(now: pd.Timestamp | None) -> pd.Timestamp:
     return now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now
 
 
-def _column_rules(spec: ColumnSpec, text: Values, present: bool, now: pd.Timestamp) -> list[Rule]:
+def _column_rules(spec: ColumnSpec, text: Values, present: bool, now: pd.Timestamp,
+                  earliest: pd.Timestamp) -> list[Rule]:
     """The contract's rules for one column, each named by its rule in plain words."""
     rules = []
     if spec.required or (spec.required_if_present and present):
@@ -464,6 +474,9 @@ def _column_rules(spec: ColumnSpec, text: Values, present: bool, now: pd.Timesta
     if spec.type in ("datetime", "date"):
         latest = arrow.scalar(now if spec.type == "datetime" else now.normalize(), MOMENT)
         rules.append(Rule("in the future", lambda moments: pc.less_equal(moments, latest)))
+    if spec.type == "datetime":  # a submission time: year 1 or 1900 is a typo or a placeholder, not an answer
+        first = arrow.scalar(earliest, MOMENT)
+        rules.append(Rule(f"before {earliest:%Y-%m-%d}", lambda moments: pc.greater_equal(moments, first)))
     return rules
 
 

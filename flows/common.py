@@ -1,4 +1,5 @@
-"""What every flow shares: workspace settings and a task decorator that never caches.
+"""What every flow shares: workspace settings, a task decorator that never caches, and refusals
+(a bad file, an unknown batch, person or version) logged by Prefect without a traceback.
 
 Tasks take plain values (paths, ids) and open the warehouse themselves, so the same task runs in
 this process or on a Dask worker; nothing is cached between runs because every stage is
@@ -16,8 +17,39 @@ from prefect.cache_policies import NO_CACHE
 from upath import UPath
 
 from balanceit.config import Settings, load_settings
+from balanceit.flows.temporary_server import tie_temporary_server
 
 stage = partial(prefect_task, cache_policy=NO_CACHE, persist_result=False)
+
+
+class InputRefused(RuntimeError):
+    """A file the flow needs was refused; the message names the file and the problem."""
+
+
+class _AnswersAreNotCrashes(logging.Filter):
+    """A refused file, or a batch, person or model version that does not exist, is an answer the command
+    prints in one line, not a crash: Prefect's records of the failed run (its engine's traceback, the
+    exception repeated) are not shown above it. The run is still recorded as failed in Prefect."""
+
+    answers: tuple[type[Exception], ...] = (InputRefused, LookupError)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            return not isinstance(record.exc_info[1], self.answers)
+        message = record.getMessage()
+        # A task run's closing record carries no exception, only its final state's message naming the type.
+        return not (message.startswith("Finished in state Failed")
+                    and any(f"exception {answer.__name__}:" in message for answer in self.answers))
+
+
+def log_refusals_without_traceback(*refusals: type[Exception]) -> None:
+    """A flow's own refusals (besides InputRefused and LookupError) are answers too, not crashes."""
+    _AnswersAreNotCrashes.answers += refusals
+
+
+for _runs in ("prefect.flow_runs", "prefect.task_runs"):
+    logging.getLogger(_runs).addFilter(_AnswersAreNotCrashes())
+tie_temporary_server()
 
 
 def workspace(home: str | None) -> Settings:
@@ -31,23 +63,3 @@ def partitions_root(settings: Settings) -> UPath:
         return UPath(settings.partitions_path)
     root = UPath(settings.shared_path)
     return root.expanduser().resolve() if isinstance(root, Path) else root
-
-
-class _RefusalWithoutTraceback(logging.Filter):
-    """A refused input is an answer the command prints, not a crash: Prefect still logs that the run
-    failed and why, in one line, but not a traceback through its own engine above the user's error."""
-
-    def __init__(self, refusals: tuple[type[Exception], ...]) -> None:
-        super().__init__()
-        self.refusals = refusals
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], self.refusals):
-            record.exc_info = record.exc_text = None
-        return True
-
-
-def log_refusals_without_traceback(*refusals: type[Exception]) -> None:
-    """Keep Prefect's task- and flow-run logs of these exceptions to one line each."""
-    for logger in ("prefect.flow_runs", "prefect.task_runs"):
-        logging.getLogger(logger).addFilter(_RefusalWithoutTraceback(refusals))

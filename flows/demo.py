@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow
 
+from balanceit.config import masked_uri
 from balanceit.data.contract import LABEL
 from balanceit.data.synthetic import Population, generate
 from balanceit.flows.common import stage, workspace
@@ -65,7 +66,7 @@ def demo_flow(rows: int = 20000, seed: int = 0, home: str | None = None,
     return {
         "workspace": str(settings.root),
         "duckdb": str(settings.warehouse_path),
-        "mlflow_tracking_uri": settings.mlflow_tracking_uri,
+        "mlflow_tracking_uri": masked_uri(settings.mlflow_tracking_uri),
         "mlflow_run_id": trained["run_id"],
         "registered_model": f"{settings.registered_model_name} version {trained['version']} ({trained['alias']})",
         "held_out_metrics": {k: round(v, 4) for k, v in trained["metrics"].items()
@@ -77,5 +78,5 @@ def demo_flow(rows: int = 20000, seed: int = 0, home: str | None = None,
         "population_report": population["path"],
         "training_population_report": training["path"],
         "person_report": person["path"],
-        "mlflow_ui": f"mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}",
+        "mlflow_ui": f"mlflow ui --backend-store-uri {masked_uri(settings.mlflow_tracking_uri)}",
     }

@@ -22,15 +22,13 @@ from balanceit.warehouse import open_warehouse
 
 
 @lru_cache(maxsize=4)
-def _model(home: str | None, version: str, tracking_uri: str | None = None) -> RiskModel:
+def _model(home: str | None, version: str) -> RiskModel:
     """The registered version, loaded from MLflow once per worker process.
 
-    A Dask worker is given the flow's tracking URI, so it reads the same registry as the flow.
+    A Dask worker reads the flow's registry through MLFLOW_TRACKING_URI in its environment (a local
+    cluster's workers inherit the flow's; remote workers are started with it), never through a task
+    parameter: a URI may carry a password, and Prefect stores parameters in its database.
     """
-    if tracking_uri:
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri)
     return load_model(workspace(home), version)[0]
 
 
@@ -42,16 +40,14 @@ def export_partitions(home: str | None, batch_id: str, version: str) -> list[Par
 
 
 @stage(name="score partition", retries=2, retry_delay_seconds=1)
-def score_partition_task(home: str | None, partition: Partition, version: str,
-                         tracking_uri: str | None = None) -> Partition:
-    return score_partition(partition, _model(home, version, tracking_uri).model, version, workspace(home))
+def score_partition_task(home: str | None, partition: Partition, version: str) -> Partition:
+    return score_partition(partition, _model(home, version).model, version, workspace(home))
 
 
 @flow(name="score partitions", validate_parameters=False)
-def score_partitions_flow(home: str | None, partitions: list[Partition], version: str,
-                          tracking_uri: str) -> list[Partition]:
+def score_partitions_flow(home: str | None, partitions: list[Partition], version: str) -> list[Partition]:
     """Score every partition with the flow's task runner (a Dask cluster's, see `flows.cluster`)."""
-    futures = score_partition_task.map(unmapped(home), partitions, unmapped(version), unmapped(tracking_uri))
+    futures = score_partition_task.map(unmapped(home), partitions, unmapped(version))
     return [future.result() for future in futures]
 
 
@@ -82,7 +78,7 @@ def score_stage(home: str | None, batch_id: str, output: str | None,
         spec = cluster_for(settings, cluster)
         if spec is not None:
             runner = score_partitions_flow.with_options(task_runner=task_runner(spec))
-            done = runner(home, partitions, version, settings.mlflow_tracking_uri)
+            done = runner(home, partitions, version)
             return {**register(home, batch_id, version, done, output), "cluster": spec.describe()}
     futures = score_partition_task.map(unmapped(home), partitions, unmapped(version))
     return register(home, batch_id, version, [future.result() for future in futures], output)

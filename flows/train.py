@@ -7,23 +7,17 @@ from dataclasses import asdict
 import pandas as pd
 from prefect import flow
 
+from balanceit.config import masked_uri
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
 from balanceit.data.labels import add_to_reference_set, label_problems, reference_answers
 from balanceit.features.build import compute_features
 from balanceit.features.catalogue import model_input
 from balanceit.features.store import labelled_features
-from balanceit.flows.common import log_refusals_without_traceback, stage, workspace
+from balanceit.flows.common import InputRefused, stage, workspace
 from balanceit.flows.ingest import ingest_file
 from balanceit.models.registry import CHAMPION, Reference, log_and_register
 from balanceit.models.train import train_model
 from balanceit.warehouse import open_warehouse
-
-
-class InputRefused(RuntimeError):
-    """A file the flow needs was refused; the message names the file and the problem."""
-
-
-log_refusals_without_traceback(InputRefused)
 
 
 def ingest_or_fail(home: str | None, path: str, kind: str):
@@ -94,7 +88,7 @@ def fit_and_register(home: str | None, answers: pd.DataFrame, features: pd.DataF
     cv = result.cross_validation.groupby("candidate")[["roc_auc", "brier", "fit_seconds"]].mean()
     return {**asdict(registration), "chosen_model": result.chosen, "training_rows": len(features),
             "cross_validation": cv.round(4).to_dict(orient="index"),
-            "tracking_uri": settings.mlflow_tracking_uri}
+            "tracking_uri": masked_uri(settings.mlflow_tracking_uri)}
 
 
 @flow(name="train")

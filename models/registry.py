@@ -9,6 +9,7 @@ becomes `challenger` and the run records why.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from sklearn.metrics import RocCurveDisplay
 
-from balanceit.config import Settings
+from balanceit.config import Settings, masked_uri
 from balanceit.features.catalogue import CATALOGUE, model_input
 from balanceit.models.metrics import calibration_bins, classification_metrics
 from balanceit.models.pyfunc import RiskModel, package_code, request_contract
@@ -46,6 +47,8 @@ def configure(settings: Settings) -> MlflowClient:
     `--artifacts-destination` and proxies them, so no client or worker needs that folder.
     """
     uri = settings.mlflow_tracking_uri
+    if masked_uri(uri) != uri:  # MLflow prints each run's link with the URI as given, password and all
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(settings.experiment_name) is None:
         if uri.startswith(("http://", "https://")):
@@ -220,7 +223,11 @@ def _set_alias(client: MlflowClient, settings: Settings, alias: str, version: st
 def promote(settings: Settings, version: str) -> None:
     """Make `version` the champion by hand (the previous champion is remembered for rollback)."""
     client = configure(settings)
-    client.get_model_version(settings.registered_model_name, version)
+    try:
+        client.get_model_version(settings.registered_model_name, version)
+    except MlflowException:
+        raise LookupError(f"no version '{version}' of {settings.registered_model_name}: "
+                          "`balanceit models` lists them") from None
     _set_alias(client, settings, CHAMPION, version)
 
 
@@ -270,7 +277,7 @@ def _champion_version(client: MlflowClient, settings: Settings) -> str:
     try:
         return str(client.get_model_version_by_alias(settings.registered_model_name, CHAMPION).version)
     except MlflowException:
-        raise RuntimeError("no champion model yet: run `balanceit train` (or `balanceit demo`) first") from None
+        raise LookupError("no champion model yet: run `balanceit train` (or `balanceit demo`) first") from None
 
 
 def load_model(settings: Settings, version: str | None = None) -> tuple[RiskModel, str]:

@@ -131,6 +131,8 @@ def population_context(settings: Settings, batch: str | None, target: Path | Non
     model, version = load_model(settings, version)
     if answers.empty:
         raise LookupError("no respondents to report on")
+    if len(answers) < settings.min_group_size:
+        return _small_population_context(settings, version, batch, description, len(answers), quality)
     scored = explain_batch(model.model, answers, features, settings)
     people = pd.concat([answers.drop(columns=["respondent_id", "submitted_at"]), scored], axis=1)
     drivers = aggregate.top_drivers(people)
@@ -172,6 +174,26 @@ def population_context(settings: Settings, batch: str | None, target: Path | Non
         "drift": [{**row, "feature": f"{COLUMN_LABELS[row['feature']]} ({row['feature']})"}
                   for row in aggregate.drift_table(training_features, features, drift_columns).to_dict("records")],
         "band_cutoffs": {"moderate_from": settings.low_band_below, "high_from": settings.high_band_from},
+    }
+
+
+def _small_population_context(settings: Settings, version: str, batch: str | None, description: str, n: int,
+                              quality: list[dict[str, object]]) -> dict[str, object]:
+    """A population smaller than the minimum group size: its figures would describe single people, so the
+    report states how many there are and shows only the model card and file counts."""
+    return {
+        "population_estimates": {"weighted": False, "n": n, "estimates": {}, "segments": []},
+        "title": "Muscle-imbalance risk: population report",
+        "generated_at": datetime.now(timezone.utc),
+        "population": description,
+        "min_group_size": settings.min_group_size,
+        "weighted": False,
+        "summary": {"n": n, "mean_risk": None, "bands": []},
+        "histogram": {"bin_edges": np.linspace(0.0, 1.0, 21).tolist(), "counts": [0] * 20},
+        "segments": [], "drivers": [], "what_ifs": [], "drift": [],
+        "model": _model_card(settings, version, CHAMPION if batch == TRAINING else f"scored with v{version}"),
+        "data_quality": quality,
+        "unanswered": [], "too_few_people": True,
     }
 
 

@@ -30,6 +30,7 @@ Population context (`render_population`)
         "hours"; bounds may be None
     estimates_note (optional): str -- how the figures were weighted and the intervals computed
     band_cutoffs (optional): {moderate_from: float, high_from: float} -- marked on the histogram
+    too_few_people (optional): bool -- fewer people than min_group_size: every figure is left out
 
 Personal context (`render_person`)
     respondent_id: str
@@ -68,7 +69,8 @@ POPULATION_KEYS = frozenset({
     "segments", "drivers", "what_ifs", "model", "data_quality", "drift",
 })
 POPULATION_OPTIONAL = {"estimates": [], "band_cutoffs": None, "estimates_note": "", "unanswered": [],
-                       "reweighting": None, "estimate_names": {}}
+                       "reweighting": None, "estimate_names": {},
+                       "too_few_people": False}
 PERSON_KEYS = frozenset({
     "respondent_id", "submitted_at", "risk", "band", "summary", "drivers", "signs", "missing_answers",
     "what_ifs", "recommendations", "model_version",

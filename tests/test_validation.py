@@ -181,6 +181,23 @@ def test_timezone_aware_now_is_compared_in_utc():
     assert validate_questionnaire(raw, "q", now=paris_now).quarantined_rows == 1
 
 
+@pytest.mark.parametrize("neighbour", ["2025-05-01T10:00:00", "2025-05-01T10:00:00.123456789",
+                                       "2025-05-01T12:00:00+02:00", "2025-5-1"])
+def test_a_submission_before_the_earliest_date_is_quarantined_whatever_the_other_rows(neighbour):
+    """Year 1 and 1989 are too early, judged the same whether the column parses as a whole or row by row."""
+    raw = pd.DataFrame([good_row("a", submitted_at="0001-01-01T00:00:00"),
+                        good_row("b", submitted_at="1989-12-31T23:59:59"), good_row("c", submitted_at=neighbour)])
+    validated = validate_questionnaire(raw, "q", now=NOW)
+    assert validated.reasons() == {"submitted_at: before 1990-01-01": 2}
+    assert list(validated.accepted["respondent_id"]) == ["c"]
+
+
+def test_the_earliest_submission_date_is_a_setting(monkeypatch):
+    monkeypatch.setenv("BALANCEIT_EARLIEST_SUBMITTED_AT", "2025-01-01")
+    raw = pd.DataFrame([good_row("a", submitted_at="2024-12-31"), good_row("b", submitted_at="2025-01-01")])
+    assert validate_questionnaire(raw, "q", now=NOW).reasons() == {"submitted_at: before 2025-01-01": 1}
+
+
 def test_column_names_that_clash_after_normalising_refuse_the_file():
     raw = pd.DataFrame([["a", "b"]], columns=["Age", " age"])
     with pytest.raises(FileRefused, match="'age' appears more than once"):
