@@ -81,3 +81,16 @@ def test_a_request_without_a_column_scores_it_as_not_asked(fitted):
     assert blank["missing_answers"].str.contains("back_pain").all()
     assert not absent["missing_answers"].fillna("").str.contains("back_pain").any()
     assert pd.Series(absent[DRIVER_COLUMNS].stack().dropna()).isin(UNKNOWN).sum() == 0
+
+
+def test_a_missing_answer_term_from_few_blank_rows_is_shrunk_toward_the_average(fitted):
+    """A blank answer's term keeps n / (n + prior) of its distance from the answered rows' average."""
+    _, answers, features = fitted
+    X, y = model_input(features), answers[LABEL].astype(bool)
+    assert X["occupation"].isna().sum() > 10
+    skipped = X.assign(occupation=None)
+    unshrunk = AdditiveRiskModel(n_knots=5, missing_prior_rows=0.0).fit(X, y)
+    shrunk = AdditiveRiskModel(n_knots=5, missing_prior_rows=1e6).fit(X, y)
+    gap = {name: np.abs(m.contributions(skipped)["occupation"] - m.contributions(X)["occupation"].mean()).mean()
+           for name, m in (("unshrunk", unshrunk), ("shrunk", shrunk))}
+    assert gap["shrunk"] < 0.05 * gap["unshrunk"]
