@@ -104,7 +104,9 @@ def test_population_report_names_questions_nobody_answered(demo, tmp_path):
     result = run(home, "report", "population", "--batch", batch)
     assert result["unanswered_questions"] == ["back_pain", "neck_pain"]
     assert result["not_asked_questions"] == ["back_pain", "neck_pain"]
-    assert "Not asked in this survey:</strong> back_pain, neck_pain." in Path(result["path"]).read_text(encoding="utf-8")
+    html = Path(result["path"]).read_text(encoding="utf-8")
+    assert "Not asked in this survey:</strong> back_pain, neck_pain." in html
+    assert "<dt>Not asked here</dt><dd>back_pain, neck_pain: risks in this report are computed without them" in html
 
 
 def test_a_survey_that_never_asked_about_pain_posture_or_strength_stays_calibrated(demo, tmp_path):
