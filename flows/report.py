@@ -22,6 +22,8 @@ def population_report(home: str | None, batch: str | None, target: str | None = 
     name = "training" if batch == "training" else "latest" if batch is None else batch
     path = render_population(context, settings.reports_path / f"population-{name}.html")
     return {"path": str(path), "population": context["population"], "unanswered_questions": context["unanswered"],
+            "not_asked_questions": context["unanswered"],
+            "not_asked_note": "risks are computed without the questions not asked" if context["unanswered"] else "",
             **estimates, **({"reweighting": context["reweighting"]} if context["reweighting"] else {})}
 
 

@@ -157,11 +157,13 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
     (half to each sign when both are signs), so a cause's contribution, and the drivers, stay its own.
     """
 
-    def __init__(self, n_knots: int = 5, C: float = 1.0, max_iter: int = 200, sign_interactions: bool = False):
+    def __init__(self, n_knots: int = 5, C: float = 1.0, max_iter: int = 200, sign_interactions: bool = False,
+                 missing_prior_rows: float = 300.0):
         self.n_knots = n_knots
         self.C = C
         self.max_iter = max_iter
         self.sign_interactions = sign_interactions
+        self.missing_prior_rows = missing_prior_rows
 
     def fit(self, X: pd.DataFrame, y) -> AdditiveRiskModel:
         self.__dict__.pop("_column_terms", None)  # a refit must not reuse the old fit's terms
@@ -175,7 +177,8 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
         self.logistic_ = self._logistic().fit(design, y)
         self.classes_ = self.logistic_.classes_
         widths = [e.width for encoders in self.encoders_ for e in encoders]
-        self.coef_slices_ = np.split(self.logistic_.coef_[0], np.cumsum(widths)[:-1])
+        self.coef_slices_ = [coef.copy() for coef in np.split(self.logistic_.coef_[0], np.cumsum(widths)[:-1])]
+        self._shrink_missing_terms(X)
         terms = self.terms(X)
         self.mean_terms_ = terms.mean(axis=0)
         self._without_interactions()
@@ -183,6 +186,27 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
             self._fit_sign_interactions(terms, y)
         self.base_logit_ = float(self.intercept_ + self.weights_ @ self.mean_terms_)
         return self
+
+    def _shrink_missing_terms(self, X: pd.DataFrame) -> None:
+        """Pull each column's "answer missing" term toward the answered rows' average term.
+
+        It is estimated from the few training rows with a blank (a few hundred of 15,000), so with n
+        blank rows it keeps n / (n + `missing_prior_rows`) of its difference from that average.
+        """
+        encoders = [encoder for feature_encoders in self.encoders_ for encoder in feature_encoders]
+        for encoder, coef in zip(encoders, self.coef_slices_, strict=True):
+            values = X[encoder.column.name]
+            missing = pd.isna(values).to_numpy()
+            blanks = int(missing.sum())
+            if blanks in (0, len(missing)):
+                continue
+            term = encoder.fitted_term(coef)(values)
+            answered_mean, missing_term = term[~missing].mean(), term[missing][0]
+            shift = (answered_mean - missing_term) * self.missing_prior_rows / (blanks + self.missing_prior_rows)
+            if encoder.one_hot is not None:
+                coef[list(encoder.one_hot.categories_[0]).index(MISSING)] += shift
+            else:
+                coef[-1] += shift
 
     def _logistic(self) -> LogisticRegression:
         return LogisticRegression(C=self.C, max_iter=self.max_iter, solver="newton-cholesky")
@@ -232,9 +256,17 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
         return sum(term(X[encoder.column.name])
                    for encoder, term in zip(self.encoders_[index], self._column_terms[index], strict=True))
 
-    def terms(self, X: ModelInput) -> np.ndarray:
-        """The features' shape terms g_f(x), one column per catalogue feature."""
-        return np.column_stack([self._feature_term(X, i) for i in range(len(self.encoders_))])
+    def terms(self, X: ModelInput, unknown: np.ndarray | None = None) -> np.ndarray:
+        """The features' shape terms g_f(x), one column per catalogue feature.
+
+        An `unknown` feature (its question was not asked) carries no information about anyone: its
+        term is its expectation over the training population, so it adds nothing against the average
+        person instead of the "answer skipped" term.
+        """
+        terms = np.column_stack([self._feature_term(X, i) for i in range(len(self.encoders_))])
+        if unknown is not None and unknown.any():
+            terms[:, unknown] = self.mean_terms_[unknown]
+        return terms
 
     def feature_term(self, X: ModelInput, feature: str) -> np.ndarray:
         """One feature's shape term, computing only that feature (for what-ifs)."""
@@ -243,29 +275,48 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
     def _pair_products(self, terms: np.ndarray) -> np.ndarray:
         return terms[:, self.pairs_[:, 0]] * terms[:, self.pairs_[:, 1]]
 
-    def _interaction_terms(self, terms: np.ndarray) -> np.ndarray:
-        return (self._pair_products(terms) - self.pair_mean_) / self.pair_scale_ * self.pair_coef_
+    def _interaction_terms(self, terms: np.ndarray, unknown: np.ndarray | None = None) -> np.ndarray:
+        """Each sign pair's product term. With one member unknown (`terms` holds its mean) the product
+        is its expectation given the known member; with both unknown it is the pair's mean, i.e. 0."""
+        interactions = (self._pair_products(terms) - self.pair_mean_) / self.pair_scale_ * self.pair_coef_
+        if unknown is not None and unknown.any():
+            interactions[:, unknown[self.pairs_].all(axis=1)] = 0.0
+        return interactions
 
-    def contributions_from_terms(self, terms: np.ndarray) -> np.ndarray:
+    def _pair_owners(self, unknown: np.ndarray | None) -> np.ndarray:
+        """Which feature each pair's term counts for: its sign's, or the known member's when the sign is
+        unknown, so an unknown feature's contribution is exactly 0."""
+        if unknown is None or not unknown.any():
+            return self.pair_owner_
+        members = self.pairs_
+        one_known = unknown[members].sum(axis=1) == 1
+        owner = self.pair_owner_.copy()
+        owner[:, one_known] = 0.0
+        known_member = np.where(unknown[members[:, 0]], members[:, 1], members[:, 0])
+        owner[known_member[one_known], np.flatnonzero(one_known)] = 1.0
+        return owner
+
+    def contributions_from_terms(self, terms: np.ndarray, unknown: np.ndarray | None = None) -> np.ndarray:
         """Per-feature logit contributions against the training population's average person; they sum
-        to the logit minus `base_logit_` exactly."""
-        return (terms - self.mean_terms_) * self.weights_ + self._interaction_terms(terms) @ self.pair_owner_.T
+        to the logit minus `base_logit_` exactly, and an `unknown` feature's is 0."""
+        return ((terms - self.mean_terms_) * self.weights_
+                + self._interaction_terms(terms, unknown) @ self._pair_owners(unknown).T)
 
-    def logit_from_terms(self, terms: np.ndarray) -> np.ndarray:
-        return self.intercept_ + terms @ self.weights_ + self._interaction_terms(terms).sum(axis=1)
+    def logit_from_terms(self, terms: np.ndarray, unknown: np.ndarray | None = None) -> np.ndarray:
+        return self.intercept_ + terms @ self.weights_ + self._interaction_terms(terms, unknown).sum(axis=1)
 
-    def contribution_matrix(self, X: ModelInput) -> np.ndarray:
-        return self.contributions_from_terms(self.terms(X))
+    def contribution_matrix(self, X: ModelInput, unknown: np.ndarray | None = None) -> np.ndarray:
+        return self.contributions_from_terms(self.terms(X, unknown), unknown)
 
-    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+    def contributions(self, X: pd.DataFrame, unknown: np.ndarray | None = None) -> pd.DataFrame:
         """`contribution_matrix` as a frame with the catalogue's feature names."""
-        return pd.DataFrame(self.contribution_matrix(X), columns=self.feature_names, index=X.index)
+        return pd.DataFrame(self.contribution_matrix(X, unknown), columns=self.feature_names, index=X.index)
 
-    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        return self.logit_from_terms(self.terms(X))
+    def decision_function(self, X: pd.DataFrame, unknown: np.ndarray | None = None) -> np.ndarray:
+        return self.logit_from_terms(self.terms(X, unknown), unknown)
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        risk = expit(self.decision_function(X))
+    def predict_proba(self, X: pd.DataFrame, unknown: np.ndarray | None = None) -> np.ndarray:
+        risk = expit(self.decision_function(X, unknown))
         return np.column_stack([1 - risk, risk])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:

@@ -83,19 +83,39 @@ def _signs_text(answers: pd.DataFrame) -> np.ndarray:
     return _text_per_combination([answers[column].to_numpy(dtype=object) for column in SIGN_ANSWERS], _signs)
 
 
-def _missing_text(answers: pd.DataFrame) -> np.ndarray:
-    missing = [pd.isna(answers[name].array) for name in OPTIONAL_ANSWERS]
-    return _text_per_combination(missing, lambda *flags: ";".join(np.array(OPTIONAL_ANSWERS)[list(flags)]))
+def not_asked_questions(answers: pd.DataFrame) -> tuple[str, ...]:
+    """The optional questions a batch never asked: absent from its file or empty on every row.
+
+    Such a question says nothing about anyone in the batch, unlike one person's skipped answer.
+    """
+    return tuple(name for name in OPTIONAL_ANSWERS if name not in answers or answers[name].isna().all())
+
+
+def unknown_features(not_asked: Sequence[str]) -> np.ndarray:
+    """Catalogue features that any not-asked question feeds: the model treats them as unknown."""
+    return np.array([any(source in not_asked for source in feature.sources) for feature in CATALOGUE])
+
+
+def _missing_text(answers: pd.DataFrame, not_asked: Sequence[str]) -> np.ndarray:
+    asked = [name for name in OPTIONAL_ANSWERS if name not in not_asked]
+    missing = [pd.isna(answers[name].array) for name in asked]
+    if not missing:
+        return np.full(len(answers), "", dtype=object)
+    return _text_per_combination(missing, lambda *flags: ";".join(np.array(asked)[list(flags)]))
 
 
 def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.DataFrame,
-                  settings: Settings) -> pd.DataFrame:
+                  settings: Settings, not_asked: Sequence[str] = ()) -> pd.DataFrame:
     """Risk, band, top drivers with their answers and logit contributions, signs, missing answers
     and what-ifs: one row per person. `answers` and `features` are aligned row for row.
+
+    Features fed by a `not_asked` question (see `not_asked_questions`) are unknown: they add nothing,
+    are never drivers, are not listed per person as missing, and what-ifs that change them do not apply.
     """
     X = model_arrays(features)
-    terms = model.terms(X)
-    contributions = model.contributions_from_terms(terms)
+    unknown = unknown_features(not_asked)
+    terms = model.terms(X, unknown)
+    contributions = model.contributions_from_terms(terms, unknown)
     logit = model.base_logit_ + contributions.sum(axis=1)
     risk = expit(logit)
     out = {
@@ -105,26 +125,28 @@ def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.
         "band": np.where(risk < settings.low_band_below, "low",
                          np.where(risk >= settings.high_band_from, "high", "moderate")),
     }
-    names, values = _rank_drivers(contributions, X)
+    names, values = _rank_drivers(contributions, X, unknown)
     texts = _driver_answers(names, answers, features)
     for rank in range(DRIVERS):
         out[f"driver_{rank + 1}"] = names[:, rank]
         out[f"driver_{rank + 1}_answers"] = texts[:, rank]
         out[f"driver_{rank + 1}_contribution"] = values[:, rank]
     out["signs"] = _signs_text(answers)
-    out["missing_answers"] = _missing_text(answers)
+    out["missing_answers"] = _missing_text(answers, not_asked)
     for what_if in WHAT_IFS:
-        out[f"whatif_{what_if.name}"] = _what_if_risk(model, what_if, X, terms)
+        out[f"whatif_{what_if.name}"] = _what_if_risk(model, what_if, X, terms, unknown)
     return pd.DataFrame(out, index=answers.index)  # built once: adding columns one by one costs ~0.1 ms each
 
 
-def _rank_drivers(contributions: np.ndarray, X: ModelInput) -> tuple[np.ndarray, np.ndarray]:
+def _rank_drivers(contributions: np.ndarray, X: ModelInput,
+                  unknown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The (up to) three causes raising each person's risk most: names (None past the last) and values."""
     causes = contributions[:, CAUSE_POSITIONS]
-    # A feature whose answers are all missing is named under missing answers, never as a driver.
+    # A feature whose answers are all missing is named under missing answers, never as a driver; one
+    # the batch was not asked about is listed once per batch.
     answered = np.column_stack([
         np.logical_or.reduce([~pd.isna(X[column]) for column in BY_NAME[name].column_names]) for name in CAUSES
-    ])
+    ]) & ~unknown[CAUSE_POSITIONS]
     causes = np.where(answered, causes, -np.inf)
     order = np.argsort(-causes, axis=1)[:, :DRIVERS]
     top = np.take_along_axis(causes, order, axis=1)
@@ -147,11 +169,15 @@ def _driver_answers(names: np.ndarray, answers: pd.DataFrame, features: pd.DataF
     return texts
 
 
-def _what_if_risk(model: AdditiveRiskModel, what_if: WhatIf, X: ModelInput, terms: np.ndarray) -> np.ndarray:
-    """Risk after one what-if, for the people it applies to (NaN for the rest): only the terms of the
-    features it touches are computed again."""
+def _what_if_risk(model: AdditiveRiskModel, what_if: WhatIf, X: ModelInput, terms: np.ndarray,
+                  unknown: np.ndarray) -> np.ndarray:
+    """Risk after one what-if, for the people it applies to (NaN for the rest, and for everyone when it
+    changes a feature the batch was not asked about): only the terms of the features it touches are
+    computed again."""
+    if any(unknown[FEATURE_POSITIONS[feature]] for feature in what_if.touches):
+        return np.full(len(terms), np.nan)
     changed = {**X, **what_if.change(X)}
     changed_terms = terms.copy()
     for feature in what_if.touches:
         changed_terms[:, FEATURE_POSITIONS[feature]] = model.feature_term(changed, feature)
-    return np.where(what_if.applies(X), expit(model.logit_from_terms(changed_terms)), np.nan)
+    return np.where(what_if.applies(X), expit(model.logit_from_terms(changed_terms, unknown)), np.nan)

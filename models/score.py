@@ -9,9 +9,9 @@ from balanceit.config import Settings
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_COLUMNS, QUESTIONNAIRE_KEY
 from balanceit.data.partitions import Partition, write_atomically
 from balanceit.data.readers import TEXT, normalise_column_names
-from balanceit.features.build import answers_and_features
+from balanceit.features.build import OPTIONAL_ANSWERS, answers_and_features
 from balanceit.models.additive import AdditiveRiskModel
-from balanceit.models.explain import explain_batch
+from balanceit.models.explain import explain_batch, not_asked_questions
 
 OUTPUT_COLUMNS = (
     "respondent_id", "submitted_at", "risk", "band", "model_version",
@@ -38,15 +38,18 @@ def request_rows(answers: pd.DataFrame) -> pd.DataFrame:
 
 
 def _features_and_scores(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.DataFrame | None,
-                         settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                         settings: Settings, not_asked: tuple[str, ...] | None = None,
+                         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The answers aligned to the features, the features, and the scores, all row for row.
 
     Features for the whole batch are computed at once; explanations go slice by slice, so a large
-    batch's intermediate model input and contributions never exist for all rows at once."""
+    batch's intermediate model input and contributions never exist for all rows at once. Questions
+    the answers never answer are not asked unless `not_asked` says which are."""
     aligned, features = answers_and_features(answers, activity, settings.activity_window_days)
+    not_asked = not_asked_questions(answers) if not_asked is None else not_asked
     starts = range(0, max(len(features), 1), EXPLAIN_SLICE_ROWS)
     scored = pd.concat([explain_batch(model, aligned.iloc[start:start + EXPLAIN_SLICE_ROWS],
-                                      features.iloc[start:start + EXPLAIN_SLICE_ROWS], settings)
+                                      features.iloc[start:start + EXPLAIN_SLICE_ROWS], settings, not_asked)
                         for start in starts], ignore_index=True)
     return aligned, features, scored
 
@@ -88,7 +91,10 @@ def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settin
         unscored = pd.array([None] * len(raw), dtype=TEXT)
         return pd.DataFrame({"respondent_id": unscored, "submitted_at": unscored, "risk": np.nan, "band": unscored,
                              "error": refused.problem}, index=pd.RangeIndex(len(raw)))
-    aligned, _, scored = _features_and_scores(model, checked.accepted, None, settings)
+    # A request's own columns say what was asked: a blank in a column it sent is one person's skip.
+    sent = set(normalise_column_names(raw, "request").columns)
+    not_asked = tuple(name for name in OPTIONAL_ANSWERS if name not in sent)
+    aligned, _, scored = _features_and_scores(model, checked.accepted, None, settings, not_asked)
     placed = aligned["row_number"].to_numpy()
     result = scored if np.array_equal(placed, row_numbers) else scored.set_axis(placed).reindex(row_numbers)
     quarantined = checked.quarantined

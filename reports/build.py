@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 
 from balanceit.config import Settings
-from balanceit.features.build import OPTIONAL_ANSWERS
 from balanceit.features.catalogue import BY_NAME, CATALOGUE, model_columns, model_input
 from balanceit.features.store import batch_features, labelled_features
-from balanceit.models.explain import explain_batch
+from balanceit.models.explain import explain_batch, not_asked_questions, unknown_features
 from balanceit.models.narrative import explanation
 from balanceit.models.registry import CHAMPION, configure, load_model
 from balanceit.models.whatif import WHAT_IFS
@@ -133,7 +132,8 @@ def population_context(settings: Settings, batch: str | None, target: Path | Non
         raise LookupError("no respondents to report on")
     if len(answers) < settings.min_group_size:
         return _small_population_context(settings, version, batch, description, len(answers), quality)
-    scored = explain_batch(model.model, answers, features, settings)
+    not_asked = not_asked_questions(answers)
+    scored = explain_batch(model.model, answers, features, settings, not_asked)
     people = pd.concat([answers.drop(columns=["respondent_id", "submitted_at"]), scored], axis=1)
     drivers = aggregate.top_drivers(people)
     drift_columns = [c.name for c in model_columns()]
@@ -170,7 +170,7 @@ def population_context(settings: Settings, batch: str | None, target: Path | Non
         "what_ifs": _population_what_ifs(scored, settings),
         "model": _model_card(settings, version, CHAMPION if batch == TRAINING else f"scored with v{version}"),
         "data_quality": quality,
-        "unanswered": [name for name in OPTIONAL_ANSWERS if answers[name].isna().all()],
+        "unanswered": list(not_asked),
         "drift": [{**row, "feature": f"{COLUMN_LABELS[row['feature']]} ({row['feature']})"}
                   for row in aggregate.drift_table(training_features, features, drift_columns).to_dict("records")],
         "band_cutoffs": {"moderate_from": settings.low_band_below, "high_from": settings.high_band_from},
@@ -207,11 +207,13 @@ def person_explanation(settings: Settings, respondent_id: str) -> dict[str, obje
             raise LookupError(f"no scored submission for respondent '{respondent_id}'")
         batch_id, version, submitted_at = row
         answers, features = batch_features(con, batch_id, settings)
+    not_asked = not_asked_questions(answers)
     mine = ((answers["respondent_id"] == respondent_id) & (answers["submitted_at"] == submitted_at)).to_numpy()
     answers, features = answers[mine].reset_index(drop=True), features[mine].reset_index(drop=True)
     model, version = load_model(settings, version)
-    scored = explain_batch(model.model, answers, features, settings)
-    contributions = model.model.contributions(model_input(features)).iloc[0].to_dict()
+    scored = explain_batch(model.model, answers, features, settings, not_asked)
+    contributions = model.model.contributions(model_input(features),
+                                              unknown_features(not_asked)).iloc[0].to_dict()
     return {**explanation(scored.iloc[0], answers.iloc[0], features.iloc[0], contributions),
             "model_version": version}
 

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from balanceit.cli import app
+from balanceit.data.contract import LABEL
 from balanceit.models.score import OUTPUT_COLUMNS
 from conftest import DEMO_ROWS, run
 
@@ -96,7 +97,7 @@ def test_population_report_json_has_estimates_and_segments_with_intervals(demo):
 
 
 def test_population_report_names_questions_nobody_answered(demo, tmp_path):
-    """A survey that never asked about pain is scored as if everyone skipped it: the report says so."""
+    """A survey that never asked about pain is scored without those questions: the report says so."""
     from balanceit.data.synthetic import generate
 
     home, _ = demo
@@ -106,7 +107,31 @@ def test_population_report_names_questions_nobody_answered(demo, tmp_path):
     batch = run(home, "score", str(tmp_path / "no-pain.csv"))["batch_id"]
     result = run(home, "report", "population", "--batch", batch)
     assert result["unanswered_questions"] == ["back_pain", "neck_pain"]
-    assert "Not answered by anyone:</strong> back_pain, neck_pain." in Path(result["path"]).read_text(encoding="utf-8")
+    assert result["not_asked_questions"] == ["back_pain", "neck_pain"]
+    html = Path(result["path"]).read_text(encoding="utf-8")
+    assert "Not asked in this survey:</strong> back_pain, neck_pain." in html
+    assert "<dt>Not asked here</dt><dd>back_pain, neck_pain: risks in this report are computed without them" in html
+
+
+def test_a_survey_that_never_asked_about_pain_posture_or_strength_stays_calibrated(demo, tmp_path):
+    """Scoring the same people with the pain, posture and strength-training questions removed from the
+    file: the risk given what was asked, judged against the generator's truth, not the "skipped" terms."""
+    from balanceit.data.synthetic import generate
+    from balanceit.models.metrics import expected_calibration_error
+
+    home, _ = demo
+    population = generate(6000, seed=23, labelled=True)
+    not_asked = ["back_pain", "neck_pain", "shoulder_pain", "posture_self_report", "strength_training"]
+    population.questionnaire.drop(columns=[LABEL, *not_asked]).to_csv(tmp_path / "fewer.csv", index=False)
+    run(home, "score", str(tmp_path / "fewer.csv"), "--output", str(tmp_path / "scores.csv"))
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    truth = population.truth.assign(respondent_id=population.truth["respondent_id"].astype(str))
+    judged = scores.assign(respondent_id=scores["respondent_id"].astype(str)).merge(truth, on="respondent_id")
+    assert len(judged) == 6000
+    assert abs(judged["risk"].mean() - judged["true_risk"].mean()) <= 0.02
+    assert expected_calibration_error(judged["true_risk"], judged["risk"]) <= 0.02
+    assert not judged[["driver_1", "driver_2", "driver_3"]].isin(["strength_training"]).any().any()
+    assert not judged["missing_answers"].fillna("").str.contains("pain|posture|strength").any()
 
 
 def test_explain_in_a_fresh_process_finds_the_workspace_registry(demo, tmp_path):
