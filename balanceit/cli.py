@@ -244,11 +244,11 @@ def report_population(batch: Annotated[str | None, typer.Option(
 @report_app.command("person")
 def report_person(respondent_id: str, as_json: JsonOption = False) -> None:
     """One respondent's personal report (their data only)."""
-    _prepare()
-    from balanceit.flows.report import person_report_flow
+    settings = _prepare()
+    from balanceit.reports.build import write_person_report
 
     try:
-        result = person_report_flow(respondent_id, home=str(_State.home) if _State.home else None)
+        result = write_person_report(settings, respondent_id)
     except LookupError as missing:
         _fail(str(missing), as_json)
     _emit(result, as_json, "Personal report")
