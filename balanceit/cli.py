@@ -75,10 +75,20 @@ def _fail(message: str, as_json: bool, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        print(f"balanceit {version('balanceit')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(home: Annotated[Path | None, typer.Option(
         "--home", envvar="BALANCEIT_HOME",
-        help="Workspace folder for all state (default ./.balanceit).")] = None) -> None:
+        help="Workspace folder for all state (default ./.balanceit).")] = None,
+         _version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the installed version and exit.")] = False) -> None:
     _State.home = home
 
 
