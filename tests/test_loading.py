@@ -146,7 +146,6 @@ def test_the_warehouse_stays_readable_after_refused_and_bad_files(settings, tmp_
 def test_results_made_with_a_primary_key_are_rebuilt_without_it_and_rescoring_keeps_one_row_per_key(settings):
     """A warehouse from before results lost their index opens unchanged, and an upsert of rows it
     already holds replaces them (the index made re-registering a batch ten times slower)."""
-    settings.root.mkdir(parents=True, exist_ok=True)
     legacy = duckdb.connect(str(settings.warehouse_path))
     legacy.execute("""CREATE TABLE scores (respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL,
         batch_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, risk DOUBLE NOT NULL, band VARCHAR NOT NULL,
