@@ -79,10 +79,20 @@ def _fail(message: str, as_json: bool, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        print(f"balanceit {version('balanceit')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(home: Annotated[Path | None, typer.Option(
         "--home", envvar="BALANCEIT_HOME",
-        help="Workspace folder for all state (default ./.balanceit).")] = None) -> None:
+        help="Workspace folder for all state (default ./.balanceit).")] = None,
+         _version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the installed version and exit.")] = False) -> None:
     _State.home = home
 
 
@@ -253,11 +263,11 @@ def report_population(batch: Annotated[str | None, typer.Option(
 @report_app.command("person")
 def report_person(respondent_id: str, as_json: JsonOption = False) -> None:
     """One respondent's personal report (their data only)."""
-    _prepare()
-    from balanceit.flows.report import person_report_flow
+    settings = _prepare()
+    from balanceit.reports.build import write_person_report
 
     try:
-        result = person_report_flow(respondent_id, home=str(_State.home) if _State.home else None)
+        result = write_person_report(settings, respondent_id)
     except LookupError as missing:
         _fail(str(missing), as_json)
     _emit(result, as_json, "Personal report")

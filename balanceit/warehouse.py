@@ -75,17 +75,18 @@ CREATE TABLE IF NOT EXISTS reference_set (
     respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL, imbalance BOOLEAN NOT NULL,
     model_version VARCHAR NOT NULL, ingestion_id VARCHAR, added_at TIMESTAMP
 );
+-- Results are keyed by (respondent_id, submitted_at, model_version) (and kind, rank) without an index,
+-- for the same reason: re-registering a scored batch replaced every row through a primary key's index,
+-- and its commit took 30 s for 100,000 people where a first registration took 3 s.
 CREATE TABLE IF NOT EXISTS scores (
     respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL, batch_id VARCHAR NOT NULL,
     model_version VARCHAR NOT NULL, risk DOUBLE NOT NULL, band VARCHAR NOT NULL,
-    scored_at TIMESTAMP,
-    PRIMARY KEY (respondent_id, submitted_at, model_version)
+    scored_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS explanations (
     respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL, model_version VARCHAR NOT NULL,
     kind VARCHAR NOT NULL, rank INTEGER NOT NULL, feature VARCHAR, contribution DOUBLE,
-    sentence VARCHAR, answers VARCHAR,
-    PRIMARY KEY (respondent_id, submitted_at, model_version, kind, rank)
+    sentence VARCHAR, answers VARCHAR
 );
 """
 
@@ -109,11 +110,29 @@ def open_warehouse(settings: Settings, read_only: bool = False,
         con = duckdb.connect(str(settings.warehouse_path))
         try:
             con.execute(SCHEMA)
+            _drop_result_indexes(con)
             yield con
         finally:
             con.close()
     finally:
         lock.release()
+
+
+def _drop_result_indexes(con: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild `scores` and `explanations` of a warehouse made before they lost their primary key
+    (DuckDB cannot drop one in place); runs once per such warehouse, in one transaction."""
+    keyed = [table for (table,) in con.execute(
+        "SELECT DISTINCT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
+        "AND table_name IN ('scores', 'explanations')").fetchall()]
+    if not keyed:
+        return
+    with transaction(con):
+        for table in keyed:
+            con.execute(f"ALTER TABLE {table} RENAME TO {table}_keyed")
+        con.execute(SCHEMA)
+        for table in keyed:
+            con.execute(f"INSERT INTO {table} SELECT * FROM {table}_keyed")
+            con.execute(f"DROP TABLE {table}_keyed")
 
 
 @contextmanager

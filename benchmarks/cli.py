@@ -9,4 +9,4 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed 
 # Each benchmark module registers its command on `bench_app` when imported; their heavy imports
 # stay inside the commands, so `balanceit --help` stays fast.
 from balanceit.benchmarks import features, ingest, score, serve, train  # noqa: E402,F401
-from balanceit.benchmarks import cluster  # noqa: E402,F401
+from balanceit.benchmarks import cluster, interactive  # noqa: E402,F401

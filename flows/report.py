@@ -7,8 +7,8 @@ from pathlib import Path
 from prefect import flow
 
 from balanceit.flows.common import log_refusals_without_traceback, stage, workspace
-from balanceit.reports.build import person_explanation, population_context
-from balanceit.reports.render import render_person, render_population
+from balanceit.reports.build import population_context, write_person_report
+from balanceit.reports.render import render_population
 from balanceit.reports.reweight import TargetRefused
 
 log_refusals_without_traceback(TargetRefused)
@@ -29,11 +29,7 @@ def population_report(home: str | None, batch: str | None, target: str | None = 
 
 @stage(name="render person report")
 def person_report(home: str | None, respondent_id: str) -> dict[str, object]:
-    settings = workspace(home)
-    context = person_explanation(settings, respondent_id)
-    safe_name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in respondent_id)
-    path = render_person(context, settings.reports_path / "people" / f"{safe_name}.html")
-    return {"path": str(path), "respondent_id": respondent_id, "risk": context["risk"], "band": context["band"]}
+    return write_person_report(workspace(home), respondent_id)
 
 
 @flow(name="population-report")

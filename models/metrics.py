@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -27,6 +26,8 @@ def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFra
 
 
 def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score  # reading the registry never needs it
+
     y = np.asarray(y).astype(int)
     if len(np.unique(y)) < 2:
         return {"n": float(len(y))}

@@ -14,21 +14,24 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
-from sklearn.metrics import RocCurveDisplay
 
 from balanceit.config import Settings, masked_uri
 from balanceit.features.catalogue import CATALOGUE, model_input
 from balanceit.models.metrics import calibration_bins, classification_metrics
 from balanceit.models.pyfunc import RiskModel, package_code, request_contract
-from balanceit.models.train import TrainingResult
+
+if TYPE_CHECKING:  # plotting and training load only where a model is registered, not to read the registry
+    from matplotlib.figure import Figure
+
+    from balanceit.models.train import TrainingResult
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PREVIOUS_CHAMPION_TAG = "previous_champion"
@@ -60,6 +63,12 @@ def configure(settings: Settings) -> MlflowClient:
     return MlflowClient()
 
 
+def _reader(settings: Settings) -> MlflowClient:
+    """A client of the workspace's registry for reading: no experiment is looked up or created."""
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return MlflowClient()
+
+
 @dataclass
 class Registration:
     run_id: str
@@ -71,6 +80,9 @@ class Registration:
 
 def _figures(result: TrainingResult, holdout_X: pd.DataFrame, y_holdout: np.ndarray) -> dict[str, Figure]:
     """ROC (beside the gradient-boosted peer), calibration and per-feature importance plots."""
+    from matplotlib.figure import Figure
+    from sklearn.metrics import RocCurveDisplay
+
     roc = Figure(figsize=(5, 5))
     ax = roc.subplots()
     RocCurveDisplay.from_predictions(y_holdout, result.holdout_risk, name=result.chosen, ax=ax)
@@ -250,7 +262,7 @@ def training_ingestion(settings: Settings, version: str) -> str | None:
 
 
 def list_versions(settings: Settings) -> list[dict[str, object]]:
-    client = configure(settings)
+    client = _reader(settings)
     name = settings.registered_model_name
     try:
         model = client.get_registered_model(name)
@@ -282,7 +294,7 @@ def _champion_version(client: MlflowClient, settings: Settings) -> str:
 
 def load_model(settings: Settings, version: str | None = None) -> tuple[RiskModel, str]:
     """A registered version (default: the champion) and its number, loaded from MLflow, never a local pickle."""
-    client = configure(settings)  # a given version too is looked up in this workspace's registry
+    client = _reader(settings)  # a given version too is looked up in this workspace's registry
     version = version or _champion_version(client, settings)
     loaded = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}/{version}")
     return loaded.unwrap_python_model(), str(version)

@@ -22,9 +22,6 @@ from balanceit.models.explain import explain_batch, not_asked_questions, unknown
 from balanceit.models.narrative import explanation
 from balanceit.models.registry import CHAMPION, configure, load_model
 from balanceit.models.whatif import WHAT_IFS
-from balanceit.reports import aggregate
-from balanceit.reports.estimates import population_estimates
-from balanceit.reports.reweight import now, read_target, reweight, reweighting_report, store_weights
 from balanceit.warehouse import open_warehouse
 
 TRAINING = "training"
@@ -108,6 +105,11 @@ def _population_what_ifs(scored: pd.DataFrame, settings: Settings) -> list[dict[
 def population_context(settings: Settings, batch: str | None, target: Path | None = None) -> dict[str, object]:
     """Everything the population report shows, for a scored batch or the training population; with a
     `target`, also the batch reweighted to it (the weights are stored with the batch)."""
+    # Survey estimation (svy, polars) loads only here, so a person's explanation does without it.
+    from balanceit.reports import aggregate
+    from balanceit.reports.estimates import population_estimates
+    from balanceit.reports.reweight import now, read_target, reweight, reweighting_report, store_weights
+
     target_population = read_target(target) if target is not None else None
     with open_warehouse(settings) as con:
         if batch == TRAINING:
@@ -217,3 +219,12 @@ def person_explanation(settings: Settings, respondent_id: str) -> dict[str, obje
     return {**explanation(scored.iloc[0], answers.iloc[0], features.iloc[0], contributions),
             "model_version": version}
 
+
+def write_person_report(settings: Settings, respondent_id: str) -> dict[str, object]:
+    """Write one person's report; a plain function, so `balanceit report person` needs no Prefect."""
+    from balanceit.reports.render import render_person
+
+    context = person_explanation(settings, respondent_id)
+    safe_name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in respondent_id)
+    path = render_person(context, settings.reports_path / "people" / f"{safe_name}.html")
+    return {"path": str(path), "respondent_id": respondent_id, "risk": context["risk"], "band": context["band"]}

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 from filelock import FileLock
 
@@ -16,7 +17,7 @@ import balanceit.data.load as load
 from balanceit.config import Settings
 from balanceit.data.load import ingest
 from balanceit.data.synthetic import generate
-from balanceit.warehouse import open_warehouse
+from balanceit.warehouse import open_warehouse, upsert_frame
 
 
 @pytest.fixture
@@ -140,3 +141,25 @@ def test_the_warehouse_stays_readable_after_refused_and_bad_files(settings, tmp_
     assert refused.status == "refused" and "garbage.csv" in refused.message
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM ingestions").fetchone()[0] == 0
+
+
+def test_results_made_with_a_primary_key_are_rebuilt_without_it_and_rescoring_keeps_one_row_per_key(settings):
+    """A warehouse from before results lost their index opens unchanged, and an upsert of rows it
+    already holds replaces them (the index made re-registering a batch ten times slower)."""
+    legacy = duckdb.connect(str(settings.warehouse_path))
+    legacy.execute("""CREATE TABLE scores (respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL,
+        batch_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, risk DOUBLE NOT NULL, band VARCHAR NOT NULL,
+        scored_at TIMESTAMP, PRIMARY KEY (respondent_id, submitted_at, model_version))""")
+    legacy.execute("INSERT INTO scores VALUES ('p1', '2026-01-01', 'b1', '1', 0.5, 'moderate', NULL)")
+    legacy.close()
+    rescored = pd.DataFrame({"respondent_id": ["p1", "p2"], "submitted_at": pd.to_datetime(["2026-01-01"] * 2),
+                             "batch_id": "b1", "model_version": "1", "risk": [0.7, 0.1], "band": ["high", "low"],
+                             "scored_at": pd.Timestamp("2026-01-02")})
+    with open_warehouse(settings) as con:
+        keys = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name IN ('scores', 'explanations') "
+                           "AND constraint_type = 'PRIMARY KEY'").fetchall()[0][0]
+        for _ in range(2):
+            upsert_frame(con, "scores", rescored, ("respondent_id", "submitted_at", "model_version"))
+        rows = con.execute("SELECT respondent_id, risk FROM scores ORDER BY respondent_id").fetchall()
+    assert keys == 0
+    assert rows == [("p1", 0.7), ("p2", 0.1)]

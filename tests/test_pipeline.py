@@ -152,6 +152,21 @@ def test_explain_in_a_fresh_process_finds_the_workspace_registry(demo, tmp_path)
     assert not list(tmp_path.iterdir())  # no stray mlflow.db or mlruns/ in the working folder
 
 
+def test_read_only_commands_start_no_prefect_and_load_no_plotting(demo, tmp_path):
+    """explain, models and report person read DuckDB and the registry directly (bench cli times them)."""
+    home, result = demo
+    person = pd.read_csv(result["scores_file"]).iloc[0]["respondent_id"]
+    probe = ("import sys; from balanceit.cli import app\n"
+             "try: app(sys.argv[1:])\n"
+             "except SystemExit as end: assert not end.code, end.code\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'matplotlib', 'svy', 'dask'}))")
+    for command in (["explain", person], ["models"], ["report", "person", person], ["--help"], ["--version"]):
+        done = subprocess.run([sys.executable, "-c", probe, "--home", str(home), *command],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip().splitlines()[-1] == "[]", (command, done.stdout[-500:])
+
+
 def test_second_demo_adds_a_version_and_no_rows(demo):
     home, _ = demo
     counts = [table_count(home, f"SELECT count(*) FROM {t}") for t in ("questionnaire", "activity", "scores")]
