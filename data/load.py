@@ -36,6 +36,7 @@ class IngestionSummary:
     reasons: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     message: str = ""
+    first_rows: dict[str, list[int]] = field(default_factory=dict)  # per reason, its first row numbers
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -135,7 +136,7 @@ def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated, path: 
                      validated.quarantined_rows, started, _now()])
     return IngestionSummary(str(path), kind, "loaded", ingestion_id, validated.rows_read,
                             len(validated.accepted), validated.quarantined_rows, validated.reasons(),
-                            validated.skipped)
+                            validated.skipped, first_rows=validated.first_rows())
 
 
 def _record_batch(con: duckdb.DuckDBPyConnection, batch_id: str, file: str, kind: str, rows: int) -> None:

@@ -21,17 +21,15 @@ class InputRefused(RuntimeError):
     """A file the flow needs was refused; the message names the file and the problem."""
 
 
-class _RefusalWithoutTraceback(logging.Filter):
-    """A refused file is an answer the command prints, not a crash: Prefect still logs that the flow run
-    failed and why, in one line, but not a traceback through its own engine above the user's error."""
+class _RefusalUnlogged(logging.Filter):
+    """A refused file is an answer the command prints, not a crash: Prefect's engine record of it (an
+    ERROR line and a traceback above the user's own one-line error) is dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], InputRefused):
-            record.exc_info = record.exc_text = None
-        return True
+        return not (record.exc_info and isinstance(record.exc_info[1], InputRefused))
 
 
-logging.getLogger("prefect.flow_runs").addFilter(_RefusalWithoutTraceback())
+logging.getLogger("prefect.flow_runs").addFilter(_RefusalUnlogged())
 
 
 def ingest_or_fail(home: str | None, path: str, kind: str):
