@@ -3,12 +3,13 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: demo test benchmark clean
+.PHONY: demo test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	# PYTHONWARNINGS: setuptools' editable-install banner is advice for package authors, not for a first run.
+	PYTHONWARNINGS=ignore $(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -27,10 +27,14 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(report_app, name="report")
 app.add_typer(bench_app, name="bench")
 
+STATUS_WORDS = {"loaded": "loaded", "already_loaded": "already loaded, nothing changed"}
+
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+# metavar="": a flag takes no value, so its help shows none (Typer would print `<bool>`).
+JsonOption = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object instead of text.")]
+RespondentArgument = Annotated[str, typer.Argument(help="The respondent's id, as in the questionnaire.")]
 ClusterOption = Annotated[str | None, typer.Option(
     "--cluster", envvar="BALANCEIT_CLUSTER",
     help="Run the partition tasks on Dask: local:N (N worker processes on this machine) or "
@@ -61,14 +65,24 @@ def _prepare() -> Settings:
 
 
 def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
-    """One JSON object for scripts, or `key: value` lines (paths never truncated) for people."""
+    """One JSON object for scripts, or for people `key: value` lines (paths never truncated) and a
+    table per group of figures (as `models` prints), never a raw JSON blob."""
     if as_json:
         print(json.dumps(result, default=str))
         return
     console.print(f"[bold]{title}[/]")
     for key, value in result.items():
-        text = json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
-        console.print(f"  [cyan]{key}[/]: {escape(text)}", highlight=False, soft_wrap=True)
+        if not isinstance(value, dict):
+            text = json.dumps(value, default=str) if isinstance(value, list) else str(value)
+            console.print(f"  [cyan]{key}[/]: {escape(text)}", highlight=False, soft_wrap=True)
+    for key, value in result.items():
+        if isinstance(value, dict):
+            table = Table(title=key.replace("_", " "), title_justify="left")
+            table.add_column("figure")
+            table.add_column("value", justify="right")
+            for name, figure in value.items():
+                table.add_row(name, f"{figure:,}" if isinstance(figure, (int, float)) else str(figure))
+            console.print(table)
 
 
 def _fail(message: str, as_json: bool, code: int = 2) -> None:
@@ -100,7 +114,8 @@ def main(home: Annotated[Path | None, typer.Option(
 def generate(rows: Annotated[int, typer.Option(help="Respondents to generate.")] = 1000,
              out: Annotated[Path, typer.Option(help="Folder for questionnaire.csv, activity.csv, truth.csv.")]
              = Path("generated"),
-             labelled: Annotated[bool, typer.Option("--labelled", help="Fill the `imbalance` column.")] = False,
+             labelled: Annotated[bool, typer.Option("--labelled", metavar="",
+                                                    help="Fill the `imbalance` column.")] = False,
              seed: Annotated[int, typer.Option(help="Random seed (same seed, same population).")] = 0,
              as_json: JsonOption = False) -> None:
     """Write a synthetic population (questionnaire, wearable days, and the truth behind them)."""
@@ -136,7 +151,7 @@ def _ingest_on_cluster(kind: str, path: Path, cluster: str, as_json: bool) -> No
                           "refused": len(refused)}, default=str))
     else:
         for summary in summaries:
-            console.print(f"[bold]{escape(summary.file)}[/]: {summary.status}. rows read {summary.rows_read}, "
+            console.print(f"[bold]{escape(summary.file)}[/]: {STATUS_WORDS.get(summary.status, summary.status)}. rows read {summary.rows_read}, "
                           f"accepted {summary.accepted}, quarantined {summary.quarantined}"
                           + (f" ({escape(summary.message)})" if summary.status == "refused" else ""), highlight=False)
     if refused:
@@ -165,10 +180,15 @@ def _show_ingestion(summary: Any, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, default=str))
         return
-    console.print(f"[bold]{escape(summary.file)}[/]: {summary.status}. rows read {summary.rows_read}, "
-                  f"accepted {summary.accepted}, quarantined {summary.quarantined}", highlight=False)
+    rules = f" for breaking {len(summary.reasons)} rules (a row can break several)" if len(summary.reasons) > 1 else ""
+    console.print(f"[bold]{escape(summary.file)}[/]: {STATUS_WORDS.get(summary.status, summary.status)}. "
+                  f"rows read {summary.rows_read:,}, accepted {summary.accepted:,}, "
+                  f"quarantined {summary.quarantined:,}{rules}", highlight=False)
     for reason, count in summary.reasons.items():
-        console.print(f"  quarantined {count:>7} rows  {reason}", highlight=False)
+        rows = summary.first_rows.get(reason, [])
+        where = f" (row{'s' if count > 1 else ''} {', '.join(map(str, rows))}{', …' if count > len(rows) else ''})" \
+            if rows else ""
+        console.print(f"  {count:>7,} row{'s' if count > 1 else ' '} {reason}{where}", highlight=False)
     for reason, count in summary.skipped.items():
         console.print(f"  skipped     {count:>7} rows  {reason}", highlight=False)
     if summary.message:
@@ -176,7 +196,8 @@ def _show_ingestion(summary: Any, as_json: bool) -> None:
 
 
 @ingest_app.command("questionnaire")
-def ingest_questionnaire(file: Path, as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+def ingest_questionnaire(file: Annotated[Path, typer.Argument(help="The questionnaire file (or, with --cluster, "
+                                                                "a folder of them).")], as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
     """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says).
 
     With --cluster, FILE may be a folder: each file in it is read and validated by its own task.
@@ -185,7 +206,8 @@ def ingest_questionnaire(file: Path, as_json: JsonOption = False, cluster: Clust
 
 
 @ingest_app.command("activity")
-def ingest_activity(file: Path, as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+def ingest_activity(file: Annotated[Path, typer.Argument(help="The daily activity file (or, with --cluster, "
+                                                            "a folder of them).")], as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
     """Daily wearable activity (canonical columns or a Fitbit dailyActivity_merged.csv export).
 
     With --cluster, FILE may be a folder: each file in it is read and validated by its own task.
@@ -194,7 +216,8 @@ def ingest_activity(file: Path, as_json: JsonOption = False, cluster: ClusterOpt
 
 
 @ingest_app.command("nhanes")
-def ingest_nhanes(folder: Path, as_json: JsonOption = False) -> None:
+def ingest_nhanes(folder: Annotated[Path, typer.Argument(help="Folder with the cycle's P_DEMO, P_PAQ "
+                                                             "(and P_BMX) XPT files.")], as_json: JsonOption = False) -> None:
     """An NHANES cycle folder (DEMO and PAQ required, BMX optional) as questionnaire rows."""
     _ingest("nhanes", folder, as_json)
 
@@ -222,7 +245,8 @@ def train(data: Annotated[Path | None, typer.Option(help="Labelled questionnaire
 
 
 @app.command()
-def score(file: Path,
+def score(file: Annotated[Path, typer.Argument(help="The survey batch to score: a questionnaire file, "
+                                                 "or an NHANES cycle folder.")],
           activity: Annotated[Path | None, typer.Option(help="Wearable days for the same people.")] = None,
           output: Annotated[Path | None, typer.Option(help="Write one row per person (.csv or .parquet).")] = None,
           as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
@@ -261,7 +285,7 @@ def report_population(batch: Annotated[str | None, typer.Option(
 
 
 @report_app.command("person")
-def report_person(respondent_id: str, as_json: JsonOption = False) -> None:
+def report_person(respondent_id: RespondentArgument, as_json: JsonOption = False) -> None:
     """One respondent's personal report (their data only)."""
     settings = _prepare()
     from balanceit.reports.build import write_person_report
@@ -274,7 +298,7 @@ def report_person(respondent_id: str, as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def explain(respondent_id: str, as_json: JsonOption = False) -> None:
+def explain(respondent_id: RespondentArgument, as_json: JsonOption = False) -> None:
     """Why one respondent's risk is what it is, and what would lower it."""
     settings = _prepare()
     from balanceit.reports.build import person_explanation
@@ -324,7 +348,7 @@ def models(as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def promote(version: str) -> None:
+def promote(version: Annotated[str, typer.Argument(help="The model version to make the champion.")]) -> None:
     """Make VERSION the champion (the current champion is remembered for rollback)."""
     settings = _prepare()
     from balanceit.models.registry import promote as promote_version

@@ -209,7 +209,10 @@ def cluster(rows: Annotated[int, typer.Option(help="Rows N of the batch to score
             train_rows: Annotated[int, typer.Option(help="Labelled rows the model is trained on.")] = 20_000,
             workers: Annotated[str, typer.Option(help="Dask worker counts to compare, comma-separated.")] = "1,2",
             seed: SeedOption = 0, workdir: WorkdirOption = None, as_json: JsonOption = False) -> None:
-    """Scoring rows/s in this process and on 1 and 2 Dask workers (LocalCluster), speed-up, per-partition cost."""
+    """Scoring rows/s in this process and on 1 and 2 Dask workers (LocalCluster), speed-up, per-partition cost.
+
+    At the defaults (1M rows, three runs) this takes many minutes and several GB; --rows 250000 is quicker.
+    """
     try:
         counts = [int(w) for w in workers.split(",") if w.strip()]
     except ValueError:

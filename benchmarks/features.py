@@ -44,7 +44,11 @@ def features(rows: Annotated[int, typer.Option(help="Questionnaire rows.")] = 1_
                  help="Wearable window in days (default: the setting, 28).")] = None,
              seed: SeedOption = 0, workdir: WorkdirOption = None, profile: ProfileOption = None,
              threads: ThreadsOption = None, as_json: JsonOption = False) -> None:
-    """Time and peak memory of the features (features_for_frames) of validated frames."""
+    """Time and peak memory of the features (features_for_frames) of validated frames.
+
+    At the defaults (1M people, 10M activity days) generating the inputs takes minutes and the features
+    peak near 1.9 GB; --rows 100000 --activity-days 1000000 is a quick first try.
+    """
     figures = Figures(f"balanceit bench features: {rows:,} questionnaire rows, {activity_days:,} activity days")
     if window_days is None:
         from balanceit.config import Settings

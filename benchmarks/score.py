@@ -277,7 +277,11 @@ def score(rows: Annotated[int, typer.Option(help="Rows N of the new batch to sco
           model: Annotated[str, typer.Option(help="balanceit candidate to score with.")] = "additive_spline",
           seed: SeedOption = 0, workdir: WorkdirOption = None, profile: ProfileOption = None,
           threads: ThreadsOption = None, as_json: JsonOption = False) -> None:
-    """End-to-end scoring rows/s (explanations and what-ifs included) beside the plain SHAP script."""
+    """End-to-end scoring rows/s (explanations and what-ifs included) beside the plain SHAP script.
+
+    At the defaults (1M rows) this takes many minutes (training both models, the script's SHAP) and
+    peaks near 3.7 GB; --rows 200000 peaks near 1 GB.
+    """
     from balanceit.config import Settings
 
     figures = Figures("balanceit bench score")

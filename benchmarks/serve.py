@@ -103,7 +103,10 @@ def _latencies(port: int, rows: list[dict[str, object]], count: int, warmup: int
 def bench_serve(requests: Annotated[int, typer.Option(help="One-row requests to time.")] = 1000,
                 train_rows: Annotated[int, typer.Option(help="Rows the served model is trained on.")] = 5000,
                 seed: SeedOption = 0, as_json: JsonOption = False) -> None:
-    """Latency of one-row requests to the champion behind `mlflow models serve` (p50, p99)."""
+    """Latency of one-row requests to the champion behind `mlflow models serve` (p50, p99).
+
+    Trains a small model and starts a local server first: about a minute at the defaults.
+    """
     import numpy as np
 
     figures = Figures(f"balanceit bench serve: {requests:,} one-row requests over loopback")

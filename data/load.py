@@ -39,6 +39,7 @@ class IngestionSummary:
     skipped: dict[str, int] = field(default_factory=dict)
     message: str = ""
     label_conflicts: int = 0
+    first_rows: dict[str, list[int]] = field(default_factory=dict)  # per reason, its first row numbers
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -149,7 +150,8 @@ def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated, path: 
     return IngestionSummary(str(path), kind, "loaded", ingestion_id, validated.rows_read,
                             len(validated.accepted), validated.quarantined_rows, validated.reasons(),
                             validated.skipped, _conflict_message(conflicts),
-                            0 if conflicts is None else len(conflicts))
+                            0 if conflicts is None else len(conflicts),
+                            first_rows=validated.first_rows())
 
 
 def _conflict_message(conflicts: pd.DataFrame | None, shown: int = 5) -> str:

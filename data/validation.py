@@ -90,6 +90,14 @@ class Validated:
         rows = self.quarantined.assign(reason=reason).groupby("reason")["row_number"].nunique()
         return {str(key): int(count) for key, count in sorted(rows.items(), key=lambda item: (-item[1], item[0]))}
 
+    def first_rows(self, limit: int = 3) -> dict[str, list[int]]:
+        """The first `limit` row numbers quarantined per "column: rule", so a person can find them."""
+        reason = self.quarantined["column"] + ": " + self.quarantined["rule"]
+        rows = self.quarantined.assign(reason=reason).drop_duplicates(["reason", "row_number"])
+        firsts = rows.sort_values("row_number").groupby("reason")["row_number"].head(limit)
+        return {str(key): [int(n) for n in group] for key, group in
+                rows.loc[firsts.index].groupby("reason")["row_number"]}
+
 
 @dataclass(frozen=True)
 class RowRule:

@@ -114,6 +114,27 @@ CATALOGUE: tuple[Feature, ...] = (
 )
 
 BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOGUE}
+# Words for the columns of features that span several, so a report can name one column (drift);
+# a single-column feature's column is called by the feature's label.
+_COLUMN_LABELS = {
+    "sitting_hours": "Sitting hours a day (reported)",
+    "mean_sedentary_hours": "Sedentary hours a day (wearable)",
+    "share_days_sedentary_over_10h": "Days sedentary over 10 hours (wearable)",
+    "movement_breaks": "Movement breaks a day",
+    "breaks_per_sitting_hour": "Movement breaks per hour of sitting",
+    "mean_steps": "Steps a day (wearable)",
+    "mean_active_minutes": "Active minutes a day (wearable)",
+    "mean_light_minutes": "Lightly active minutes a day (wearable)",
+    "strength_training": "Strength training: none, balanced or unbalanced",
+    "ex_weightlifting": "Weightlifting as a regular activity",
+    "stretching_days": "Stretching days a week",
+    "stretches_before": "Stretches before exercise",
+    "stretches_after": "Stretches after exercise",
+}
+COLUMN_LABELS: dict[str, str] = {
+    column: _COLUMN_LABELS[column] if len(feature.columns) > 1 else feature.label
+    for feature in CATALOGUE for column in feature.column_names
+}
 CAUSES: tuple[str, ...] = tuple(f.name for f in CATALOGUE if f.role == "cause")
 SIGNS: tuple[str, ...] = tuple(f.name for f in CATALOGUE if f.role == "sign")
 

@@ -24,7 +24,7 @@ def population_report(home: str | None, batch: str | None, target: str | None = 
     return {"path": str(path), "population": context["population"], "unanswered_questions": context["unanswered"],
             "not_asked_questions": context["unanswered"],
             "not_asked_note": "risks are computed without the questions not asked" if context["unanswered"] else "",
-            **estimates, **({"reweighting": context["reweighting"]} if context["reweighting"] else {})}
+            **estimates, **({"reweighting": context["reweighting"]} if context.get("reweighting") else {})}
 
 
 @stage(name="render person report")

@@ -60,13 +60,23 @@ _EXERCISE = {
 }
 
 
+def _no_stretching(answers: pd.Series) -> str:
+    """Zero stretching days, said so it does not contradict a yoga or pilates answer."""
+    types = str(_value(answers, "exercise_types") or "")
+    stretchy = [kind for kind in ("yoga", "pilates") if kind in types.split(";")]
+    if stretchy:
+        return (f"you report no stretching days; your {' and '.join(stretchy)} counts as exercise here, "
+                "not as the short stretches after exercise or sitting that the model counts")
+    return "you don't stretch"
+
+
 def _exercise_situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
     does, does_not = _EXERCISE[feature.removeprefix("exercise_")]
     if _value(features, BY_NAME[feature].column_names[0]) in (None, 0, "0"):
         return does_not
     stretching = _value(answers, "stretching_days_per_week")
     if feature in ("exercise_running", "exercise_walking") and stretching is not None and int(stretching) < 3:
-        return f"{does} and " + ("don't stretch" if int(stretching) == 0
+        return f"{does} and " + (_no_stretching(answers).removeprefix("you ") if int(stretching) == 0
                                  else f"stretch {_about(stretching, 'days')} a week")
     return does
 
@@ -76,7 +86,7 @@ def _situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
     a = lambda column: _value(answers, column)  # noqa: E731
     f = lambda column: _value(features, column)  # noqa: E731
     if feature == "stretching" and a("stretching_days_per_week") in (0, 0.0):
-        return "You don't stretch"
+        return _no_stretching(answers).capitalize()
     if feature in _ONE_ANSWER:
         template, column, unit = _ONE_ANSWER[feature]
         return template.format(_about(a(column), unit))
@@ -104,6 +114,13 @@ def _situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
         bmi = f("bmi")
         return f"Your body-mass index is about {float(bmi):.0f}" if bmi is not None else "Your BMI is unknown"
     return BY_NAME[feature].label
+
+
+def answer_words(value: str) -> str:
+    """A stored answer as a reader would say it: `running;walking;weight_lifting` -> `running, walking
+    and weight lifting`."""
+    choices = [choice.strip().replace("_", " ") for choice in str(value).split(";") if choice.strip()]
+    return ", ".join(choices[:-1]) + " and " + choices[-1] if len(choices) > 1 else str(value).replace("_", " ")
 
 
 def _question(column: str) -> str:
@@ -196,7 +213,7 @@ def explanation(scored: pd.Series, answers: pd.Series, features: pd.Series,
         "drivers": [
             {"feature": name, "label": BY_NAME[name].label,
              "sentence": driver_sentence(name, rank, answers, features),
-             "answers": [{"question": _question(part.split("=", 1)[0]), "value": part.split("=", 1)[1]}
+             "answers": [{"question": _question(part.split("=", 1)[0]), "value": answer_words(part.split("=", 1)[1])}
                          for part in str(scored[f"driver_{rank + 1}_answers"]).split("; ") if "=" in part],
              "contribution": float(contributions.get(name, 0.0))}
             for rank, name in enumerate(drivers)

@@ -133,14 +133,16 @@ def segment_tables(scored: pd.DataFrame, min_group_size: int) -> list[dict]:
 
 
 def segments_json(segments: list[dict]) -> list[dict]:
-    """`segment_tables` for `report population --json`: per group its label, people shown ("< 10" when
-    hidden) and each figure as {"value", "ci_low", "ci_high"}, null where hidden or unknown."""
+    """`segment_tables` for `report population --json`: per group its label, its people as a number (as
+    shown, "< 10" or "≥ 10", when hidden) and each figure as {"value", "ci_low", "ci_high"}, null where
+    hidden or unknown."""
     def figure(row: dict, name: str) -> dict[str, float | None]:
         values = (row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"])
         return dict(zip(("value", "ci_low", "ci_high"), (None if pd.isna(v) else float(v) for v in values)))
 
     return [{"key": segment["key"], "title": segment["title"],
-             "groups": [{"label": row["label"], "people": row["n_shown"], "suppressed": bool(row["suppressed"]),
+             "groups": [{"label": row["label"], "people": row["n_shown"] if row["suppressed"] else int(row["n"]),
+                         "suppressed": bool(row["suppressed"]),
                          "mean_risk": figure(row, "mean_risk"), "share_high_risk": figure(row, "share_high")}
                         for row in segment["rows"]]}
             for segment in segments]

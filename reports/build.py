@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from balanceit.config import Settings
-from balanceit.features.catalogue import BY_NAME, CATALOGUE, model_columns, model_input
+from balanceit.features.catalogue import BY_NAME, CATALOGUE, COLUMN_LABELS, model_columns, model_input
 from balanceit.features.store import batch_features, labelled_features
 from balanceit.models.explain import explain_batch, not_asked_questions, unknown_features
 from balanceit.models.narrative import explanation
@@ -30,7 +30,6 @@ ESTIMATE_NAMES = {
     "share_moderate_risk": "Share in the moderate band", "share_high_risk": "Share in the high band",
     "mean_sitting_hours": "Mean sitting per day", "share_sitting_over_8h": "Share sitting over 8 hours a day",
 }
-COLUMN_LABELS = {column: feature.label for feature in CATALOGUE for column in feature.column_names}
 BAND_ORDER = {"low": 0, "moderate": 1, "high": 2}
 LIMITS = (
     "balanceit is a screening aid, not a diagnosis: a clinician decides whether a muscle imbalance is present.",
@@ -89,6 +88,22 @@ def _data_quality(con: duckdb.DuckDBPyConnection, ingestion_ids: list[str]) -> l
     ]
 
 
+def _activity_ingestions(con: duckdb.DuckDBPyConnection, batch: str) -> list[str]:
+    """The loaded wearable files with data for the population: every one for training, only those
+    holding the batch's respondents for a batch, whose data quality never names another file."""
+    members = "" if batch == TRAINING else \
+        "AND ingestion_id IN (SELECT a.ingestion_id FROM activity a JOIN batch_members m USING (respondent_id) " \
+        "WHERE m.batch_id = $batch)"
+    return con.execute(f"SELECT ingestion_id FROM ingestions WHERE kind = 'activity' AND status = 'loaded' {members}",
+                       {"batch": batch} if members else {}).df()["ingestion_id"].tolist()
+
+
+def _drift(training_features: pd.DataFrame, features: pd.DataFrame) -> list[dict[str, object]]:
+    """PSI per model column against training, named in the catalogue's words."""
+    table = aggregate.drift_table(training_features, features, [c.name for c in model_columns()])
+    return [{**row, "feature": COLUMN_LABELS[row["feature"]]} for row in table.to_dict("records")]
+
+
 def _population_what_ifs(scored: pd.DataFrame, settings: Settings) -> list[dict[str, object]]:
     """How many people would drop at least one band under each what-if."""
     before = scored["band"].map(BAND_ORDER).to_numpy()
@@ -125,9 +140,8 @@ def population_context(settings: Settings, batch: str | None, target: Path | Non
             ingestion_ids = [batch]
             file = con.execute("SELECT file FROM batches WHERE batch_id = ?", [batch]).fetchone()[0]
             description = f"Scored batch {batch} from {Path(file).name}: {len(answers):,} respondents"
-        _, training_features = labelled_features(con, settings)
-        ingestion_ids += con.execute("SELECT ingestion_id FROM ingestions WHERE kind = 'activity' "
-                                     "AND status = 'loaded'").df()["ingestion_id"].tolist()
+        training_answers, training_features = labelled_features(con, settings)
+        ingestion_ids += _activity_ingestions(con, batch)
         quality = _data_quality(con, ingestion_ids)
     model, version = load_model(settings, version)
     if answers.empty:
@@ -138,7 +152,10 @@ def population_context(settings: Settings, batch: str | None, target: Path | Non
     scored = explain_batch(model.model, answers, features, settings, not_asked)
     people = pd.concat([answers.drop(columns=["respondent_id", "submitted_at"]), scored], axis=1)
     drivers = aggregate.top_drivers(people)
-    drift_columns = [c.name for c in model_columns()]
+    training_risk = model.model.predict_proba(model_input(training_features))[:, 1]
+    training_bands = aggregate.band_counts(pd.DataFrame({"band": np.where(
+        training_risk < settings.low_band_below, "low",
+        np.where(training_risk >= settings.high_band_from, "high", "moderate"))}))
     estimates = population_estimates(people)
     segments = aggregate.segment_tables(people, settings.min_group_size)
     reweighting = None
@@ -167,15 +184,17 @@ def population_context(settings: Settings, batch: str | None, target: Path | Non
         "histogram": aggregate.risk_histogram(people),
         "segments": segments,
         "drivers": [{**row, "label": BY_NAME[row["feature"]].label,
-                     "description": BY_NAME[row["feature"]].description}
+                     "description": BY_NAME[row["feature"]].description,
+                     "modifiable": BY_NAME[row["feature"]].modifiable}
                     for row in drivers.head(10).to_dict("records")],
         "what_ifs": _population_what_ifs(scored, settings),
-        "model": _model_card(settings, version, CHAMPION if batch == TRAINING else f"scored with v{version}"),
+        "model": _model_card(settings, version, CHAMPION if batch == TRAINING else "scored this batch"),
         "data_quality": quality,
         "unanswered": list(not_asked),
-        "drift": [{**row, "feature": f"{COLUMN_LABELS[row['feature']]} ({row['feature']})"}
-                  for row in aggregate.drift_table(training_features, features, drift_columns).to_dict("records")],
+        "drift": None if batch == TRAINING else _drift(training_features, features),
+        "observed_rate": float(training_answers["imbalance"].astype(float).mean()) if batch == TRAINING else None,
         "band_cutoffs": {"moderate_from": settings.low_band_below, "high_from": settings.high_band_from},
+        "training_bands": None if batch == TRAINING else training_bands.to_dict("records"),
     }
 
 
@@ -193,7 +212,7 @@ def _small_population_context(settings: Settings, version: str, batch: str | Non
         "summary": {"n": n, "mean_risk": None, "bands": []},
         "histogram": {"bin_edges": np.linspace(0.0, 1.0, 21).tolist(), "counts": [0] * 20},
         "segments": [], "drivers": [], "what_ifs": [], "drift": [],
-        "model": _model_card(settings, version, CHAMPION if batch == TRAINING else f"scored with v{version}"),
+        "model": _model_card(settings, version, CHAMPION if batch == TRAINING else "scored this batch"),
         "data_quality": quality,
         "unanswered": [], "too_few_people": True,
     }
@@ -211,13 +230,23 @@ def person_explanation(settings: Settings, respondent_id: str) -> dict[str, obje
         answers, features = batch_features(con, batch_id, settings)
     not_asked = not_asked_questions(answers)
     mine = ((answers["respondent_id"] == respondent_id) & (answers["submitted_at"] == submitted_at)).to_numpy()
-    answers, features = answers[mine].reset_index(drop=True), features[mine].reset_index(drop=True)
     model, version = load_model(settings, version)
-    scored = explain_batch(model.model, answers, features, settings, not_asked)
-    contributions = model.model.contributions(model_input(features),
-                                              unknown_features(not_asked)).iloc[0].to_dict()
+    batch_risk = model.model.predict_proba(model_input(features))[:, 1]
+    answers, features = answers[mine].reset_index(drop=True), features[mine].reset_index(drop=True)
+    scored = explain_batch(model.model, answers, features, settings)
+    contributions = model.model.contributions(model_input(features)).iloc[0].to_dict()
     return {**explanation(scored.iloc[0], answers.iloc[0], features.iloc[0], contributions),
-            "model_version": version}
+            "model_version": version, "standing": _standing(batch_risk, float(scored["risk"].iloc[0]), batch_id, settings)}
+
+
+def _standing(batch_risk: np.ndarray, risk: float, batch_id: str, settings: Settings) -> dict[str, object] | None:
+    """Where one person's risk falls among the batch that was scored with it; left out for a batch
+    smaller than the minimum group size, where a share would say too much about a few others."""
+    others = len(batch_risk)
+    if others < settings.min_group_size:
+        return None
+    return {"share_below": float(np.mean(batch_risk < risk)), "people": others,
+            "population": f"the batch scored with you ({batch_id})"}
 
 
 def write_person_report(settings: Settings, respondent_id: str) -> dict[str, object]:

@@ -12,7 +12,8 @@ Sizes are viewBox units; the stylesheet scales a chart to the width of its card.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 
 from markupsafe import Markup, escape
 
@@ -21,6 +22,7 @@ WIDTH = 360
 FONT_SIZE = 14
 LABEL_MAX_CHARS = 40
 ROW_HEIGHT = 44
+LINE_HEIGHT = 17  # a long label wraps onto further lines, each adding this to its row
 BAR_HEIGHT = 14
 
 # Okabe-Ito colours stay distinguishable with the common colour-vision deficiencies.
@@ -95,15 +97,17 @@ def bar_chart(
     """
     value_texts = [_value_text(value, low, high, value_format) for _, value, low, high in rows]
     value_room = max((_text_width(text) for text in value_texts), default=0) + 8
-    height = ROW_HEIGHT * len(rows) + 4
+    labels = [_label_lines(label) for label, *_ in rows]
+    tops = _row_tops(labels, 0)
+    height = tops[-1] + 4
     largest = max((max(value, high if high is not None else value) for _, value, _, high in rows), default=0)
     scale = (WIDTH - value_room) / largest if largest > 0 else 0.0
 
     parts = []
     for index, ((label, value, low, high), value_text) in enumerate(zip(rows, value_texts)):
-        row_top = index * ROW_HEIGHT
-        bar_y = row_top + 22
-        parts.append(_row_label(row_top, label))
+        row_top = tops[index]
+        bar_y = row_top + 22 + LINE_HEIGHT * (len(labels[index]) - 1)
+        parts.append(_row_label(row_top, label, labels[index]))
         parts.append(f'<rect x="0" y="{bar_y}" width="{max(value * scale, 1):.1f}" height="{BAR_HEIGHT}" '
                      f'fill="{BAR_COLOUR}"/>')
         text_x = value * scale
@@ -173,39 +177,41 @@ def contribution_bars(
     rows: Sequence[tuple[str, float]],
     title: str,
     *,
-    value_format: str = "+.2f",
+    value_text: Callable[[float], str] = lambda value: format(value, "+.2f"),
 ) -> Markup:
     """Bars diverging from zero: to the right (vermillion) raises risk, to the left (blue) lowers it.
 
-    Each row's label also says "raises risk" or "lowers risk", so colour is never the only cue.
+    Each row's label also says "raises risk" or "lowers risk", so colour is never the only cue; the
+    "lowers risk" heading is drawn only when a bar lowers it. `value_text` writes each bar's number.
     """
     top = 24
     centre = WIDTH / 2
-    value_texts = [format(value, value_format).replace("-", "−") for _, value in rows]
+    value_texts = [value_text(value).replace("-", "−") for _, value in rows]
     text_room = max((_text_width(text) for text in value_texts), default=0) + 8
-    height = top + ROW_HEIGHT * len(rows) + 4
+    labels = [_label_lines(label, _effect(value)) for label, value in rows]
+    tops = _row_tops(labels, top)
+    height = tops[-1] + 4
     largest = max((abs(value) for _, value in rows), default=0)
     scale = (centre - text_room) / largest if largest > 0 else 0.0
 
-    parts = [
-        _text(centre - 8, 12, "◀ lowers risk", anchor="end", colour=LOWERS_INK),
-        _text(centre + 8, 12, "raises risk ▶", colour=RAISES_INK),
-    ]
+    parts = [_text(centre + 8, 12, "raises risk ▶", colour=RAISES_INK)]
+    if any(value < 0 for _, value in rows):
+        parts.append(_text(centre - 8, 12, "◀ lowers risk", anchor="end", colour=LOWERS_INK))
     spoken = []
-    for index, ((label, value), value_text) in enumerate(zip(rows, value_texts)):
-        row_top = top + index * ROW_HEIGHT
-        bar_y = row_top + 22
+    for index, ((label, value), text) in enumerate(zip(rows, value_texts)):
+        row_top = tops[index]
+        bar_y = row_top + 22 + LINE_HEIGHT * (len(labels[index]) - 1)
         length = max(abs(value) * scale, 1)
         raises = value >= 0
-        effect = "raises risk" if raises else "lowers risk"
-        parts.append(_row_label(row_top, label, effect))
+        effect = _effect(value)
+        parts.append(_row_label(row_top, label, labels[index], effect))
         parts.append(_line(centre, bar_y - 3, centre, bar_y + BAR_HEIGHT + 3, INK))
         bar_x = centre if raises else centre - length
         parts.append(f'<rect x="{bar_x:.1f}" y="{bar_y}" width="{length:.1f}" height="{BAR_HEIGHT}" '
                      f'fill="{RAISES_COLOUR if raises else LOWERS_COLOUR}"/>')
         text_x = centre + length + 6 if raises else centre - length - 6
-        parts.append(_text(text_x, bar_y + 11, value_text, anchor="start" if raises else "end"))
-        spoken.append(f"{label}: {effect}, {value_text}")
+        parts.append(_text(text_x, bar_y + 11, text, anchor="start" if raises else "end"))
+        spoken.append(f"{label}: {effect}, {text}")
     return _svg("contribution", title, f"{title}. " + "; ".join(spoken), height, "".join(parts))
 
 
@@ -218,14 +224,35 @@ def _svg(kind: str, title: str, description: str, height: float, body: str) -> M
     )
 
 
-def _row_label(row_top: float, label: str, note: str = "") -> str:
-    """A row's bold label (and a muted note) on its own line above the bar; long labels are shortened,
-    with the full label kept as a tooltip."""
-    limit = LABEL_MAX_CHARS - (len(note) + 3 if note else 0)
-    shown = label if len(label) <= limit else label[: limit - 1] + "…"
-    note_part = f'<tspan fill="{MUTED}" font-weight="400"> · {escape(note)}</tspan>' if note else ""
+def _effect(value: float) -> str:
+    return "raises risk" if value >= 0 else "lowers risk"
+
+
+def _label_lines(label: str, note: str = "") -> list[str]:
+    """A label wrapped at word boundaries to fit the chart's width, leaving room for the note on the last
+    line (a line of its own when the last line is full): labels are never cut."""
+    lines = textwrap.wrap(label, LABEL_MAX_CHARS, break_long_words=True) or [""]
+    if note and len(lines[-1]) + len(note) + 3 > LABEL_MAX_CHARS:
+        lines.append("")
+    return lines
+
+
+def _row_tops(labels: list[list[str]], first_top: float) -> list[float]:
+    """Where each row starts, then where the last one ends: rows with wrapped labels are taller."""
+    tops = [first_top]
+    for lines in labels:
+        tops.append(tops[-1] + ROW_HEIGHT + LINE_HEIGHT * (len(lines) - 1))
+    return tops
+
+
+def _row_label(row_top: float, label: str, lines: list[str], note: str = "") -> str:
+    """A row's bold label (and a muted note) on its own lines above the bar, the full label as a tooltip."""
+    note_part = f'<tspan fill="{MUTED}" font-weight="400">{" · " if lines[-1] else ""}{escape(note)}</tspan>' \
+        if note else ""
+    shown = "".join(f'<tspan x="0" dy="{0 if index == 0 else LINE_HEIGHT}">{escape(line)}</tspan>'
+                    for index, line in enumerate(lines))
     return (f'<text x="0" y="{row_top + 14}" fill="{INK}" font-weight="600">'
-            f"<title>{escape(label)}</title>{escape(shown)}{note_part}</text>")
+            f"<title>{escape(label)}</title>{shown}{note_part}</text>")
 
 
 def _value_text(value: float, low: float | None, high: float | None, value_format: str) -> str:

@@ -17,20 +17,23 @@ Population context (`render_population`)
     segments: [{title: str, rows: [{label, n_shown, mean_risk, mean_risk_ci_low, mean_risk_ci_high,
                 share_high, share_high_ci_low, share_high_ci_high, suppressed}]}]
         -- aggregate.segment_tables
-    drivers: [{label, description, share_top3, share_first}] -- aggregate.top_drivers, with each
-        feature's label and plain description from the feature catalogue
+    drivers: [{label, description, share_top3, share_first, modifiable (optional)}] -- aggregate.top_drivers,
+        with each feature's label, plain description and whether a person can change it, from the catalogue
     what_ifs: [{label, people_dropping_band: int, share: float}]
     model: {version, alias, run_id, trained_at, training_rows,
             metrics: {roc_auc, pr_auc, brier, ece},
             calibration: [{predicted_mean, observed_rate, n}] -- aggregate.calibration_bins,
             limits: [str]}
     data_quality: [{file, rows_read, accepted, quarantined, reasons: {rule: count}}]
-    drift: [{feature, psi, level}] -- aggregate.drift_table
+    drift: [{feature, psi, level}] | None -- aggregate.drift_table, features in words; None for the
+        training population, which has nothing to drift from
     estimates (optional): [{name, value, ci_low, ci_high, unit}] -- unit "share" (0-1, charted) or
         "hours"; bounds may be None
     estimates_note (optional): str -- how the figures were weighted and the intervals computed
-    band_cutoffs (optional): {moderate_from: float, high_from: float} -- marked on the histogram
+    band_cutoffs (optional): {moderate_from: float, high_from: float} -- stated, and marked on the histogram
     too_few_people (optional): bool -- fewer people than min_group_size: every figure is left out
+    observed_rate (optional): float -- the share with an imbalance, for a labelled (training) population
+    training_bands (optional): [{band, n, share}] -- the training population's bands, beside the batch's
 
 Personal context (`render_person`)
     respondent_id: str
@@ -39,12 +42,16 @@ Personal context (`render_person`)
     band: "low" | "moderate" | "high"
     summary: str -- one sentence
     drivers: [{label, sentence, answers: [{question, value}], contribution: float}]
-        -- contribution > 0 raises risk, < 0 lowers it
+        -- the answer's effect on the log-odds of an imbalance: > 0 raises risk, < 0 lowers it; shown
+        as how many times it multiplies the odds
     signs: [str]
     missing_answers: [str] -- questions the person skipped
     what_ifs: [{label, risk_before, risk_after}]
     recommendations: [{title, text}]
     model_version: str
+    standing (optional): {share_below: float, people: int, population: str} -- the share of `people`
+        in `population` whose estimated risk is below this person's; shown only when `people` is at
+        least the minimum group size (build.py leaves it out otherwise)
 
 Both reports state that balanceit is a screening aid, not a diagnosis.
 """
@@ -69,12 +76,13 @@ POPULATION_KEYS = frozenset({
     "segments", "drivers", "what_ifs", "model", "data_quality", "drift",
 })
 POPULATION_OPTIONAL = {"estimates": [], "band_cutoffs": None, "estimates_note": "", "unanswered": [],
-                       "reweighting": None, "estimate_names": {},
-                       "too_few_people": False}
+                       "reweighting": None, "estimate_names": {}, "too_few_people": False,
+                       "observed_rate": None, "training_bands": None}
 PERSON_KEYS = frozenset({
     "respondent_id", "submitted_at", "risk", "band", "summary", "drivers", "signs", "missing_answers",
     "what_ifs", "recommendations", "model_version",
 })
+PERSON_OPTIONAL = {"standing": None}
 
 
 def render_population(context: Mapping[str, Any], out_path: Path) -> Path:
@@ -85,10 +93,10 @@ def render_population(context: Mapping[str, Any], out_path: Path) -> Path:
 
 def render_person(context: Mapping[str, Any], out_path: Path) -> Path:
     """Write one respondent's own report; returns `out_path`."""
-    values = _checked(context, PERSON_KEYS, {}, "person")
+    values = _checked(context, PERSON_KEYS, PERSON_OPTIONAL, "person")
     contributions = charts.contribution_bars(
         [(driver["label"], driver["contribution"]) for driver in values["drivers"]],
-        "How each answer moves your estimated risk",
+        "How each answer moves your estimated risk", value_text=_odds_times,
     )
     return _write("person.html.j2", {**values, "charts": {"contributions": contributions}}, out_path)
 
@@ -153,6 +161,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(percent=_percent, number=_number, points=_points, when=_when)
+    environment.globals["shown_difference"] = _shown_difference
     environment.tests["blank"] = _blank
     return environment
 
@@ -168,6 +177,18 @@ def _number(value: float | None, digits: int = 0) -> str:
 def _points(difference: float) -> str:
     """A change in risk as percentage points, with a true minus sign."""
     return f"{difference * 100:+.0f} pts".replace("-", "−")
+
+
+def _shown_difference(before: float, after: float) -> str:
+    """The difference of two risks as the reader can check it: the shown (rounded) after minus the
+    shown before, so "38% → 32%" reads "−6 pts", never the unrounded −7."""
+    shown = [int(_percent(value).removesuffix("%")) for value in (before, after)]
+    return _points((shown[1] - shown[0]) / 100)
+
+
+def _odds_times(contribution: float) -> str:
+    """A log-odds contribution as a reader's figure: how many times it multiplies the odds."""
+    return f"×{math.exp(contribution):.2f} odds"
 
 
 def _when(moment: datetime | str) -> str:

@@ -236,7 +236,8 @@ def test_a_refused_file_is_one_clear_error_not_a_traceback(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert f"error: {missing}: no such file or folder" in result.stderr.splitlines()  # one line, never wrapped
-    assert "Traceback" not in result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert "Traceback" not in said and "ERROR" not in said and "Encountered exception" not in said
 
 
 def test_nightly_flow_takes_a_labelled_inbox_file(demo):
@@ -280,3 +281,30 @@ def test_inbox_flow_scores_a_new_unlabelled_file(demo):
     assert by_file["broken.csv"]["status"] == "refused"
     assert (home / "inbox" / "done" / "survey-week-12.csv").is_file()
     assert (home / "inbox" / "refused" / "broken.csv.reason.txt").read_text().strip()
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in ([], ["ingest"], ["report"])],
+                         ids=lambda c: " ".join(c))
+def test_flags_show_no_value_placeholder_and_arguments_are_described(command):
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    options = [line for line in result.output.splitlines() if "--json" in line or "--labelled" in line]
+    assert all("<bool>" not in line for line in options), options
+    arguments = result.output.split("Arguments", 1)[1].split("╰", 1)[0] if "Arguments" in result.output else ""
+    for line in arguments.splitlines()[1:2]:
+        assert line.split("<", 1)[-1].split(">", 1)[-1].strip(" │[]required*"), f"undescribed argument: {line}"
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"balanceit {version('balanceit')}"
+
+
+def test_text_summaries_print_figures_as_tables_not_json(capsys):
+    from balanceit.cli import _emit
+
+    _emit({"scores_file": "/tmp/x.csv", "held_out_metrics": {"roc_auc": 0.8123, "brier": 0.17}}, False, "Demo")
+    printed = capsys.readouterr().out
+    assert "scores_file: /tmp/x.csv" in printed
+    assert "{" not in printed and "roc_auc" in printed and "0.8123" in printed

@@ -269,3 +269,12 @@ def _people(occupation: list[str], **columns: list) -> pd.DataFrame:
         "driver_1": ["sitting"] * n, "driver_2": [None] * n, "driver_3": [None] * n,
     }
     return pd.DataFrame({**defaults, **columns})
+
+
+def test_population_json_counts_people_in_numbers(make_scored):
+    from balanceit.reports import aggregate
+
+    segments = aggregate.segments_json(aggregate.segment_tables(make_scored(400), 10))
+    groups = [group for segment in segments for group in segment["groups"]]
+    assert all(isinstance(g["people"], int) for g in groups if not g["suppressed"])
+    assert all(isinstance(g["people"], str) for g in groups if g["suppressed"])

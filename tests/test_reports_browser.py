@@ -8,6 +8,7 @@ tmp_path and, when BALANCEIT_SCREENSHOT_DIR is set, there too, for a person to l
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,3 +86,71 @@ def _save_screenshot(page, name: str, tmp_path: Path) -> None:
     if target := os.environ.get("BALANCEIT_SCREENSHOT_DIR"):
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(target) / name)
+
+
+RAW_COLUMN_NAME = re.compile(r"\b[a-z]+_[a-z0-9_]+\b")
+
+
+def _open(browser, path: Path, viewport: str = "desktop"):
+    page = browser.new_page(viewport=VIEWPORTS[viewport])
+    page.goto(path.as_uri(), wait_until="load")
+    return page
+
+
+def test_training_report_shows_the_observed_rate_and_no_drift(browser, demo_workspace, tmp_path):
+    _, result = demo_workspace
+    page = _open(browser, Path(result["training_population_report"]))
+    try:
+        assert page.locator("#drift").count() == 0
+        assert "Drift" not in page.locator("nav.toc").inner_text()
+        assert re.search(r"Observed imbalance rate\s+\d+\.\d%", page.locator("#summary").inner_text())
+        _save_screenshot(page, "training-population-desktop.png", tmp_path)
+    finally:
+        page.close()
+
+
+def test_batch_report_states_the_cutoffs_and_names_drift_in_words(browser, demo_workspace, tmp_path):
+    _, result = demo_workspace
+    page = _open(browser, Path(result["population_report"]))
+    try:
+        cutoffs = page.locator("#band-cutoffs").inner_text()
+        assert "low below 30%" in cutoffs and "high from 60%" in cutoffs and "configuration" in cutoffs
+        assert "(training:" in page.locator("#summary").inner_text()
+        drift = page.locator("#drift")
+        assert drift.locator("details").count() == 1
+        drift.locator("details summary").click()
+        shown = drift.inner_text()
+        assert "Lightly active minutes a day (wearable)" in shown
+        assert RAW_COLUMN_NAME.findall(shown) == []
+        assert "training/" not in page.locator("#data-quality").inner_text()
+        assert "can change" in page.locator("#drivers").inner_text()
+        _save_screenshot(page, "population-desktop.png", tmp_path)
+    finally:
+        page.close()
+
+
+def test_person_report_shows_where_they_stand_and_their_odds(browser, demo_workspace, tmp_path):
+    _, result = demo_workspace
+    page = _open(browser, Path(result["person_report"]), "phone")
+    try:
+        standing = page.locator("#standing").inner_text()
+        assert re.search(r"higher than that of \d+%\s+of the [\d,]+ people", standing), standing
+        assert "odds" in page.locator("#drivers").inner_text()
+        _save_screenshot(page, "person-phone.png", tmp_path)
+    finally:
+        page.close()
+
+
+def test_what_if_differences_subtract_as_shown(browser, tmp_path, make_person_context):
+    from balanceit.reports.render import render_person
+
+    context = make_person_context(
+        risk=0.384, what_ifs=[{"label": "stretched three days a week", "risk_before": 0.384, "risk_after": 0.316}],
+        drivers=make_person_context()["drivers"][:2])
+    page = _open(browser, render_person(context, tmp_path / "person.html"))
+    try:
+        cells = page.locator("#what-ifs tbody tr").first.locator("td").all_inner_texts()
+        assert cells == ["38%", "32%", "−6 pts"]
+        assert "lowers risk" not in page.locator("#drivers").inner_text()
+    finally:
+        page.close()
