@@ -100,6 +100,8 @@ def _activity_ingestions(con: duckdb.DuckDBPyConnection, batch: str) -> list[str
 
 def _drift(training_features: pd.DataFrame, features: pd.DataFrame) -> list[dict[str, object]]:
     """PSI per model column against training, named in the catalogue's words."""
+    from balanceit.reports import aggregate  # with the survey libraries, only for population reports
+
     table = aggregate.drift_table(training_features, features, [c.name for c in model_columns()])
     return [{**row, "feature": COLUMN_LABELS[row["feature"]]} for row in table.to_dict("records")]
 
