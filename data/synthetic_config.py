@@ -293,7 +293,7 @@ class TopFactorRule:
 
 @dataclass(frozen=True)
 class CalibrationTargets:
-    """Ranges the default population must hit (checked by tests/test_synthetic.py)."""
+    """Ranges the default population must hit (checked by tests/data/test_synthetic.py)."""
 
     latent_prevalence: Mapping[str, Range] = field(default_factory=lambda: {  # section 3.4
         "U": (0.25, 0.40), "Lc": (0.12, 0.30), "P": (0.30, 0.50), "A": (0.10, 0.20)})

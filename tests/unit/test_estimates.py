@@ -30,7 +30,7 @@ from balanceit.reports import aggregate
 from balanceit.reports.render import render_population
 from conftest import build_scored
 
-SHARED_DATA = Path(os.environ.get("BALANCEIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("BALANCEIT_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 NHANES_P = SHARED_DATA / "nhanes_2017-2020_prepandemic_P"
 DESIGN_COLUMNS = ["survey_weight", "survey_stratum", "survey_psu"]
 ESTIMATE_NAMES = {"mean_risk", "share_low_risk", "share_moderate_risk", "share_high_risk",
