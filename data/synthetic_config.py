@@ -1,10 +1,7 @@
-"""Every number of the synthetic population, in one typed, frozen config.
+"""Every number of the synthetic population, in one typed, frozen config (override with `dataclasses.replace`).
 
-Sources are tags into shared/reference/domain-evidence.md: **E#** = evidence row, "table 3.x" = the
-proposed generative model (section 3), **assumption** = a modelling choice, **derived** = arithmetic on
-sourced numbers, **tuned** = set by running the generator to hit the section 3.4 / 3.3 targets.
-When the evidence changes, change a number here; no code change is needed. Override with
-`dataclasses.replace`, e.g. `replace(DEFAULT, missing_rate=0.0)`.
+Sources tag shared/reference/domain-evidence.md: E# = evidence row, "table 3.x" = section 3's model,
+assumption, derived (arithmetic on sourced numbers), tuned (to hit the section 3.4 / 3.3 targets).
 """
 
 from __future__ import annotations
@@ -36,11 +33,8 @@ class LatentTerm:
 
 @dataclass(frozen=True)
 class OutcomeModel:
-    """Table 3.3: logit P(outcome) = intercept + sum ln OR(latent) z + sum ln OR(direct term) x.
-
-    For the three-level pain answers it is a proportional-odds model: the same linear predictor
-    gives P(occasional or frequent); P(frequent) uses `intercept - frequent_logit_offset`.
-    """
+    """Table 3.3: logit P(outcome) = intercept + sum ln OR(latent) z + sum ln OR(direct term) x; pain
+    answers are proportional-odds, P(frequent) using `intercept - frequent_logit_offset`."""
 
     intercept: float
     latent_odds_ratios: Mapping[str, float]
@@ -86,9 +80,7 @@ def _latent_terms() -> dict[str, LatentTerm]:
                                          "direction E40, E46, E51; size assumption"),
         "balanced_lifting": LatentTerm("strength_training", {"U": 0.8, "Lc": 0.8, "A": 0.8},
                                        "anchor E55, E58 (strength RR 0.315), shrunk"),
-        # The contract has no "meets the MSA guideline" answer: it is strength_training in
-        # {balanced, unbalanced}, so this column equals balanced + unbalanced (collinear; a refit
-        # recovers the sums) - assumption.
+        # No "meets the MSA guideline" answer: it equals balanced + unbalanced (collinear) - assumption.
         "meets_msa_guideline": LatentTerm("strength_training", {"U": 0.85, "Lc": 0.85, "A": 0.9},
                                           "assumption; anchor E55, E58"),
         "stretching_3_plus_days": LatentTerm("stretching", {"U": 0.8, "Lc": 0.8, "P": 0.5},

@@ -181,15 +181,8 @@ GENERAL_ADVICE = ("Keep joints moving", "A few minutes of joint mobility every d
 
 
 def recommendations(drivers: list[str]) -> list[dict[str, str]]:
-    chosen, seen = [], set()
-    for driver in drivers:
-        advice = ADVICE.get(driver)
-        if advice and advice[0] not in seen:
-            seen.add(advice[0])
-            chosen.append({"title": advice[0], "text": advice[1]})
-    if not chosen:
-        chosen.append({"title": GENERAL_ADVICE[0], "text": GENERAL_ADVICE[1]})
-    return chosen
+    chosen = dict.fromkeys(ADVICE[driver] for driver in drivers if driver in ADVICE) or [GENERAL_ADVICE]
+    return [{"title": title, "text": text} for title, text in chosen]
 
 
 def explanation(scored: pd.Series, answers: pd.Series, features: pd.Series,

@@ -1,9 +1,7 @@
 """Training: candidates compared on the same folds, the chosen one refit and measured on held-out rows.
 
-The candidates are a linear logistic baseline, the plain gradient-boosted model a data scientist
-would write in an afternoon, and the spline additive model. Only additive candidates can be chosen,
-because explanations must be exact and cheap; the gradient-boosted peer is fitted on the same folds
-so every run records how the chosen model compares with it.
+Only the additive candidates can be chosen, since explanations must be exact and cheap; a plain
+gradient-boosted peer is fitted alongside so every run records how the chosen model compares.
 """
 
 from __future__ import annotations
