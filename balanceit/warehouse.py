@@ -20,14 +20,9 @@ from balanceit.config import Settings
 # workspace lock, so an index would guard nothing more and cost 15-20% of every large ingestion.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ingestions (
-    ingestion_id VARCHAR PRIMARY KEY,
-    file VARCHAR NOT NULL,
-    sha256 VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL,
-    rows_read BIGINT, accepted BIGINT, quarantined BIGINT,
-    started_at TIMESTAMP, finished_at TIMESTAMP,
-    status VARCHAR NOT NULL,
-    message VARCHAR
+    ingestion_id VARCHAR PRIMARY KEY, file VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+    rows_read BIGINT, accepted BIGINT, quarantined BIGINT, started_at TIMESTAMP, finished_at TIMESTAMP,
+    status VARCHAR NOT NULL, message VARCHAR
 );
 CREATE TABLE IF NOT EXISTS questionnaire (
     respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL,

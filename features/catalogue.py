@@ -53,11 +53,7 @@ def _cat(*names: str) -> tuple[FeatureColumn, ...]:
 MODELLED_EXERCISES = ("walking", "running", "cycling", "swimming", "yoga", "pilates",
                       "team_sports", "racket_sports", "other")
 
-_EXERCISE_LABELS = {
-    "walking": "Walking", "running": "Running", "cycling": "Cycling", "swimming": "Swimming",
-    "yoga": "Yoga", "pilates": "Pilates", "team_sports": "Team sports",
-    "racket_sports": "Racket sports", "other": "Other exercise",
-}
+_EXERCISE_LABELS = {kind: kind.replace("_", " ").capitalize() for kind in MODELLED_EXERCISES} | {"other": "Other exercise"}
 
 CATALOGUE: tuple[Feature, ...] = (
     Feature("sitting_hours", "Sitting time",

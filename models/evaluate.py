@@ -9,11 +9,8 @@ from balanceit.features.catalogue import SIGNS
 
 
 def explanation_agreement(scored: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
-    """Among people whose largest true risk factor is clear: how often the drivers name it.
-
-    Also the share of everyone whose drivers include a pain or posture answer (a sign), which
-    should be (near) zero: signs are reported apart.
-    """
+    """Among people whose largest true risk factor is clear, how often the drivers name it; and the share of
+    everyone whose drivers include a sign, which should be (near) zero since signs are reported apart."""
     truth = truth.assign(submitted_at=pd.to_datetime(truth["submitted_at"]))
     joined = scored.merge(truth, on=list(QUESTIONNAIRE_KEY), how="inner")
     drivers = joined[["driver_1", "driver_2", "driver_3"]]

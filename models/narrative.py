@@ -46,18 +46,11 @@ _STRENGTH = {"unbalanced": "You train some muscles and neglect their opposites",
              "balanced": "You do balanced strength training", "none": "You do no strength training"}
 
 
-# What a person does and does not do, per exercise feature.
-_EXERCISE = {
-    "walking": ("You walk for exercise", "You don't walk for exercise"),
-    "running": ("You run", "You don't run"),
-    "cycling": ("You cycle", "You don't cycle"),
-    "swimming": ("You swim", "You don't swim"),
-    "yoga": ("You do yoga", "You don't do yoga"),
-    "pilates": ("You do pilates", "You don't do pilates"),
-    "team_sports": ("You play team sports", "You don't play team sports"),
-    "racket_sports": ("You play racket sports", "You don't play racket sports"),
-    "other": ("You do other exercise", "You do no other exercise"),
-}
+# What a person does, per exercise feature; "You X" becomes "You don't X" for one who does not.
+_EXERCISE = {"walking": "You walk for exercise", "running": "You run", "cycling": "You cycle", "swimming": "You swim",
+             "yoga": "You do yoga", "pilates": "You do pilates", "team_sports": "You play team sports",
+             "racket_sports": "You play racket sports", "other": "You do other exercise"}
+_NOT_EXERCISING = {"other": "You do no other exercise"}
 
 
 def _no_stretching(answers: pd.Series) -> str:
@@ -71,9 +64,10 @@ def _no_stretching(answers: pd.Series) -> str:
 
 
 def _exercise_situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
-    does, does_not = _EXERCISE[feature.removeprefix("exercise_")]
+    kind = feature.removeprefix("exercise_")
+    does = _EXERCISE[kind]
     if _value(features, BY_NAME[feature].column_names[0]) in (None, 0, "0"):
-        return does_not
+        return _NOT_EXERCISING.get(kind, does.replace("You ", "You don't ", 1))
     stretching = _value(answers, "stretching_days_per_week")
     if feature in ("exercise_running", "exercise_walking") and stretching is not None and int(stretching) < 3:
         return f"{does} and " + (_no_stretching(answers).removeprefix("you ") if int(stretching) == 0
