@@ -228,7 +228,8 @@ def _no_pattern_moments(eta: np.ndarray, nodes: np.ndarray, weights: np.ndarray,
     moments = np.empty((len(eta), highest_moment + 1))
     node_scale = np.exp(nodes)
     tilted_weights = weights[:, None] * node_scale[:, None] ** np.arange(highest_moment + 1)  # (nodes x moments)
-    for rows in _chunks(len(eta)):
+    for start in range(0, len(eta), CHUNK_ROWS):
+        rows = slice(start, start + CHUNK_ROWS)
         odds = np.exp(eta[rows])
         inverse_none = np.ones((len(odds), len(nodes)))  # prod_k (1 + e^{eta_k + u_q}) = 1 / prod_k (1 - p_k)
         for k in range(odds.shape[1]):
@@ -279,7 +280,3 @@ def _top_factor(eta: np.ndarray, behaviour_risk: np.ndarray, terms: pd.DataFrame
     return {"true_top_factor": np.asarray(FACTORS)[ranked[:, -1]],
             "true_top_factor_clear": (top > rule.min_delta) & (top >= rule.min_ratio_to_second * second),
             "top_factor_delta": top}
-
-
-def _chunks(total: int) -> list[slice]:
-    return [slice(start, min(start + CHUNK_ROWS, total)) for start in range(0, total, CHUNK_ROWS)]

@@ -130,8 +130,6 @@ def train_model(features: pd.DataFrame, labels: pd.Series, settings: Settings,
 def against_truth(y: np.ndarray, risk: np.ndarray, peer_risk: np.ndarray,
                   true_risk: np.ndarray) -> dict[str, float]:
     """On generated data: the Bayes-optimal AUC (the ceiling) and each model's share of it."""
-    ceiling = classification_metrics(y, true_risk)["roc_auc"]
-    model_auc = classification_metrics(y, risk)["roc_auc"]
-    peer_auc = classification_metrics(y, peer_risk)["roc_auc"]
+    ceiling, model_auc, peer_auc = (classification_metrics(y, p)["roc_auc"] for p in (true_risk, risk, peer_risk))
     return {"ceiling_roc_auc": ceiling, "share_of_ceiling": model_auc / ceiling,
             "peer_share_of_ceiling": peer_auc / ceiling}
