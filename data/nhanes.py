@@ -46,8 +46,7 @@ def load_nhanes(folder: str | Path, now: pd.Timestamp | None = None) -> Validate
     """One NHANES cycle's DEMO + PAQ (+ BMX) as validated questionnaire rows (`row_number`: position in DEMO);
     respondents under 16 or without a PAQ record are counted in `skipped`, so rows_read + skipped = DEMO rows."""
     files, letter = _find_files(Path(folder))
-    cycle = CYCLES[letter]
-    demo = _read_xpt(files["DEMO"], (*DEMO_COLUMNS, cycle.weight))
+    demo = _read_xpt(files["DEMO"], (*DEMO_COLUMNS, CYCLES[letter].weight))
     paq = _read_xpt(files["PAQ"], ("SEQN", *PAQ_ANSWER_WIDTHS))
     for column, width in PAQ_ANSWER_WIDTHS.items():
         paq[column] = paq[column].mask(paq[column].isin((int("7" * width), int("9" * width))))
@@ -59,8 +58,7 @@ def load_nhanes(folder: str | Path, now: pd.Timestamp | None = None) -> Validate
 
     too_young = joined["RIDAGEYR"] < MIN_AGE
     no_paq = ~too_young & (joined["in_paq"] == "left_only")
-    kept = joined[~too_young & ~no_paq]
-    validated = validate_questionnaire(_as_questionnaire(kept, letter), str(folder), now)
+    validated = validate_questionnaire(_as_questionnaire(joined[~too_young & ~no_paq], letter), str(folder), now)
     skipped = {f"under {MIN_AGE}": int(too_young.sum()), "no PAQ record": int(no_paq.sum())}
     return replace(validated, skipped=skipped)
 

@@ -172,8 +172,7 @@ def compute_truth(terms: pd.DataFrame, answers: pd.DataFrame, config: Population
         band_weights = _band_weights(band[completion.owner], completion.answers, config, observed[completion.owner])
         draw_joint = _band_mixture_joint(draw_terms, completion.answers, config, band_weights)
         joint[owners] = _weighted_sum(draw_joint, completion.log_weight, draw_owner, len(owners))
-    true_risk = 1 - joint[:, 0] / joint.sum(axis=1)
-    return pd.DataFrame({"true_risk": true_risk, "behaviour_risk": behaviour_risk,
+    return pd.DataFrame({"true_risk": 1 - joint[:, 0] / joint.sum(axis=1), "behaviour_risk": behaviour_risk,
                          **_top_factor(eta, behaviour_risk, terms, config)}, index=answers.index)
 
 

@@ -21,9 +21,9 @@ from pandera.errors import SchemaErrors
 
 from balanceit.config import Settings
 from balanceit.data.contract import (
-    ACTIVITY, ACTIVITY_COLUMNS, ACTIVITY_KEY, CHOICE_JOINER, EXERCISE_SEPARATORS, FALSE_SPELLINGS, FITBIT_DAILY_ACTIVITY,
-    MINUTES_PER_DAY, QUESTIONNAIRE, QUESTIONNAIRE_KEY, RESPONDENT_ID_PATTERN, TRUE_SPELLINGS, ColumnSpec, ColumnType,
-    is_non_wear_day,
+    ACTIVITY, ACTIVITY_COLUMNS, ACTIVITY_KEY, CHOICE_JOINER, EXERCISE_SEPARATORS, FALSE_SPELLINGS,
+    FITBIT_DAILY_ACTIVITY, MINUTES_PER_DAY, QUESTIONNAIRE, QUESTIONNAIRE_KEY, RESPONDENT_ID_PATTERN, TRUE_SPELLINGS,
+    ColumnSpec, ColumnType, is_non_wear_day,
 )
 from balanceit.data.readers import ARROW_TEXT, TEXT, FileRefused, normalise_column_names, read_table, system_allocator
 
@@ -314,10 +314,8 @@ def _trimmed(values: Values) -> Values:
 
 
 def _may_need_trimming(array: arrow.Array) -> bool:
-    """False when no value is blank or starts or ends with a byte <= ' ' or >= 0x80 (maybe a Unicode space).
-
-    Reading each value's first and last byte in place is ~3x cheaper than trimming a copy of the column.
-    """
+    """False when no value is blank or starts or ends with a byte <= ' ' or >= 0x80 (maybe a Unicode space):
+    reading those bytes in place is ~3x cheaper than trimming a copy of the column."""
     if array.null_count == len(array):
         return False
     _, offset_buffer, data_buffer = array.buffers()
@@ -489,9 +487,8 @@ def _quarantine(failures: pd.DataFrame, text: Columns, kind: FileKind, row_numbe
         columns = row_rules[rule].columns if rule in row_rules else (label,)
         cells = [pd.Series(_pandas(text[name].take(positions))) for name in columns]
         raw_value = cells[0] if len(cells) == 1 else reduce(lambda a, b: a + " + " + b, [c.fillna("") for c in cells])
-        pieces.append(pd.DataFrame(
-            {"row_number": row_numbers[positions], "column": label, "rule": rule, "raw_value": raw_value}
-        ))
+        pieces.append(pd.DataFrame({"row_number": row_numbers[positions], "column": label, "rule": rule,
+                                    "raw_value": raw_value}))
     quarantined = pd.concat(pieces, ignore_index=True)
     return quarantined.astype(QUARANTINE_DTYPES).sort_values(["row_number", "column"], ignore_index=True)
 

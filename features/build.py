@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from balanceit.data.contract import ACTIVITY_COLUMNS, CHOICE_JOINER, QUESTIONNAIRE, QUESTIONNAIRE_KEY
+from balanceit.data.contract import ACTIVITY_COLUMNS, CHOICE_JOINER, PAIN_COLUMNS, QUESTIONNAIRE, QUESTIONNAIRE_KEY
 from balanceit.features.catalogue import MODELLED_EXERCISES
 from balanceit.warehouse import registered, scratch_cursor
 
@@ -20,8 +20,7 @@ OPTIONAL_ANSWERS: tuple[str, ...] = tuple(
     c.name for c in QUESTIONNAIRE
     if not c.required and c.name not in {"imbalance", "survey_weight", "survey_stratum", "survey_psu"}
 )
-FEATURE_KEY = QUESTIONNAIRE_KEY
-ROW_INPUTS = (*FEATURE_KEY, "age", "sex", "sitting_hours_per_day", *OPTIONAL_ANSWERS)  # what `row_features` reads
+ROW_INPUTS = (*QUESTIONNAIRE_KEY, "age", "sex", "sitting_hours_per_day", *OPTIONAL_ANSWERS)  # what `row_features` reads
 FLAGGED_EXERCISES = (*MODELLED_EXERCISES, "weightlifting")
 AGE_BANDS = ("16-34", "35-44", "45-64", "65+")
 SITTING_BANDS = ("<4 h", "4-6 h", "6-8 h", ">8 h")
@@ -118,9 +117,7 @@ def row_features(answers: pd.DataFrame) -> dict[str, Column]:
         "lifting_without_balance": _whole_numbers(
             np.asarray(strength_training == "unbalanced"), pd.isna(strength_training)),
         "posture": _text(answer["posture_self_report"]),
-        "back_pain": _text(answer["back_pain"]),
-        "neck_pain": _text(answer["neck_pain"]),
-        "shoulder_pain": _text(answer["shoulder_pain"]),
+        **{pain: _text(answer[pain]) for pain in PAIN_COLUMNS},
         "missing_answers": np.sum([answer[name].isna() for name in OPTIONAL_ANSWERS], axis=0, dtype=np.int32),
     }
 
@@ -149,7 +146,7 @@ GROUP BY q.position
 def wearable_window(con: duckdb.DuckDBPyConnection, answers: pd.DataFrame, activity: str,
                     window_days: int) -> dict[str, np.ndarray]:
     """days_worn and the WEARABLE_SUMMARIES of each answer, row for row (see `wearable_window_sql`)."""
-    keys = pd.DataFrame({"position": np.arange(len(answers)), **{k: answers[k] for k in FEATURE_KEY}})
+    keys = pd.DataFrame({"position": np.arange(len(answers)), **{k: answers[k] for k in QUESTIONNAIRE_KEY}})
     with registered(con, WINDOW_KEYS, keys):
         worn = con.execute(wearable_window_sql(WINDOW_KEYS, activity, window_days)).df()
     columns = no_wearable_days(len(answers))

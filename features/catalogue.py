@@ -53,7 +53,8 @@ def _cat(*names: str) -> tuple[FeatureColumn, ...]:
 MODELLED_EXERCISES = ("walking", "running", "cycling", "swimming", "yoga", "pilates",
                       "team_sports", "racket_sports", "other")
 
-_EXERCISE_LABELS = {kind: kind.replace("_", " ").capitalize() for kind in MODELLED_EXERCISES} | {"other": "Other exercise"}
+_EXERCISE_LABELS = {kind: kind.replace("_", " ").capitalize() for kind in MODELLED_EXERCISES}
+_EXERCISE_LABELS["other"] = "Other exercise"
 
 CATALOGUE: tuple[Feature, ...] = (
     Feature("sitting_hours", "Sitting time",

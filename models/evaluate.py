@@ -17,11 +17,10 @@ def explanation_agreement(scored: pd.DataFrame, truth: pd.DataFrame) -> dict[str
     clear = joined["true_top_factor_clear"].astype(bool)
     top = joined["true_top_factor"]
     in_top3 = drivers.eq(top, axis=0).any(axis=1)
-    with_sign = drivers.isin(SIGNS).any(axis=1)
     return {
         "people_compared": int(len(joined)),
         "people_with_clear_top_factor": int(clear.sum()),
         "top_factor_among_drivers": float(in_top3[clear].mean()),
         "top_factor_is_driver_1": float((joined["driver_1"] == top)[clear].mean()),
-        "share_with_sign_among_drivers": float(with_sign.mean()),
+        "share_with_sign_among_drivers": float(drivers.isin(SIGNS).any(axis=1).mean()),
     }

@@ -1,9 +1,5 @@
-"""One person's explanation in plain words: drivers, signs, missing answers, what-ifs, advice.
-
-Sentences are written from the person's own answers; recommendations are chosen by their drivers
-and follow the domain: stretch what an activity tightens, train the neglected side, break up
-sitting, keep joints moving.
-"""
+"""One person's explanation in plain words, from their own answers: drivers, signs, missing answers,
+what-ifs, and advice chosen by the drivers."""
 
 from __future__ import annotations
 

@@ -94,8 +94,7 @@ def cross_validate(X: pd.DataFrame, y: np.ndarray, settings: Settings) -> pd.Dat
 
 def choose(cv: pd.DataFrame) -> str:
     """The explainable candidate with the best mean cross-validated ROC AUC."""
-    means = cv.groupby("candidate")["roc_auc"].mean()
-    return str(means[list(EXPLAINABLE)].idxmax())
+    return str(cv.groupby("candidate")["roc_auc"].mean()[list(EXPLAINABLE)].idxmax())
 
 
 def train_model(features: pd.DataFrame, labels: pd.Series, settings: Settings,
@@ -113,14 +112,12 @@ def train_model(features: pd.DataFrame, labels: pd.Series, settings: Settings,
     peer = clone(candidates(settings.random_seed)["gradient_boosting"]).fit(X_train, y_train)
     risk = model.predict_proba(X_test)[:, 1]
     peer_risk = peer.predict_proba(X_test)[:, 1]
-    groups = features.loc[X_test.index, ["sex", "age_band"]]
     result = TrainingResult(
-        model=model, chosen=chosen, cross_validation=cv,
+        model=model, chosen=chosen, cross_validation=cv, fit_seconds=fit_seconds,
         holdout_metrics=classification_metrics(y_test, risk),
         peer_holdout_metrics=classification_metrics(y_test, peer_risk),
-        subgroups=subgroup_metrics(y_test, risk, groups),
+        subgroups=subgroup_metrics(y_test, risk, features.loc[X_test.index, ["sex", "age_band"]]),
         holdout_index=X_test.index, holdout_risk=risk, peer_holdout_risk=peer_risk,
-        fit_seconds=fit_seconds,
     )
     if true_risk is not None:
         result.truth_metrics = against_truth(y_test, risk, peer_risk, true_risk.loc[X_test.index].to_numpy())
