@@ -122,7 +122,8 @@ def _drop_result_indexes(con: duckdb.DuckDBPyConnection) -> None:
 
 
 @contextmanager
-def registered(con: duckdb.DuckDBPyConnection, name: str, frame: object) -> Iterator[duckdb.DuckDBPyConnection]:
+def registered(con: duckdb.DuckDBPyConnection, name: str,
+               frame: pd.DataFrame | pyarrow.Table) -> Iterator[duckdb.DuckDBPyConnection]:
     """`frame` queryable as `name` while inside."""
     con.register(name, frame)
     try:
