@@ -294,13 +294,11 @@ class CalibrationTargets:
     imbalance_any: Range = (0.45, 0.60)  # section 3.4
     # Outcome share (pain: occasional or frequent; posture: poor) for "all" and per main occupation.
     outcomes: Mapping[str, Mapping[str, Range]] = field(default_factory=lambda: {
-        # table 3.3: office 40-50% (E6, E7). Standing and manual work get the general 20-30%: table 3.3
-        # has no teacher path, and "standing" pools teachers (~47%, E12) with service work, so the
-        # standing range is widened to 35% (assumption). "all" is the occupation-weighted mix (derived).
+        # table 3.3: office 40-50% (E6, E7), else the general 20-30%; "standing" pools teachers (~47%, E12) with
+        # service work, so it is widened to 35% (assumption). "all" is the occupation-weighted mix (derived).
         "neck_pain": {"all": (0.30, 0.42), "desk": (0.40, 0.50), "standing": (0.20, 0.35), "manual": (0.20, 0.30)},
-        # table 3.3: office 45-56% (E8, E9), teachers ~47% (E12, widened to 40-55%); manual = general
-        # 30-40% x lifting OR 1.7 (E24) = 42-53% (derived), widened to 58% because manual workers also
-        # carry the Lc, P and BMI paths (assumption). "all" is the weighted mix (derived).
+        # table 3.3: office 45-56% (E8, E9), teachers ~47% (E12, widened to 40-55%); manual = general 30-40% x
+        # lifting OR 1.7 (E24), widened to 58% for its Lc, P and BMI paths (assumption). "all": the weighted mix.
         "back_pain": {"all": (0.43, 0.55), "desk": (0.45, 0.56), "standing": (0.40, 0.55), "manual": (0.42, 0.58)},
         # table 3.3 gives lifters only (below); E8, E11, E12 report 33-50% in workers: assumption.
         "shoulder_pain": {"all": (0.20, 0.40)},
