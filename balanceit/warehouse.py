@@ -1,9 +1,5 @@
-"""The DuckDB warehouse: schema, one writer at a time, all-or-nothing batches.
-
-DuckDB lets one process write a database file; a second process would fail with a lock error in
-the middle of its work. `open_warehouse` takes a file lock first, so a second command waits with a
-message (or fails clearly after `wait_seconds`), and every batch is written in one transaction.
-"""
+"""The DuckDB warehouse: schema, one writer at a time (a file lock, since DuckDB fails a second writer
+mid-work), all-or-nothing batches."""
 
 from __future__ import annotations
 
@@ -20,20 +16,13 @@ from filelock import FileLock, Timeout
 
 from balanceit.config import Settings
 
-# The answer and activity tables are keyed by (respondent_id, submitted_at) and (respondent_id, date)
-# without an index: `upsert_frame` deletes the keys a file brings before inserting them, a file that
-# repeats a key is refused, and all of it runs in one transaction under the workspace lock. An index
-# would guard nothing more and cost 15-20% of every large ingestion (DuckDB's advice for bulk loads).
+# Tables are keyed without an index: `upsert_frame` replaces a file's keys in one transaction under the
+# workspace lock, so an index would guard nothing more and cost 15-20% of every large ingestion.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ingestions (
-    ingestion_id VARCHAR PRIMARY KEY,
-    file VARCHAR NOT NULL,
-    sha256 VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL,
-    rows_read BIGINT, accepted BIGINT, quarantined BIGINT,
-    started_at TIMESTAMP, finished_at TIMESTAMP,
-    status VARCHAR NOT NULL,
-    message VARCHAR
+    ingestion_id VARCHAR PRIMARY KEY, file VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+    rows_read BIGINT, accepted BIGINT, quarantined BIGINT, started_at TIMESTAMP, finished_at TIMESTAMP,
+    status VARCHAR NOT NULL, message VARCHAR
 );
 CREATE TABLE IF NOT EXISTS questionnaire (
     respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL,
@@ -60,8 +49,7 @@ CREATE TABLE IF NOT EXISTS batches (
     batch_id VARCHAR PRIMARY KEY, ingestion_id VARCHAR, file VARCHAR, kind VARCHAR,
     model_version VARCHAR, rows BIGINT, created_at TIMESTAMP
 );
--- No key: a batch's members are written whole, once, in the transaction that loads its file (an
--- index would cost a third of a million-row ingestion and guard nothing that transaction does not).
+-- No key: a batch's members are written whole, once, in the transaction that loads its file.
 CREATE TABLE IF NOT EXISTS batch_members (
     batch_id VARCHAR NOT NULL, respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL
 );
@@ -75,9 +63,7 @@ CREATE TABLE IF NOT EXISTS reference_set (
     respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL, imbalance BOOLEAN NOT NULL,
     model_version VARCHAR NOT NULL, ingestion_id VARCHAR, added_at TIMESTAMP
 );
--- Results are keyed by (respondent_id, submitted_at, model_version) (and kind, rank) without an index,
--- for the same reason: re-registering a scored batch replaced every row through a primary key's index,
--- and its commit took 30 s for 100,000 people where a first registration took 3 s.
+-- Results have no index either: re-registering 100,000 scores through a primary key took 30 s, not 3 s.
 CREATE TABLE IF NOT EXISTS scores (
     respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL, batch_id VARCHAR NOT NULL,
     model_version VARCHAR NOT NULL, risk DOUBLE NOT NULL, band VARCHAR NOT NULL,
@@ -136,6 +122,17 @@ def _drop_result_indexes(con: duckdb.DuckDBPyConnection) -> None:
 
 
 @contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str,
+               frame: pd.DataFrame | pyarrow.Table) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`frame` queryable as `name` while inside."""
+    con.register(name, frame)
+    try:
+        yield con
+    finally:
+        con.unregister(name)
+
+
+@contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """All or nothing: an exception (or Ctrl-C) rolls the whole batch back."""
     con.execute("BEGIN TRANSACTION")
@@ -148,34 +145,24 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 
 def upsert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, key: tuple[str, ...]) -> None:
-    """Insert a DataFrame, replacing rows with the same key (re-loads never duplicate).
-
-    A table that does not exist yet (such as `features`, whose columns come from the feature
-    query) is created with the frame's columns.
-    """
-    # Per million answers: DuckDB scans Arrow faster than pandas' nullable columns (2.2 s -> 1.8 s), and
-    # inserts faster again (-> 0.8 s) when free to store rows in any order; queries that need an
-    # order say ORDER BY, and `row_number` keeps each row's place in its file.
-    con.register("_upsert_frame", _typed_table(frame))
-    con.execute("SET preserve_insertion_order = false")
-    try:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _upsert_frame WHERE false")
-        columns = ", ".join(f'"{c}"' for c in frame.columns)
-        key_match = " AND ".join(f't."{k}" = f."{k}"' for k in key)
-        con.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM _upsert_frame f WHERE {key_match})")
-        con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _upsert_frame")
-    finally:
-        con.execute("RESET preserve_insertion_order")
-        con.unregister("_upsert_frame")
+    """Insert a DataFrame, replacing rows with the same key; a missing table is created with its columns."""
+    # Arrow, inserted in any order, takes 0.8 s per million answers where pandas' columns took 2.2 s;
+    # queries that need an order say ORDER BY.
+    columns = ", ".join(f'"{c}"' for c in frame.columns)
+    key_match = " AND ".join(f't."{k}" = f."{k}"' for k in key)
+    with registered(con, "_upsert_frame", _typed_table(frame)):
+        con.execute("SET preserve_insertion_order = false")
+        try:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _upsert_frame WHERE false")
+            con.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM _upsert_frame f WHERE {key_match})")
+            con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _upsert_frame")
+        finally:
+            con.execute("RESET preserve_insertion_order")
 
 
 def _typed_table(frame: pd.DataFrame) -> pyarrow.Table:
-    """The frame as Arrow, a column without a single value typed as text.
-
-    pandas leaves only text untyped (object), and Arrow calls a column of nothing but None `null`: a
-    table created from such a first batch (a survey that never asked one question) would have a NULL
-    column that no later value fits into.
-    """
+    """The frame as Arrow, a column of nothing but None typed as text: a table created from a batch that
+    never answered a question would otherwise get a NULL column that no later value fits into."""
     table = pyarrow.Table.from_pandas(frame, preserve_index=False)
     for position, field in enumerate(table.schema):
         if pyarrow.types.is_null(field.type):
@@ -189,7 +176,6 @@ def _scratch_database(pid: int) -> duckdb.DuckDBPyConnection:
 
 
 def scratch_cursor() -> duckdb.DuckDBPyConnection:
-    """A connection of its own (so registered frames never meet another thread's) to this process's
-    in-memory DuckDB, for set-based work on DataFrames: opening a database costs ~10 ms, a good part
-    of a one-row request. Keyed by pid, so a forked child opens its own."""
+    """A cursor of its own (registered frames never meet another thread's) on this process's in-memory
+    DuckDB, opened once per pid since opening costs ~10 ms of a one-row request."""
     return _scratch_database(os.getpid()).cursor()

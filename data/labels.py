@@ -1,10 +1,8 @@
 """Labels with history, the promotion gate's fixed reference set, and label sanity checks.
 
-One wrong file must not take the champion or erase good labels. Every ingestion's labels are kept
-in `label_history`; the questionnaire table holds, per key, the label of the file that loaded it
-last (re-ingesting a file makes its labels current again, `balanceit rollback` restores the
-champion's). The reference set keeps the rows held out when each champion was trained, with their
-labels frozen, so the gate never judges a candidate only on rows cut from the file it learnt from.
+One wrong file must not take the champion or erase good labels: every ingestion's labels are kept, and
+the reference set keeps each champion's held-out rows with their labels frozen, so the gate never judges
+a candidate only on rows cut from the file it learnt from.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ import pandas as pd
 
 from balanceit.config import Settings
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
+from balanceit.warehouse import registered
 
 # The strongest known associations (domain evidence E14, E15, E22, E53, E54): more sitting goes with
 # more imbalance, more stretching with less. A label column that reverses them is not trusted.
@@ -29,15 +28,12 @@ def label_conflicts(con: duckdb.DuckDBPyConnection, accepted: pd.DataFrame) -> p
     """Keys of `accepted` that the warehouse already holds with the opposite label."""
     if LABEL not in accepted:
         return pd.DataFrame(columns=[*QUESTIONNAIRE_KEY, LABEL, "ingestion_id"])
-    con.register("_incoming", accepted[[*QUESTIONNAIRE_KEY, LABEL]])
-    try:
+    with registered(con, "_incoming", accepted[[*QUESTIONNAIRE_KEY, LABEL]]):
         return con.execute(f"""
             SELECT t.respondent_id, t.submitted_at, t.imbalance, t.ingestion_id
             FROM questionnaire t JOIN _incoming f ON {_KEY_MATCH}
             WHERE t.imbalance IS NOT NULL AND f.imbalance IS NOT NULL AND t.imbalance <> f.imbalance
             ORDER BY t.respondent_id, t.submitted_at""").df()
-    finally:
-        con.unregister("_incoming")
 
 
 def record_labels(con: duckdb.DuckDBPyConnection, accepted: pd.DataFrame, ingestion_id: str) -> None:
@@ -45,12 +41,9 @@ def record_labels(con: duckdb.DuckDBPyConnection, accepted: pd.DataFrame, ingest
     con.execute("DELETE FROM label_history WHERE ingestion_id = ?", [ingestion_id])
     if LABEL not in accepted:
         return
-    con.register("_labels", accepted[[*QUESTIONNAIRE_KEY, LABEL]])
-    try:
+    with registered(con, "_labels", accepted[[*QUESTIONNAIRE_KEY, LABEL]]):
         con.execute("INSERT INTO label_history SELECT respondent_id, submitted_at, imbalance, ? "
                     "FROM _labels WHERE imbalance IS NOT NULL", [ingestion_id])
-    finally:
-        con.unregister("_labels")
 
 
 def restore_labels(con: duckdb.DuckDBPyConnection, ingestion_id: str) -> int:
@@ -65,8 +58,7 @@ def restore_labels(con: duckdb.DuckDBPyConnection, ingestion_id: str) -> int:
 def add_to_reference_set(con: duckdb.DuckDBPyConnection, keys_and_labels: pd.DataFrame, model_version: str,
                          ingestion_id: str | None) -> int:
     """Add a new champion's held-out rows; a key already in the set keeps its first, verified label."""
-    con.register("_held_out", keys_and_labels[[*QUESTIONNAIRE_KEY, LABEL]])
-    try:
+    with registered(con, "_held_out", keys_and_labels[[*QUESTIONNAIRE_KEY, LABEL]]):
         added = con.execute(f"""
             INSERT INTO reference_set
             SELECT f.respondent_id, f.submitted_at, f.imbalance, ?, ?, ?
@@ -74,8 +66,6 @@ def add_to_reference_set(con: duckdb.DuckDBPyConnection, keys_and_labels: pd.Dat
             WHERE NOT EXISTS (SELECT 1 FROM reference_set t WHERE {_KEY_MATCH})""",
                             [model_version, ingestion_id,
                              datetime.now(timezone.utc).replace(tzinfo=None)]).fetchall()
-    finally:
-        con.unregister("_held_out")
     return int(added[0][0]) if added else 0
 
 
@@ -88,12 +78,8 @@ def reference_answers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def label_problems(answers: pd.DataFrame, reference: pd.DataFrame, settings: Settings) -> list[str]:
-    """Why these labels cannot be trusted for training (empty when they can).
-
-    The label rate is compared with the reference set's (when there is one), and the known
-    associations must not be reversed beyond `label_contradiction_correlation`, nor beyond three
-    standard errors of a correlation of zero (1/sqrt(n)), so chance in a small file refuses nothing.
-    """
+    """Why these labels cannot be trusted for training (empty when they can): a label rate off the reference
+    set's, or a known association reversed beyond the limit and three standard errors (1/sqrt(n))."""
     labels = _numbers(answers[LABEL])
     problems = []
     if len(reference):

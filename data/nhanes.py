@@ -1,9 +1,5 @@
-"""NHANES continuous cycles 2007-2020 as questionnaire rows: the adapter of contract section 3.
-
-The mapped rows go through `validate_questionnaire`, so NHANES answers meet the same rules as any
-user file. Answers NHANES does not ask (stretching, strength balance, posture, pain, occupation)
-stay missing rather than guessed.
-"""
+"""NHANES continuous cycles 2007-2020 as questionnaire rows (contract section 3), validated like any user
+file; answers NHANES does not ask stay missing rather than guessed."""
 
 from __future__ import annotations
 
@@ -47,14 +43,10 @@ MAX_DAYS_A_WEEK = SPECS["exercise_days_per_week"].high
 
 
 def load_nhanes(folder: str | Path, now: pd.Timestamp | None = None) -> Validated:
-    """One NHANES cycle's DEMO + PAQ (+ BMX) as validated questionnaire rows.
-
-    `row_number` is the respondent's position in DEMO. Respondents under 16, and those without a PAQ
-    record, are not rows read: they are counted in `skipped`, so rows_read + skipped = DEMO rows.
-    """
+    """One NHANES cycle's DEMO + PAQ (+ BMX) as validated questionnaire rows (`row_number`: position in DEMO);
+    respondents under 16 or without a PAQ record are counted in `skipped`, so rows_read + skipped = DEMO rows."""
     files, letter = _find_files(Path(folder))
-    cycle = CYCLES[letter]
-    demo = _read_xpt(files["DEMO"], (*DEMO_COLUMNS, cycle.weight))
+    demo = _read_xpt(files["DEMO"], (*DEMO_COLUMNS, CYCLES[letter].weight))
     paq = _read_xpt(files["PAQ"], ("SEQN", *PAQ_ANSWER_WIDTHS))
     for column, width in PAQ_ANSWER_WIDTHS.items():
         paq[column] = paq[column].mask(paq[column].isin((int("7" * width), int("9" * width))))
@@ -66,8 +58,7 @@ def load_nhanes(folder: str | Path, now: pd.Timestamp | None = None) -> Validate
 
     too_young = joined["RIDAGEYR"] < MIN_AGE
     no_paq = ~too_young & (joined["in_paq"] == "left_only")
-    kept = joined[~too_young & ~no_paq]
-    validated = validate_questionnaire(_as_questionnaire(kept, letter), str(folder), now)
+    validated = validate_questionnaire(_as_questionnaire(joined[~too_young & ~no_paq], letter), str(folder), now)
     skipped = {f"under {MIN_AGE}": int(too_young.sum()), "no PAQ record": int(no_paq.sum())}
     return replace(validated, skipped=skipped)
 

@@ -1,9 +1,5 @@
-"""Read an input file into a frame of text, whatever its format (contract: formats, section 4).
-
-Every column comes back as pandas "string" (an empty cell is missing), so validation sees what the
-user wrote, not what a reader guessed: `007` stays `007`, `3.50` stays `3.50`. Anything that cannot be
-parsed is refused whole with `FileRefused`.
-"""
+"""Read an input file into a frame of text, whatever its format (contract section 4), so validation sees
+what the user wrote (`007`, `3.50`), not what a reader guessed; an unparseable file is refused whole."""
 
 from __future__ import annotations
 
@@ -20,8 +16,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 TEXT = pd.StringDtype()
-# pandas keeps "string" columns as Arrow large_string: text read in that type becomes a column with
-# no copy, where Arrow's default (32-bit offsets) would be cast, ~0.4 s per million questionnaire rows.
+# pandas keeps "string" as Arrow large_string: text read so needs no cast (~0.4 s per million rows).
 ARROW_TEXT = pa.large_string()
 
 
@@ -37,13 +32,9 @@ class FileRefused(Exception):
 
 @contextmanager
 def system_allocator() -> Iterator[None]:
-    """Arrow buffers allocated inside come from the C library's allocator, not Arrow's default (mimalloc).
-
-    Reading and validating a file allocates and frees column-sized buffers hundreds of times. mimalloc
-    gives freed memory back to the system within milliseconds and faults it in again, zeroed, on the
-    next allocation: ~0.3 s of the 2.6-3 s CPU of a million answers on a busy machine (kernel time
-    halves), more the slower the run. The switch is process-wide while it lasts, which is harmless:
-    each buffer frees itself through the allocator that made it.
+    """Arrow buffers allocated inside come from the C library's allocator, not mimalloc, which returns the
+    column-sized buffers validation frees to the system and faults them in again (~0.3 s per million answers).
+    Process-wide while it lasts, which is harmless: each buffer frees itself through its own allocator.
     """
     previous = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
@@ -54,13 +45,13 @@ def system_allocator() -> Iterator[None]:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read CSV (`.csv`, `.csv.gz`), Parquet or JSON Lines into text columns with normalised names.
-
-    The format is chosen by extension, case-insensitively. Rows keep file order, index 0..n-1.
-    """
+    """Read CSV (`.csv`, `.csv.gz`), Parquet or JSON Lines, chosen by extension, into text columns with
+    normalised names, rows in file order."""
     path = Path(path)
     source = str(path)
-    reader = _reader_for(path.name.lower(), source)
+    reader = next((read for suffix, read in _READERS.items() if path.name.lower().endswith(suffix)), None)
+    if reader is None:
+        raise FileRefused(source, f"unsupported file type (expected one of {', '.join(_READERS)})")
     try:
         if path.stat().st_size == 0:
             raise FileRefused(source, "file is empty")
@@ -80,12 +71,8 @@ def normalise_column_names(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def _read_csv(path: Path, source: str) -> pd.DataFrame:
-    """Comma-separated UTF-8 (BOM allowed), optionally gzipped, every column read as text.
-
-    One thread: with quoted newlines allowed, Arrow's parallel reader must first find row boundaries
-    serially and then spends 1.5-3x the CPU of the serial reader (0.45-0.55 s per million answers),
-    so it is slower as soon as the other core is busy.
-    """
+    """Comma-separated UTF-8 (BOM allowed), optionally gzipped, every column read as text; on one thread,
+    since with quoted newlines Arrow's parallel reader spends 1.5-3x the CPU."""
     compression = "gzip" if path.name.lower().endswith(".gz") else None
     header = _csv_header(path, compression, source)
     with pa.input_stream(path, compression=compression) as stream:
@@ -139,18 +126,6 @@ def _to_text_frame(table: pa.Table) -> pd.DataFrame:
 
 
 _READERS: dict[str, Callable[[Path, str], pd.DataFrame]] = {
-    ".csv": _read_csv,
-    ".csv.gz": _read_csv,
-    ".parquet": _read_parquet,
-    ".jsonl": _read_json_lines,
-    ".ndjson": _read_json_lines,
-    ".json": _read_json_lines,
+    ".csv": _read_csv, ".csv.gz": _read_csv, ".parquet": _read_parquet,
+    ".jsonl": _read_json_lines, ".ndjson": _read_json_lines, ".json": _read_json_lines,
 }
-
-
-def _reader_for(name: str, source: str) -> Callable[[Path, str], pd.DataFrame]:
-    for suffix, reader in _READERS.items():
-        if name.endswith(suffix):
-            return reader
-    known = ", ".join(_READERS)
-    raise FileRefused(source, f"unsupported file type (expected one of {known})")

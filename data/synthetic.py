@@ -1,10 +1,7 @@
 """Seeded, reproducible synthetic population: questionnaire answers, wearable days and the truth behind them.
 
-The generative model is section 3 of shared/reference/domain-evidence.md: demographics -> behaviours
--> four latent patterns (U, Lc, P, A) -> posture and pain answers. Every number lives in
-data/synthetic_config.py; the model math shared by sampling and truth lives in data/synthetic_truth.py;
-docs/generative-model.md explains it in plain words. Everything is vectorised, so a million people take
-seconds, and the same seed always gives the same population.
+Demographics -> behaviours -> four latent patterns -> posture and pain answers (docs/generative-model.md);
+the numbers are in data/synthetic_config.py, the math shared with the truth in data/synthetic_truth.py.
 """
 
 from __future__ import annotations
@@ -103,7 +100,8 @@ def _sample_answers(rows: int, seed: int, config: PopulationConfig,
                                .str.zfill(len(str(max(rows - 1, 0))))).array
     person["submitted_at"] = _sample_submission_times(rows, config, rng)
     answers = pd.DataFrame({c: person[c] for c in ANSWER_COLUMNS if c in person})
-    return answers.astype({c: _dtype(c) for c in answers.columns}), true_steps
+    dtypes = {"integer": "Int64", "number": "float64"}
+    return answers.astype({c: dtypes.get(SPECS[c].type, "str") for c in answers.columns}), true_steps
 
 
 def _sample_demographics(rows: int, config: PopulationConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -171,10 +169,8 @@ def _sample_occupation(age_band: np.ndarray, config: PopulationConfig, rng: np.r
 
 @dataclass(frozen=True)
 class _HalfHours:
-    """An hours answer: clip(N(mean, sd), low, high) reported to the half hour (rounded, or floored).
-
-    One definition serves sampling and P(answer | parents), which the truth needs to sum blanks out.
-    """
+    """An hours answer, clip(N(mean, sd), low, high) to the half hour: one definition for sampling and for
+    P(answer | parents), which the truth needs to sum blanks out."""
 
     mean: np.ndarray
     sd: float | np.ndarray
@@ -184,7 +180,7 @@ class _HalfHours:
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         hours = np.clip(rng.normal(self.mean, self.sd), self.low, self.high)
-        return np.floor(2 * hours) / 2 if self.floor else _round_to_half(hours)
+        return np.floor(2 * hours) / 2 if self.floor else np.round(hours * 2) / 2
 
     def probability(self, hours: np.ndarray) -> np.ndarray:
         start = hours if self.floor else hours - 0.25
@@ -278,11 +274,6 @@ def _exercise_days_probability(days: np.ndarray, exerciser: np.ndarray, lifts: n
     return np.where(exerciser, np.where(lifts, lifter, pmf), days == 0)
 
 
-def _exercise_minutes_probability(minutes: np.ndarray, exerciser: np.ndarray) -> np.ndarray:
-    """Up to a factor that is the same for every exerciser: exercisers report minutes, others 0."""
-    return (minutes > 0) == exerciser
-
-
 def _sample_stretching(person: dict[str, np.ndarray], config: PopulationConfig,
                        rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Stretching days in bands 0 / 1-2 / 3-7; before/after answers only for exercisers who stretch."""
@@ -322,10 +313,7 @@ def _stretches_with_exercise_probability(answer: np.ndarray, share: float, exerc
 
 def _sample_true_steps(person: dict[str, np.ndarray], config: PopulationConfig,
                        rng: np.random.Generator) -> np.ndarray:
-    """The person's true daily steps level (lognormal; E72), shifted by occupation, exercise, age and BMI.
-
-    The shift is computed from the answers (shared with the truth, which needs P(steps band | answers)).
-    """
+    """The true daily steps level (lognormal; E72), shifted by answers only (the truth needs P(band | answers))."""
     steps = config.steps
     shift = log_steps_shift(pd.DataFrame({c: person[c] for c in STEPS_SHIFT_ANSWERS}), config)
     return np.round(steps.median * np.exp(shift + rng.normal(0.0, steps.log_sigma, len(shift)))).astype(int)
@@ -367,11 +355,8 @@ def draw_blank_causes(questionnaire: pd.DataFrame, config: PopulationConfig,
                       rng: np.random.Generator) -> Iterator[Completions]:
     """Completions of the rows with a blank in BLANKABLE_CAUSES, `config.blank_answer_draws` per row, in chunks.
 
-    Blanks are MCAR, so P(x_mis | x_obs) is the generator's own conditional. Each draw runs the generator's
-    samplers in their order, keeping every observed answer and drawing each blank one from its parents
-    (observed or drawn), and is weighted by P(observed answer | parents) for the observed answers downstream
-    of a drawn one (likelihood weighting). Blank answers that feed nothing (standing hours, exercise days
-    and minutes, stretching before/after) are simply left out of the weight.
+    Blanks are MCAR, so each draw runs the generator's samplers for the blanks and is weighted by
+    P(observed answer | parents) for the observed answers downstream of a drawn one (likelihood weighting).
     """
     draws = config.blank_answer_draws
     rows = np.flatnonzero(questionnaire[list(BLANKABLE_CAUSES)].isna().any(axis=1).to_numpy())
@@ -435,7 +420,7 @@ def _complete(observed: pd.DataFrame, owners: np.ndarray, draws: int, config: Po
     strength = np.where(strength < 0, _sample_strength_level(lifts, config, rng), strength)
     evidence.append(np.where(np.isnan(exercise_days), 1.0,
                              _exercise_days_probability(exercise_days, exerciser, lifts, config)))
-    evidence.append(np.where(np.isnan(minutes), 1.0, _exercise_minutes_probability(minutes, exerciser)))
+    evidence.append(np.where(np.isnan(minutes), 1.0, (minutes > 0) == exerciser))  # up to a constant factor
     stretching = number("stretching_days_per_week")
     evidence.append(np.where(np.isnan(stretching), 1.0,
                              _stretching_days_probability(np.nan_to_num(stretching).astype(int), exerciser, config)))
@@ -462,12 +447,8 @@ def _complete(observed: pd.DataFrame, owners: np.ndarray, draws: int, config: Po
 def _draw_exercise_flags(blank: np.ndarray, listed: np.ndarray, known_lifting: np.ndarray,
                          known_exercise: np.ndarray, sex_code: np.ndarray, age: np.ndarray, config: PopulationConfig,
                          rng: np.random.Generator) -> np.ndarray:
-    """The listed exercise flags, or where `blank` flags drawn by the generator consistent with the other answers.
-
-    The strength answer fixes lifting and the exercise days or minutes fix whether the person exercises at
-    all (`known_*`: 1, 0, or -1 if unknown). Drawing the rest until consistent with them (instead of
-    weighting inconsistent draws by 0) changes the proposal only by a constant factor per row.
-    """
+    """The listed exercise flags, or where `blank` flags drawn until consistent with the known lifting and
+    exercising (`known_*`: 1, 0, or -1 if unknown), which scales the proposal by a constant per row."""
     flags = listed.copy()
     todo = blank.copy()
     while todo.any():
@@ -482,11 +463,7 @@ def _draw_exercise_flags(blank: np.ndarray, listed: np.ndarray, known_lifting: n
 
 def _wearable_days(answers: pd.DataFrame, true_steps: np.ndarray, wearer: np.ndarray, config: PopulationConfig,
                    rng: np.random.Generator) -> pd.DataFrame:
-    """28-35 days per wearer around submission (some after it), ~8% non-wear days (0 steps, 1440 sedentary).
-
-    `wearer` holds the row positions of the people with a device. Person-level values are computed once and
-    repeated per day; dates are codes into one calendar.
-    """
+    """28-35 days per wearer (row positions) around submission, some after it, ~8% non-wear days."""
     wear = config.wearable
     days = rng.integers(wear.days_range[0], wear.days_range[1] + 1, len(wearer))
     days_after = np.where(rng.random(len(wearer)) < wear.share_with_days_after_submission,
@@ -565,10 +542,7 @@ def _spell(levels: Sequence[str], codes: np.ndarray) -> pd.api.extensions.Extens
 
 def _clipped_interval_probability(start: np.ndarray, end: np.ndarray, low: float | np.ndarray,
                                   high: float | np.ndarray, cdf: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """P(clip(X, low, high) in [start, end)) for X with distribution function `cdf`.
-
-    An interval holding a clip bound also collects all the mass beyond it; one outside [low, high] has none.
-    """
+    """P(clip(X, low, high) in [start, end)) for X with distribution function `cdf`."""
     below = np.where(start <= low, 0.0, cdf(np.maximum(start, low)))
     above = np.where(end > high, 1.0, cdf(np.minimum(end, high)))
     return np.where((end <= low) | (start > high), 0.0, np.clip(above - below, 0.0, 1.0))
@@ -576,12 +550,3 @@ def _clipped_interval_probability(start: np.ndarray, end: np.ndarray, low: float
 
 def _clip_to_contract(column: str, values: np.ndarray) -> np.ndarray:
     return np.clip(values, SPECS[column].low, SPECS[column].high)
-
-
-def _round_to_half(hours: np.ndarray) -> np.ndarray:
-    return np.round(hours * 2) / 2
-
-
-def _dtype(column: str) -> str:
-    kind = SPECS[column].type
-    return {"integer": "Int64", "number": "float64"}.get(kind, "str")

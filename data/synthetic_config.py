@@ -1,10 +1,7 @@
-"""Every number of the synthetic population, in one typed, frozen config.
+"""Every number of the synthetic population, in one typed, frozen config (override with `dataclasses.replace`).
 
-Sources are tags into shared/reference/domain-evidence.md: **E#** = evidence row, "table 3.x" = the
-proposed generative model (section 3), **assumption** = a modelling choice, **derived** = arithmetic on
-sourced numbers, **tuned** = set by running the generator to hit the section 3.4 / 3.3 targets.
-When the evidence changes, change a number here; no code change is needed. Override with
-`dataclasses.replace`, e.g. `replace(DEFAULT, missing_rate=0.0)`.
+Sources tag shared/reference/domain-evidence.md: E# = evidence row, "table 3.x" = section 3's model,
+assumption, derived (arithmetic on sourced numbers), tuned (to hit the section 3.4 / 3.3 targets).
 """
 
 from __future__ import annotations
@@ -36,11 +33,8 @@ class LatentTerm:
 
 @dataclass(frozen=True)
 class OutcomeModel:
-    """Table 3.3: logit P(outcome) = intercept + sum ln OR(latent) z + sum ln OR(direct term) x.
-
-    For the three-level pain answers it is a proportional-odds model: the same linear predictor
-    gives P(occasional or frequent); P(frequent) uses `intercept - frequent_logit_offset`.
-    """
+    """Table 3.3: logit P(outcome) = intercept + sum ln OR(latent) z + sum ln OR(direct term) x; pain
+    answers are proportional-odds, P(frequent) using `intercept - frequent_logit_offset`."""
 
     intercept: float
     latent_odds_ratios: Mapping[str, float]
@@ -86,9 +80,7 @@ def _latent_terms() -> dict[str, LatentTerm]:
                                          "direction E40, E46, E51; size assumption"),
         "balanced_lifting": LatentTerm("strength_training", {"U": 0.8, "Lc": 0.8, "A": 0.8},
                                        "anchor E55, E58 (strength RR 0.315), shrunk"),
-        # The contract has no "meets the MSA guideline" answer: it is strength_training in
-        # {balanced, unbalanced}, so this column equals balanced + unbalanced (collinear; a refit
-        # recovers the sums) - assumption.
+        # No "meets the MSA guideline" answer: it equals balanced + unbalanced (collinear) - assumption.
         "meets_msa_guideline": LatentTerm("strength_training", {"U": 0.85, "Lc": 0.85, "A": 0.9},
                                           "assumption; anchor E55, E58"),
         "stretching_3_plus_days": LatentTerm("stretching", {"U": 0.8, "Lc": 0.8, "P": 0.5},
@@ -293,7 +285,7 @@ class TopFactorRule:
 
 @dataclass(frozen=True)
 class CalibrationTargets:
-    """Ranges the default population must hit (checked by tests/test_synthetic.py)."""
+    """Ranges the default population must hit (checked by tests/data/test_synthetic.py)."""
 
     latent_prevalence: Mapping[str, Range] = field(default_factory=lambda: {  # section 3.4
         "U": (0.25, 0.40), "Lc": (0.12, 0.30), "P": (0.30, 0.50), "A": (0.10, 0.20)})
@@ -302,13 +294,11 @@ class CalibrationTargets:
     imbalance_any: Range = (0.45, 0.60)  # section 3.4
     # Outcome share (pain: occasional or frequent; posture: poor) for "all" and per main occupation.
     outcomes: Mapping[str, Mapping[str, Range]] = field(default_factory=lambda: {
-        # table 3.3: office 40-50% (E6, E7). Standing and manual work get the general 20-30%: table 3.3
-        # has no teacher path, and "standing" pools teachers (~47%, E12) with service work, so the
-        # standing range is widened to 35% (assumption). "all" is the occupation-weighted mix (derived).
+        # table 3.3: office 40-50% (E6, E7), else the general 20-30%; "standing" pools teachers (~47%, E12) with
+        # service work, so it is widened to 35% (assumption). "all" is the occupation-weighted mix (derived).
         "neck_pain": {"all": (0.30, 0.42), "desk": (0.40, 0.50), "standing": (0.20, 0.35), "manual": (0.20, 0.30)},
-        # table 3.3: office 45-56% (E8, E9), teachers ~47% (E12, widened to 40-55%); manual = general
-        # 30-40% x lifting OR 1.7 (E24) = 42-53% (derived), widened to 58% because manual workers also
-        # carry the Lc, P and BMI paths (assumption). "all" is the weighted mix (derived).
+        # table 3.3: office 45-56% (E8, E9), teachers ~47% (E12, widened to 40-55%); manual = general 30-40% x
+        # lifting OR 1.7 (E24), widened to 58% for its Lc, P and BMI paths (assumption). "all": the weighted mix.
         "back_pain": {"all": (0.43, 0.55), "desk": (0.45, 0.56), "standing": (0.40, 0.55), "manual": (0.42, 0.58)},
         # table 3.3 gives lifters only (below); E8, E11, E12 report 33-50% in workers: assumption.
         "shoulder_pain": {"all": (0.20, 0.40)},

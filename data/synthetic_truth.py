@@ -1,8 +1,5 @@
-"""The model math of the synthetic population: design terms, linear predictors and the truth columns.
-
-Sampling (data/synthetic.py) and the truth use the same functions here, so the truth is exact for
-the process that generated the data. See docs/generative-model.md for the formulas.
-"""
+"""The synthetic population's model math, shared by sampling and the truth so the truth is exact for the
+process that generated the data (formulas: docs/generative-model.md)."""
 
 from __future__ import annotations
 
@@ -25,11 +22,8 @@ STEPS_TERM = "low_steps"  # the only design term that depends on the true step l
 
 
 def design_terms(answers: pd.DataFrame, true_daily_steps: np.ndarray, config: PopulationConfig) -> pd.DataFrame:
-    """Every design term x_j of tables 3.2 and 3.3, from complete questionnaire answers (export format).
-
-    Defined on the answers a user exports, so a refit on the questionnaire sees exactly the x that
-    generated the latents. Steps are not a questionnaire answer: the person's true level is passed in.
-    """
+    """Every design term x_j of tables 3.2 and 3.3, from complete answers as exported (so a refit sees the
+    x that generated the latents) and the true step level."""
     cuts = config.terms
     occupations = config.occupations.profiles
     sitting = answers["sitting_hours_per_day"].to_numpy(float)
@@ -77,11 +71,8 @@ def body_mass_index(answers: pd.DataFrame) -> np.ndarray:
 
 
 def log_steps_shift(answers: pd.DataFrame, config: PopulationConfig) -> np.ndarray:
-    """shift(x) in ln(true steps) = ln(median) + shift(x) + N(0, log_sigma^2), from answers only.
-
-    Occupation, exercise types, age and BMI are all questionnaire answers, so the step level's
-    distribution given the answers is known exactly (used for sampling and for `low_steps_probability`).
-    """
+    """shift(x) in ln(true steps) = ln(median) + shift(x) + N(0, log_sigma^2), from answers only, so the
+    step level's distribution given the answers is known exactly."""
     steps = config.steps
     profiles = config.occupations.profiles
     shift = np.array([p.log_steps_shift for p in profiles.values()])[level_index(answers["occupation"], list(profiles))]
@@ -93,10 +84,7 @@ def log_steps_shift(answers: pd.DataFrame, config: PopulationConfig) -> np.ndarr
 
 
 def low_steps_probability(answers: pd.DataFrame, config: PopulationConfig) -> np.ndarray:
-    """P(low_steps = 1 | answers): the step level is round(median e^{shift + e}), e ~ N(0, log_sigma^2).
-
-    round(v) < cut  <=>  v < ceil(cut) - 0.5, so P = Phi((ln((ceil(cut) - 0.5) / median) - shift) / log_sigma).
-    """
+    """P(low_steps = 1 | answers); round(v) < cut <=> v < ceil(cut) - 0.5."""
     steps = config.steps
     gap = np.log((np.ceil(config.terms.low_steps_below) - 0.5) / steps.median) - log_steps_shift(answers, config)
     if steps.log_sigma == 0:
@@ -158,12 +146,8 @@ def has_postural_pattern(latents: dict[str, np.ndarray | float], config: Populat
 
 @dataclass(frozen=True)
 class Completions:
-    """Draws of blanked behaviour answers for some rows, weighted to condition on what those rows show.
-
-    `answers` are complete answers in export format (symptoms as exported); draw i completes row position
-    `owner[i]`, and `log_weight[i]` is ln P(the row's observed answers that depend on the drawn ones | draw)
-    (likelihood weighting: the draws come from the generator's own chain, so only these factors are missing).
-    """
+    """Draws of blanked behaviour answers: draw i completes row position `owner[i]`, and `log_weight[i]` is
+    ln P(the row's observed answers that depend on the drawn ones | draw)."""
 
     answers: pd.DataFrame
     owner: np.ndarray
@@ -172,19 +156,9 @@ class Completions:
 
 def compute_truth(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig,
                   has_wearable: np.ndarray, completions: Iterable[Completions] = ()) -> pd.DataFrame:
-    """Exact truth per person, from the answers and the design terms (true_risk by Monte Carlo where blank).
-
-    `answers` hold every behaviour and personal answer complete, and the posture and pain answers as
-    the questionnaire shows them (blank where blanked: a blank symptom is marginalised exactly).
-    true_risk = P(imbalance | what a model sees) = 1 - P(z = 0, s, b | x_obs) / sum_z P(z, s, b | x_obs): x_obs
-    are the answers as exported, s the posture and pain answers, and the step band b (`low_steps`) is
-    observed only for people with a wearable; for the others it is marginalised with P(b | x) from
-    `low_steps_probability`. A row with `completions` has blanked behaviour answers x_mis, summed out as
-    P(z, s, b | x_obs) ~ sum_i w_i P(b | x_i) P(z, s | x_i, b) over its draws x_i = (x_obs, x_mis,i), which
-    come from P(x_mis | x_obs) by likelihood weighting (`Completions`). Rows without completions use
-    `answers` as they are.
-    behaviour_risk = P(imbalance | x, true steps) = 1 - E_u[prod_k (1 - p_k)] and the top factor use the
-    complete answers and the true steps (causes, not information), whatever was blanked.
+    """Exact truth per person (docs/generative-model.md): true_risk = P(imbalance | what a model sees), with
+    the step band observed only with a wearable and blanked answers summed out over `completions`;
+    behaviour_risk and the top factor use the complete answers and the true steps (causes, not information).
     """
     eta = latent_linear_predictor(terms, config)
     nodes, weights = _person_effect_quadrature(config)
@@ -198,18 +172,14 @@ def compute_truth(terms: pd.DataFrame, answers: pd.DataFrame, config: Population
         band_weights = _band_weights(band[completion.owner], completion.answers, config, observed[completion.owner])
         draw_joint = _band_mixture_joint(draw_terms, completion.answers, config, band_weights)
         joint[owners] = _weighted_sum(draw_joint, completion.log_weight, draw_owner, len(owners))
-    true_risk = 1 - joint[:, 0] / joint.sum(axis=1)
-    return pd.DataFrame({"true_risk": true_risk, "behaviour_risk": behaviour_risk,
+    return pd.DataFrame({"true_risk": 1 - joint[:, 0] / joint.sum(axis=1), "behaviour_risk": behaviour_risk,
                          **_top_factor(eta, behaviour_risk, terms, config)}, index=answers.index)
 
 
 def _band_weights(band: np.ndarray, answers: pd.DataFrame, config: PopulationConfig,
                   observed: np.ndarray) -> np.ndarray:
-    """(rows x 2) weights of the step bands b = 0, 1: P(b | x), times 1[b = the true band] where it is observed.
-
-    Where the band is observed, P(b | x) is a constant when x is fixed but weighs the draws of a blanked
-    answer that shifts the steps (occupation, exercise types, height, weight).
-    """
+    """(rows x 2) weights of the step bands b = 0, 1: P(b | x), times 1[b = the true band] where it is
+    observed (P(b | x) then still weighs the draws of a blanked answer that shifts the steps)."""
     p_low = low_steps_probability(answers, config)
     prior = np.stack([1 - p_low, p_low], axis=1)
     return np.where(observed[:, None], prior * np.stack([1 - band, band], axis=1), prior)
@@ -252,15 +222,13 @@ def _person_effect_quadrature(config: PopulationConfig) -> tuple[np.ndarray, np.
 
 def _no_pattern_moments(eta: np.ndarray, nodes: np.ndarray, weights: np.ndarray,
                         highest_moment: int = len(LATENTS)) -> np.ndarray:
-    """M_m = E_u[prod_k (1 - p_k(u)) e^{m u}] for m = 0..highest_moment (rows x moments).
-
-    Because ln p_k - ln(1 - p_k) = eta_k + u, P(z | x) = E_u[prod_k (1 - p_k) e^{z.(eta + u)}]
-    = e^{z.eta} M_{|z|}: sixteen patterns cost five integrals. M_0 = P(no pattern).
-    """
+    """M_m = E_u[prod_k (1 - p_k(u)) e^{m u}] for m = 0..highest_moment (rows x moments); since
+    P(z | x) = e^{z.eta} M_{|z|}, sixteen patterns cost five integrals. M_0 = P(no pattern)."""
     moments = np.empty((len(eta), highest_moment + 1))
     node_scale = np.exp(nodes)
     tilted_weights = weights[:, None] * node_scale[:, None] ** np.arange(highest_moment + 1)  # (nodes x moments)
-    for rows in _chunks(len(eta)):
+    for start in range(0, len(eta), CHUNK_ROWS):
+        rows = slice(start, start + CHUNK_ROWS)
         odds = np.exp(eta[rows])
         inverse_none = np.ones((len(odds), len(nodes)))  # prod_k (1 + e^{eta_k + u_q}) = 1 / prod_k (1 - p_k)
         for k in range(odds.shape[1]):
@@ -270,11 +238,8 @@ def _no_pattern_moments(eta: np.ndarray, nodes: np.ndarray, weights: np.ndarray,
 
 
 def _answer_likelihood(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig) -> np.ndarray:
-    """P(observed posture and pain answers | z, x) for each of the 16 patterns (rows x 16).
-
-    A blank answer is marginalised: its levels' probabilities sum to 1, so it contributes a factor 1.
-    Each answer is computed once per setting of the latents it depends on, then spread over the patterns.
-    """
+    """P(observed posture and pain answers | z, x) for each of the 16 patterns (rows x 16); a blank answer
+    contributes a factor 1. Computed once per setting of the latents each answer depends on."""
     rows = np.arange(len(answers))
     likelihood = np.ones((len(answers), len(PATTERNS)))
 
@@ -314,7 +279,3 @@ def _top_factor(eta: np.ndarray, behaviour_risk: np.ndarray, terms: pd.DataFrame
     return {"true_top_factor": np.asarray(FACTORS)[ranked[:, -1]],
             "true_top_factor_clear": (top > rule.min_delta) & (top >= rule.min_ratio_to_second * second),
             "top_factor_delta": top}
-
-
-def _chunks(total: int) -> list[slice]:
-    return [slice(start, min(start + CHUNK_ROWS, total)) for start in range(0, total, CHUNK_ROWS)]

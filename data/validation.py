@@ -1,9 +1,7 @@
 """Validate questionnaire and activity files against the input contract (sections 1, 2 and 4).
 
-Text is parsed to types once, vectorised, in Arrow arrays; every rule is built from the contract's
-ColumnSpec list, and a file's rules run as a pandera schema over the typed frame. Each failure becomes a quarantine row that names the row, the
-column and the rule in plain words; the other rows go on. A missing required column, or a key that
-repeats, refuses the whole file.
+Each broken rule becomes a quarantine row naming the row, the column and the rule in plain words; the
+other rows go on. A missing required column, or a key that repeats, refuses the whole file.
 """
 
 from __future__ import annotations
@@ -23,28 +21,14 @@ from pandera.errors import SchemaErrors
 
 from balanceit.config import Settings
 from balanceit.data.contract import (
-    ACTIVITY,
-    ACTIVITY_COLUMNS,
-    ACTIVITY_KEY,
-    CHOICE_JOINER,
-    EXERCISE_SEPARATORS,
-    FALSE_SPELLINGS,
-    FITBIT_DAILY_ACTIVITY,
-    MINUTES_PER_DAY,
-    QUESTIONNAIRE,
-    QUESTIONNAIRE_KEY,
-    RESPONDENT_ID_PATTERN,
-    TRUE_SPELLINGS,
-    ColumnSpec,
-    ColumnType,
-    is_non_wear_day,
+    ACTIVITY, ACTIVITY_COLUMNS, ACTIVITY_KEY, CHOICE_JOINER, EXERCISE_SEPARATORS, FALSE_SPELLINGS,
+    FITBIT_DAILY_ACTIVITY, MINUTES_PER_DAY, QUESTIONNAIRE, QUESTIONNAIRE_KEY, RESPONDENT_ID_PATTERN, TRUE_SPELLINGS,
+    ColumnSpec, ColumnType, is_non_wear_day,
 )
 from balanceit.data.readers import ARROW_TEXT, TEXT, FileRefused, normalise_column_names, read_table, system_allocator
 
-__all__ = [
-    "FileRefused", "Validated", "validate_questionnaire", "validate_activity",
-    "load_questionnaire", "load_activity",
-]
+__all__ = ["FileRefused", "Validated", "validate_questionnaire", "validate_activity", "load_questionnaire",
+           "load_activity"]
 
 MISSING_REQUIRED = "missing required value"
 SPACE = ord(" ")
@@ -55,13 +39,8 @@ ISO_DATE = "%Y-%m-%d"
 # Text rules by column; other text columns only need 1-64 characters (survey stratum and PSU).
 TEXT_RULES = {"respondent_id": (RESPONDENT_ID_PATTERN, "must be 1-64 characters of A-Z a-z 0-9 _ . -")}
 ANY_TEXT_RULE = (r"^.{1,64}$", "must be 1-64 characters")
-UNPARSEABLE_RULES: dict[ColumnType, str] = {
-    "number": "not a number",
-    "integer": "not a number",
-    "datetime": "not a date",
-    "date": "not a date",
-    "boolean": "not yes/no",
-}
+UNPARSEABLE_RULES: dict[ColumnType, str] = {"number": "not a number", "integer": "not a number",
+                                            "datetime": "not a date", "date": "not a date", "boolean": "not yes/no"}
 MOMENT = arrow.timestamp("us")  # dates and times alike, whatever the parser chose
 FAILURE_COLUMNS = ("column", "check", "index")
 DIRECT_CHECK_ROWS = 100  # up to this many rows, checks run without pandera's bookkeeping (see _validate)
@@ -84,16 +63,17 @@ class Validated:
     def quarantined_rows(self) -> int:
         return int(self.quarantined["row_number"].nunique())
 
+    def _by_reason(self) -> pd.DataFrame:
+        return self.quarantined.assign(reason=self.quarantined["column"] + ": " + self.quarantined["rule"])
+
     def reasons(self) -> dict[str, int]:
         """Quarantined rows per "column: rule", the most frequent first."""
-        reason = self.quarantined["column"] + ": " + self.quarantined["rule"]
-        rows = self.quarantined.assign(reason=reason).groupby("reason")["row_number"].nunique()
+        rows = self._by_reason().groupby("reason")["row_number"].nunique()
         return {str(key): int(count) for key, count in sorted(rows.items(), key=lambda item: (-item[1], item[0]))}
 
     def first_rows(self, limit: int = 3) -> dict[str, list[int]]:
         """The first `limit` row numbers quarantined per "column: rule", so a person can find them."""
-        reason = self.quarantined["column"] + ": " + self.quarantined["rule"]
-        rows = self.quarantined.assign(reason=reason).drop_duplicates(["reason", "row_number"])
+        rows = self._by_reason().drop_duplicates(["reason", "row_number"])
         firsts = rows.sort_values("row_number").groupby("reason")["row_number"].head(limit)
         return {str(key): [int(n) for n in group] for key, group in
                 rows.loc[firsts.index].groupby("reason")["row_number"]}
@@ -160,10 +140,7 @@ def validate_activity(raw: pd.DataFrame, source: str, now: pd.Timestamp | None =
 
 
 def _from_fitbit(raw: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Rename the Fitbit export's columns and rewrite its M/D/YYYY dates as ISO dates.
-
-    A date that does not parse is left as written, so it is quarantined showing the user's text.
-    """
+    """The Fitbit export renamed, M/D/YYYY dates as ISO; an unparseable date stays as written for quarantine."""
     renamed = normalise_column_names(raw.rename(columns=FITBIT_DAILY_ACTIVITY), source)
     if "date" in renamed.columns:
         dates = pd.to_datetime(renamed["date"].str.strip(), format=FITBIT_DATE, errors="coerce")
@@ -181,12 +158,11 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     _refuse_repeated_keys(typed, kind.key, source)
 
     rules = Rules.of(kind, text, set(raw.columns), _utc_naive(now), pd.Timestamp(Settings().earliest_submitted_at))
-    if len(raw) > DIRECT_CHECK_ROWS:  # a file: pandera runs the rules over the typed frame
-        frame = _typed_frame(typed)
+    # a request of a few rows: pandera's bookkeeping per check costs more than the data
+    failures = _failures(rules, typed) if len(raw) <= DIRECT_CHECK_ROWS else None
+    frame = _typed_frame(typed)
+    if failures is None:
         failures = _pandera_failures(rules, frame)
-    else:  # a request of a few rows: pandera's bookkeeping per check costs more than the data
-        failures = _failures(rules, typed)
-        frame = _typed_frame(typed)
     quarantined = _quarantine(failures, text, kind, row_numbers)
 
     kept = np.ones(len(raw), dtype=bool)
@@ -196,17 +172,16 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     return Validated(kind.name, source, len(raw), accepted, quarantined)
 
 
-# Column values while a file is validated: Arrow arrays (a read file's in chunks, as read), text as
-# large_string, by contract column name. Arrow's kernels cost microseconds on a one-row request where a
-# pandas operation costs tens, and are as fast as pandas on a file: one representation serves both.
+# Column values while validating, as Arrow (text as large_string): microseconds on a one-row request where
+# pandas costs tens, and as fast as pandas on a file.
 Values = arrow.Array | arrow.ChunkedArray
 Columns = dict[str, Values]
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One contract rule: `holds` tells per row whether it is kept, over one column's values or, for a
-    rule over whole rows, over the mapping of all columns. A missing result means "not judged"."""
+    """One contract rule: `holds` says per row whether it is kept (missing: not judged), over one column's
+    values or, for a row rule, over all columns."""
 
     error: str
     holds: Callable[[Values | Columns], Values]
@@ -273,8 +248,7 @@ def _failures(rules: Rules, typed: Columns) -> pd.DataFrame:
 
 
 def _breaking_positions(rule: Rule, values: Values | Columns) -> np.ndarray:
-    """Where `rule` is broken, skipping what pandera skips under `ignore_na`: a missing value in a
-    column, a row missing every value of a row rule."""
+    """Where `rule` is broken, skipping what pandera skips under `ignore_na`."""
     held = _held(rule, values)
     if rule.skips_missing:
         columns = list(values.values()) if isinstance(values, dict) else [values]
@@ -301,12 +275,8 @@ def _refuse_repeated_keys(typed: Columns, key: tuple[str, ...], source: str, sho
 
 
 def _rows_sharing_times(keys: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose key can repeat, in file order: a key repeats only where its times repeat too.
-
-    Times hash several times faster than text ids; answers timed to the second are nearly all
-    distinct, so only the few rows that share a time need their whole key compared (~250 -> ~70 ms
-    per million answers). Dates mostly repeat: then every row is kept, after ~7 ms per million.
-    """
+    """The rows whose key can repeat, in file order: only where the times repeat too (times hash several
+    times faster than text ids, ~250 -> ~70 ms per million answers)."""
     times = keys.select_dtypes("datetime")
     if times.columns.empty:
         return keys
@@ -322,11 +292,8 @@ def _contract_text(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...]) -> Columns:
 
 
 def _as_text(frame: pd.DataFrame) -> Columns:
-    """Every column as Arrow text, written as pandas writes it ("string" dtype: 40 -> "40", True -> "True").
-
-    Read files are text already, column by column with no copy. Anything else (a request's JSON numbers
-    and booleans) is converted in one call for all its columns: per column, pandas costs more than the data.
-    """
+    """Every column as Arrow text as pandas writes it (40 -> "40", True -> "True"); non-text columns are
+    converted in one call, since per column pandas costs more than a request's data."""
     textual = [name for name, dtype in frame.dtypes.items() if dtype == TEXT]
     columns = {name: _arrow(frame[name]) for name in textual}
     others = frame.drop(columns=textual)
@@ -347,12 +314,8 @@ def _trimmed(values: Values) -> Values:
 
 
 def _may_need_trimming(array: arrow.Array) -> bool:
-    """False when no value is blank or begins or ends with a space, a control character or a byte of a
-    multi-byte character (which may be a Unicode space): only then can trimming change nothing.
-
-    It reads each value's first and last byte in place, ~3x cheaper than trimming a copy of the
-    column; the columns it cannot clear get the exact test. ASCII whitespace is all at or below ' '.
-    """
+    """False when no value is blank or starts or ends with a byte <= ' ' or >= 0x80 (maybe a Unicode space):
+    reading those bytes in place is ~3x cheaper than trimming a copy of the column."""
     if array.null_count == len(array):
         return False
     _, offset_buffer, data_buffer = array.buffers()
@@ -402,26 +365,20 @@ def _to_boolean(values: Values) -> Values:
 
 
 def _to_utc_naive(values: Values) -> Values:
-    """Dates and ISO-8601 datetimes; a time with an offset is converted to UTC, then the zone dropped.
-
-    Arrow reads the forms without a zone (a date, then hours, minutes, seconds, up to microseconds)
-    ~3x faster than pandas and agrees with it on them; a column with anything else (an offset,
-    nanoseconds, a date that does not exist) goes to pandas, which also makes the unreadable missing.
-    """
+    """Dates and ISO-8601 datetimes, an offset converted to UTC; Arrow reads the zoneless forms ~3x faster
+    than pandas, which takes columns with anything else."""
     return _times_by_arrow_or(values, arrow.timestamp("us"), lambda text: pd.to_datetime(
         _to_microseconds(text), format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None))
 
 
 def _to_microseconds(text: pd.Series) -> pd.Series:
-    """Fractions of a second cut to the microseconds kept: a nanosecond anywhere in a column would make
-    pandas read all of it in nanoseconds, which cannot hold years before 1677, so one row's precision
-    would decide whether another row's year 1 is read (and then judged too early) or unreadable."""
+    """Fractions of a second cut to microseconds: one nanosecond would make pandas read the whole column in
+    nanoseconds, which cannot hold another row's year 1 (to be judged too early, not unreadable)."""
     return text.str.replace(r"(\.\d{6})\d+", r"\1", regex=True)
 
 
 def _to_date(values: Values) -> Values:
-    """ISO dates. Arrow reads `2025-01-31` ~10x faster than pandas and agrees with it; a column with any
-    other spelling (`2025-1-31`, which pandas reads too) or a date that does not exist goes to pandas."""
+    """ISO dates: Arrow reads `2025-01-31` ~10x faster than pandas, which takes other spellings (`2025-1-31`)."""
     return _times_by_arrow_or(values, arrow.date32(), lambda text: pd.to_datetime(
         text, format=ISO_DATE, errors="coerce"))
 
@@ -508,18 +465,12 @@ def _range_rule(spec: ColumnSpec) -> Rule:
     low = -np.inf if spec.low is None else spec.low
     high = np.inf if spec.high is None else spec.high
     above_low = pc.greater if spec.low_exclusive else pc.greater_equal
-    return Rule(_range_words(spec), lambda number: pc.and_(above_low(number, low), pc.less_equal(number, high)))
-
-
-def _range_words(spec: ColumnSpec) -> str:
     if spec.low is not None and spec.high is not None and not spec.low_exclusive:
-        return f"must be between {spec.low:g} and {spec.high:g}"
-    bounds = []
-    if spec.low is not None:
-        bounds.append(f"{'>' if spec.low_exclusive else '>='} {spec.low:g}")
-    if spec.high is not None:
-        bounds.append(f"<= {spec.high:g}")
-    return "must be " + " and ".join(bounds)
+        words = f"must be between {spec.low:g} and {spec.high:g}"
+    else:
+        bounds = [f"{'>' if spec.low_exclusive else '>='} {spec.low:g}"] if spec.low is not None else []
+        words = "must be " + " and ".join(bounds + ([f"<= {spec.high:g}"] if spec.high is not None else []))
+    return Rule(words, lambda number: pc.and_(above_low(number, low), pc.less_equal(number, high)))
 
 
 def _quarantine(failures: pd.DataFrame, text: Columns, kind: FileKind, row_numbers: np.ndarray) -> pd.DataFrame:
@@ -536,19 +487,14 @@ def _quarantine(failures: pd.DataFrame, text: Columns, kind: FileKind, row_numbe
         columns = row_rules[rule].columns if rule in row_rules else (label,)
         cells = [pd.Series(_pandas(text[name].take(positions))) for name in columns]
         raw_value = cells[0] if len(cells) == 1 else reduce(lambda a, b: a + " + " + b, [c.fillna("") for c in cells])
-        pieces.append(pd.DataFrame(
-            {"row_number": row_numbers[positions], "column": label, "rule": rule, "raw_value": raw_value}
-        ))
+        pieces.append(pd.DataFrame({"row_number": row_numbers[positions], "column": label, "rule": rule,
+                                    "raw_value": raw_value}))
     quarantined = pd.concat(pieces, ignore_index=True)
     return quarantined.astype(QUARANTINE_DTYPES).sort_values(["row_number", "column"], ignore_index=True)
 
 
 def _pandas(values: Values) -> pd.api.extensions.ExtensionArray | np.ndarray:
-    """One Arrow column as pandas holds it: text, nullable numbers and yes/no, times as datetime64[us].
-
-    The arrays are built from their buffers: pandas' own conversion costs several times more per column,
-    which a one-row request pays forty times over.
-    """
+    """One Arrow column as pandas holds it, built from its buffers (pandas' conversion costs several times more)."""
     if arrow.types.is_large_string(values.type):
         return pd.arrays.ArrowStringArray(values)
     if arrow.types.is_timestamp(values.type):
@@ -567,8 +513,7 @@ def _writable(values: Values) -> np.ndarray:
 
 
 def _typed_frame(typed: Columns) -> pd.DataFrame:
-    """The parsed columns as a frame (whole numbers still as numbers), emptying `typed` column by column:
-    a file's columns are large, and each Arrow column is freed as soon as pandas has its copy."""
+    """The parsed columns as a frame, emptying `typed` so each Arrow column is freed once pandas has its copy."""
     return pd.DataFrame({name: _pandas(typed.pop(name)) for name in list(typed)}, copy=False)
 
 

@@ -1,17 +1,9 @@
-"""Features: row-wise arithmetic in NumPy, the wearable window in SQL on DuckDB; one definition of each
-for training, batch scoring, the warehouse's feature store and requests.
+"""Features, one definition for training, scoring, the feature store and requests.
 
-`row_features` derives what one questionnaire row gives alone (bands, ratios, exercise flags, the
-count of missing answers) from whole columns at once. NumPy says it more plainly than SQL's CASE
-expressions and costs a one-row request next to nothing, where planning the SQL query cost ~9 ms.
-`wearable_window_sql` is set-based and stays in SQL: per answer, the days a wearable was worn in the
-window before `submitted_at`, summarised, so training never sees activity recorded after the answers
-it explains. Without activity nothing is queried: no days worn, no summaries.
-
-Rows come in key order, (respondent_id, submitted_at). Values, missing values and dtypes are the ones
-the features had when they were all SQL, as DuckDB's `.df()` returns them (whole numbers int32, or
-nullable Int32 when one is missing; text pandas' `str`, or object when no row has any), so the stored
-feature table, the partitions' files and the models see the same frames as before.
+`row_features` is NumPy over whole columns (planning the SQL it replaced cost a one-row request ~9 ms);
+`wearable_window_sql` stays in SQL and reads only days before `submitted_at`, so training never sees
+activity recorded after the answers it explains. Rows come in key order, with the values and dtypes
+DuckDB's `.df()` gave when every feature was SQL, so stored features and models see the same frames.
 """
 
 from __future__ import annotations
@@ -20,22 +12,20 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from balanceit.data.contract import ACTIVITY_COLUMNS, CHOICE_JOINER, QUESTIONNAIRE, QUESTIONNAIRE_KEY
+from balanceit.data.contract import ACTIVITY_COLUMNS, CHOICE_JOINER, PAIN_COLUMNS, QUESTIONNAIRE, QUESTIONNAIRE_KEY
 from balanceit.features.catalogue import MODELLED_EXERCISES
-from balanceit.warehouse import scratch_cursor
+from balanceit.warehouse import registered, scratch_cursor
 
 OPTIONAL_ANSWERS: tuple[str, ...] = tuple(
     c.name for c in QUESTIONNAIRE
     if not c.required and c.name not in {"imbalance", "survey_weight", "survey_stratum", "survey_psu"}
 )
-FEATURE_KEY = QUESTIONNAIRE_KEY
-ROW_INPUTS = (*FEATURE_KEY, "age", "sex", "sitting_hours_per_day", *OPTIONAL_ANSWERS)  # what `row_features` reads
+ROW_INPUTS = (*QUESTIONNAIRE_KEY, "age", "sex", "sitting_hours_per_day", *OPTIONAL_ANSWERS)  # what `row_features` reads
 FLAGGED_EXERCISES = (*MODELLED_EXERCISES, "weightlifting")
 AGE_BANDS = ("16-34", "35-44", "45-64", "65+")
 SITTING_BANDS = ("<4 h", "4-6 h", "6-8 h", ">8 h")
 ZERO_ONE = ("0", "1")
-# pandas' "str" (missing is NaN), as DuckDB's `.df()` gives text; the object, not its name, saves a request
-# the dtype lookup on every text column.
+# pandas' "str", as DuckDB's `.df()` gives text (the object saves a request a dtype lookup per column)
 FEATURE_TEXT = pd.StringDtype(na_value=np.nan)
 
 # What a person's worn days in the window before the survey add, by feature name.
@@ -53,8 +43,7 @@ Column = np.ndarray | pd.api.extensions.ExtensionArray
 
 def answers_and_features(questionnaire: pd.DataFrame, activity: pd.DataFrame | None,
                          window_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The answers in key order and their features, row for row: explanations, labels and models
-    all read the two frames together. `activity` may be None or empty (no wearable data)."""
+    """The answers in key order and their features, row for row; `activity` may be None or empty."""
     answers = in_key_order(questionnaire)
     if activity is None or activity.empty:
         return answers, compute_features(None, answers, None, window_days)
@@ -71,8 +60,8 @@ def features_for_frames(questionnaire: pd.DataFrame, activity: pd.DataFrame | No
 
 def compute_features(con: duckdb.DuckDBPyConnection | None, answers: pd.DataFrame, activity: str | None,
                      window_days: int) -> pd.DataFrame:
-    """Features of `answers` (contract columns, in key order), row for row. `activity` names a relation of
-    `con` with contract section 2's columns and `worn`; None means no wearable data, and no query."""
+    """Features of `answers` (in key order); `activity` names a relation of `con` with contract section 2's
+    columns and `worn`, or is None for no wearable data (and no query)."""
     if activity is None:
         wearable = no_wearable_days(len(answers))
     else:
@@ -81,8 +70,7 @@ def compute_features(con: duckdb.DuckDBPyConnection | None, answers: pd.DataFram
 
 
 def in_key_order(questionnaire: pd.DataFrame) -> pd.DataFrame:
-    """The rows sorted by (respondent_id, submitted_at), as the features come; keys are unique and never
-    missing in validated answers, so the order is the one SQL's ORDER BY gave."""
+    """The rows sorted by (respondent_id, submitted_at), as SQL's ORDER BY gave them (keys are unique)."""
     if len(questionnaire) > 1:  # one row is in order already, and sorting would cost a request ~0.2 ms
         ids, _ = pd.factorize(questionnaire["respondent_id"], sort=True)
         order = np.lexsort((questionnaire["submitted_at"].to_numpy(), ids))
@@ -129,22 +117,19 @@ def row_features(answers: pd.DataFrame) -> dict[str, Column]:
         "lifting_without_balance": _whole_numbers(
             np.asarray(strength_training == "unbalanced"), pd.isna(strength_training)),
         "posture": _text(answer["posture_self_report"]),
-        "back_pain": _text(answer["back_pain"]),
-        "neck_pain": _text(answer["neck_pain"]),
-        "shoulder_pain": _text(answer["shoulder_pain"]),
+        **{pain: _text(answer[pain]) for pain in PAIN_COLUMNS},
         "missing_answers": np.sum([answer[name].isna() for name in OPTIONAL_ANSWERS], axis=0, dtype=np.int32),
     }
 
 
 def breaks_per_sitting_hour(breaks: np.ndarray, sitting_hours: np.ndarray) -> np.ndarray:
-    """Movement breaks per hour sat, under an hour counting as one (fmax skips a missing sitting time).
-    The what-ifs that change sitting or breaks derive it again through here."""
+    """Movement breaks per hour sat, under an hour counting as one (the what-ifs derive it here too)."""
     return breaks / np.fmax(sitting_hours, 1.0)
 
 
 def wearable_window_sql(keys: str, activity: str, window_days: int) -> str:
-    """Per row of `keys` (`position`, respondent_id, submitted_at) with worn days in the window before its
-    `submitted_at`: its position, how many days, and their summaries."""
+    """Per row of `keys` (position, respondent_id, submitted_at) with worn days in the window before it:
+    its position, how many days, and their summaries."""
     summaries = "".join(f",\n       {sql} AS {name}" for name, sql in WEARABLE_SUMMARIES.items())
     return f"""
 SELECT q.position, count(*) AS days_worn{summaries}
@@ -161,12 +146,9 @@ GROUP BY q.position
 def wearable_window(con: duckdb.DuckDBPyConnection, answers: pd.DataFrame, activity: str,
                     window_days: int) -> dict[str, np.ndarray]:
     """days_worn and the WEARABLE_SUMMARIES of each answer, row for row (see `wearable_window_sql`)."""
-    keys = pd.DataFrame({"position": np.arange(len(answers)), **{k: answers[k] for k in FEATURE_KEY}})
-    con.register(WINDOW_KEYS, keys)
-    try:
+    keys = pd.DataFrame({"position": np.arange(len(answers)), **{k: answers[k] for k in QUESTIONNAIRE_KEY}})
+    with registered(con, WINDOW_KEYS, keys):
         worn = con.execute(wearable_window_sql(WINDOW_KEYS, activity, window_days)).df()
-    finally:
-        con.unregister(WINDOW_KEYS)
     columns = no_wearable_days(len(answers))
     positions = worn["position"].to_numpy()
     for name, values in columns.items():
@@ -208,8 +190,8 @@ def _whole_numbers(values: np.ndarray, missing: np.ndarray) -> Column:
 
 
 def _exercises_chosen(exercise_types: pd.api.extensions.ExtensionArray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, whether each of FLAGGED_EXERCISES was chosen (a rows x exercises array), and whether the
-    answer is missing. Worked out once per distinct answer: answers repeat, rows are many."""
+    """Per row, whether each of FLAGGED_EXERCISES was chosen (rows x exercises) and whether the answer is
+    missing; worked out once per distinct answer, since answers repeat."""
     codes, distinct = pd.factorize(exercise_types)
     chosen = np.zeros((len(distinct) + 1, len(FLAGGED_EXERCISES)), dtype=bool)  # the last row: a missing answer
     for position, answer in enumerate(distinct):

@@ -1,9 +1,7 @@
-"""The feature catalogue: every feature the model sees, named once, explained once.
+"""The feature catalogue: every feature the model sees, named and explained once.
 
-The model, the explanations and the reports all read this table. A catalogue feature may span
-several columns of the feature table (self-reported sitting and the wearable's sedentary time are
-one "sitting" feature), so a person's explanation is summed per catalogue feature and can point
-back at the answers behind it.
+A feature may span several columns of the feature table (reported sitting and the wearable's sedentary
+time are one "sitting" feature), so an explanation sums per feature and points back at its answers.
 """
 
 from __future__ import annotations
@@ -55,11 +53,8 @@ def _cat(*names: str) -> tuple[FeatureColumn, ...]:
 MODELLED_EXERCISES = ("walking", "running", "cycling", "swimming", "yoga", "pilates",
                       "team_sports", "racket_sports", "other")
 
-_EXERCISE_LABELS = {
-    "walking": "Walking", "running": "Running", "cycling": "Cycling", "swimming": "Swimming",
-    "yoga": "Yoga", "pilates": "Pilates", "team_sports": "Team sports",
-    "racket_sports": "Racket sports", "other": "Other exercise",
-}
+_EXERCISE_LABELS = {kind: kind.replace("_", " ").capitalize() for kind in MODELLED_EXERCISES}
+_EXERCISE_LABELS["other"] = "Other exercise"
 
 CATALOGUE: tuple[Feature, ...] = (
     Feature("sitting_hours", "Sitting time",
@@ -145,10 +140,8 @@ def model_columns() -> list[FeatureColumn]:
 
 
 def model_arrays(features: pd.DataFrame) -> ModelInput:
-    """Every model column as a NumPy array: categories as text or None, numbers as floats.
-
-    Explanations read these directly; building a frame per request would cost more than the model.
-    """
+    """Every model column as a NumPy array (categories as text or None, numbers as floats): explanations
+    read these, as a frame per request would cost more than the model."""
     return {c.name: model_column(c.name, features[c.name]) for c in model_columns()}
 
 

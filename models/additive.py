@@ -1,10 +1,7 @@
-"""A glass-box additive risk model: one spline (or one-hot) term per feature, logistic link.
+"""A glass-box additive risk model: logit(risk) = intercept + sum over catalogue features f of g_f(x_f).
 
-logit(risk) = intercept + sum over catalogue features f of g_f(x_f), each g_f a spline or a
-one-hot term. Because the model is additive on the logit scale, a person's explanation is exact
-and cheap: contribution_f = g_f(x_f) - mean over the training population of
-g_f, and base + sum of contributions reproduces the logit (to rounding). What-ifs recompute
-only the terms of the features they change.
+Being additive on the logit scale makes a person's explanation exact and cheap: contribution_f = g_f(x_f)
+minus its training mean, and what-ifs recompute only the terms of the features they change.
 """
 
 from __future__ import annotations
@@ -73,12 +70,8 @@ class _ColumnEncoder:
 
 @dataclass(frozen=True)
 class SplineCurve:
-    """`SplineTransformer(extrapolation="linear").transform(x) @ coef` as one B-spline.
-
-    The same function in one scipy call: sklearn's per-call input checks cost far more than the
-    arithmetic when a request holds a few rows. Past the training range the curve continues along
-    its tangent at the boundary, as the transformer's linear extrapolation does.
-    """
+    """`SplineTransformer(extrapolation="linear").transform(x) @ coef` as one B-spline, in one scipy call:
+    sklearn's per-call input checks cost far more than the arithmetic for a few rows."""
 
     spline: BSpline
     low: float
@@ -151,10 +144,8 @@ def _as_category(values) -> np.ndarray:
 class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
     """Spline logistic regression over the feature catalogue with exact per-feature contributions.
 
-    With `sign_interactions`, a second logistic fit re-weighs the features' shape terms and adds the
-    product of each sign's (pain, posture) term with every other feature's term: what a symptom says
-    about imbalance depends on the person's causes. Such a product is part of its sign's contribution
-    (half to each sign when both are signs), so a cause's contribution, and the drivers, stay its own.
+    `sign_interactions` adds a second fit with each sign's term times every other feature's term (what a
+    symptom says depends on the causes); a product counts for its sign, so causes' contributions stay theirs.
     """
 
     def __init__(self, n_knots: int = 5, C: float = 1.0, max_iter: int = 200, sign_interactions: bool = False,
@@ -188,11 +179,8 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
         return self
 
     def _shrink_missing_terms(self, X: pd.DataFrame) -> None:
-        """Pull each column's "answer missing" term toward the answered rows' average term.
-
-        It is estimated from the few training rows with a blank (a few hundred of 15,000), so with n
-        blank rows it keeps n / (n + `missing_prior_rows`) of its difference from that average.
-        """
+        """Pull each column's "answer missing" term, learnt from few blank rows, toward the answered rows'
+        average: with n blanks it keeps n / (n + `missing_prior_rows`) of its difference."""
         encoders = [encoder for feature_encoders in self.encoders_ for encoder in feature_encoders]
         for encoder, coef in zip(encoders, self.coef_slices_, strict=True):
             values = X[encoder.column.name]
@@ -257,12 +245,8 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator):
                    for encoder, term in zip(self.encoders_[index], self._column_terms[index], strict=True))
 
     def terms(self, X: ModelInput, unknown: np.ndarray | None = None) -> np.ndarray:
-        """The features' shape terms g_f(x), one column per catalogue feature.
-
-        An `unknown` feature (its question was not asked) carries no information about anyone: its
-        term is its expectation over the training population, so it adds nothing against the average
-        person instead of the "answer skipped" term.
-        """
+        """The features' shape terms g_f(x), one column per catalogue feature; an `unknown` feature (not
+        asked) gets its training mean, adding nothing, instead of the "answer skipped" term."""
         terms = np.column_stack([self._feature_term(X, i) for i in range(len(self.encoders_))])
         if unknown is not None and unknown.any():
             terms[:, unknown] = self.mean_terms_[unknown]

@@ -31,13 +31,8 @@ def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     y = np.asarray(y).astype(int)
     if len(np.unique(y)) < 2:
         return {"n": float(len(y))}
-    return {
-        "roc_auc": float(roc_auc_score(y, p)),
-        "pr_auc": float(average_precision_score(y, p)),
-        "brier": float(brier_score_loss(y, p)),
-        "ece": expected_calibration_error(y, p),
-        "n": float(len(y)),
-    }
+    return {"roc_auc": float(roc_auc_score(y, p)), "pr_auc": float(average_precision_score(y, p)),
+            "brier": float(brier_score_loss(y, p)), "ece": expected_calibration_error(y, p), "n": float(len(y))}
 
 
 def subgroup_metrics(y: np.ndarray, p: np.ndarray, groups: pd.DataFrame) -> pd.DataFrame:

@@ -1,9 +1,5 @@
-"""One person's explanation in plain words: drivers, signs, missing answers, what-ifs, advice.
-
-Sentences are written from the person's own answers; recommendations are chosen by their drivers
-and follow the domain: stretch what an activity tightens, train the neglected side, break up
-sitting, keep joints moving.
-"""
+"""One person's explanation in plain words, from their own answers: drivers, signs, missing answers,
+what-ifs, and advice chosen by the drivers."""
 
 from __future__ import annotations
 
@@ -46,18 +42,11 @@ _STRENGTH = {"unbalanced": "You train some muscles and neglect their opposites",
              "balanced": "You do balanced strength training", "none": "You do no strength training"}
 
 
-# What a person does and does not do, per exercise feature.
-_EXERCISE = {
-    "walking": ("You walk for exercise", "You don't walk for exercise"),
-    "running": ("You run", "You don't run"),
-    "cycling": ("You cycle", "You don't cycle"),
-    "swimming": ("You swim", "You don't swim"),
-    "yoga": ("You do yoga", "You don't do yoga"),
-    "pilates": ("You do pilates", "You don't do pilates"),
-    "team_sports": ("You play team sports", "You don't play team sports"),
-    "racket_sports": ("You play racket sports", "You don't play racket sports"),
-    "other": ("You do other exercise", "You do no other exercise"),
-}
+# What a person does, per exercise feature; "You X" becomes "You don't X" for one who does not.
+_EXERCISE = {"walking": "You walk for exercise", "running": "You run", "cycling": "You cycle", "swimming": "You swim",
+             "yoga": "You do yoga", "pilates": "You do pilates", "team_sports": "You play team sports",
+             "racket_sports": "You play racket sports", "other": "You do other exercise"}
+_NOT_EXERCISING = {"other": "You do no other exercise"}
 
 
 def _no_stretching(answers: pd.Series) -> str:
@@ -71,9 +60,10 @@ def _no_stretching(answers: pd.Series) -> str:
 
 
 def _exercise_situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
-    does, does_not = _EXERCISE[feature.removeprefix("exercise_")]
+    kind = feature.removeprefix("exercise_")
+    does = _EXERCISE[kind]
     if _value(features, BY_NAME[feature].column_names[0]) in (None, 0, "0"):
-        return does_not
+        return _NOT_EXERCISING.get(kind, does.replace("You ", "You don't ", 1))
     stretching = _value(answers, "stretching_days_per_week")
     if feature in ("exercise_running", "exercise_walking") and stretching is not None and int(stretching) < 3:
         return f"{does} and " + (_no_stretching(answers).removeprefix("you ") if int(stretching) == 0
@@ -181,15 +171,8 @@ GENERAL_ADVICE = ("Keep joints moving", "A few minutes of joint mobility every d
 
 
 def recommendations(drivers: list[str]) -> list[dict[str, str]]:
-    chosen, seen = [], set()
-    for driver in drivers:
-        advice = ADVICE.get(driver)
-        if advice and advice[0] not in seen:
-            seen.add(advice[0])
-            chosen.append({"title": advice[0], "text": advice[1]})
-    if not chosen:
-        chosen.append({"title": GENERAL_ADVICE[0], "text": GENERAL_ADVICE[1]})
-    return chosen
+    chosen = dict.fromkeys(ADVICE[driver] for driver in drivers if driver in ADVICE) or [GENERAL_ADVICE]
+    return [{"title": title, "text": text} for title, text in chosen]
 
 
 def explanation(scored: pd.Series, answers: pd.Series, features: pd.Series,

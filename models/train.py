@@ -1,9 +1,7 @@
 """Training: candidates compared on the same folds, the chosen one refit and measured on held-out rows.
 
-The candidates are a linear logistic baseline, the plain gradient-boosted model a data scientist
-would write in an afternoon, and the spline additive model. Only additive candidates can be chosen,
-because explanations must be exact and cheap; the gradient-boosted peer is fitted on the same folds
-so every run records how the chosen model compares with it.
+Only the additive candidates can be chosen, since explanations must be exact and cheap; a plain
+gradient-boosted peer is fitted alongside so every run records how the chosen model compares.
 """
 
 from __future__ import annotations
@@ -96,8 +94,7 @@ def cross_validate(X: pd.DataFrame, y: np.ndarray, settings: Settings) -> pd.Dat
 
 def choose(cv: pd.DataFrame) -> str:
     """The explainable candidate with the best mean cross-validated ROC AUC."""
-    means = cv.groupby("candidate")["roc_auc"].mean()
-    return str(means[list(EXPLAINABLE)].idxmax())
+    return str(cv.groupby("candidate")["roc_auc"].mean()[list(EXPLAINABLE)].idxmax())
 
 
 def train_model(features: pd.DataFrame, labels: pd.Series, settings: Settings,
@@ -115,14 +112,12 @@ def train_model(features: pd.DataFrame, labels: pd.Series, settings: Settings,
     peer = clone(candidates(settings.random_seed)["gradient_boosting"]).fit(X_train, y_train)
     risk = model.predict_proba(X_test)[:, 1]
     peer_risk = peer.predict_proba(X_test)[:, 1]
-    groups = features.loc[X_test.index, ["sex", "age_band"]]
     result = TrainingResult(
-        model=model, chosen=chosen, cross_validation=cv,
+        model=model, chosen=chosen, cross_validation=cv, fit_seconds=fit_seconds,
         holdout_metrics=classification_metrics(y_test, risk),
         peer_holdout_metrics=classification_metrics(y_test, peer_risk),
-        subgroups=subgroup_metrics(y_test, risk, groups),
+        subgroups=subgroup_metrics(y_test, risk, features.loc[X_test.index, ["sex", "age_band"]]),
         holdout_index=X_test.index, holdout_risk=risk, peer_holdout_risk=peer_risk,
-        fit_seconds=fit_seconds,
     )
     if true_risk is not None:
         result.truth_metrics = against_truth(y_test, risk, peer_risk, true_risk.loc[X_test.index].to_numpy())
@@ -132,8 +127,6 @@ def train_model(features: pd.DataFrame, labels: pd.Series, settings: Settings,
 def against_truth(y: np.ndarray, risk: np.ndarray, peer_risk: np.ndarray,
                   true_risk: np.ndarray) -> dict[str, float]:
     """On generated data: the Bayes-optimal AUC (the ceiling) and each model's share of it."""
-    ceiling = classification_metrics(y, true_risk)["roc_auc"]
-    model_auc = classification_metrics(y, risk)["roc_auc"]
-    peer_auc = classification_metrics(y, peer_risk)["roc_auc"]
+    ceiling, model_auc, peer_auc = (classification_metrics(y, p)["roc_auc"] for p in (true_risk, risk, peer_risk))
     return {"ceiling_roc_auc": ceiling, "share_of_ceiling": model_auc / ceiling,
             "peer_share_of_ceiling": peer_auc / ceiling}

@@ -149,6 +149,7 @@ def test_a_question_the_first_stored_batch_never_asked_is_stored_when_a_later_ba
     assert sorted(stored) == sorted(batches["asked"]["occupation"])
 
 
+@pytest.mark.slow
 def test_training_works_without_any_wearable_data():
     """No activity file at all: every wearable column is empty, and every candidate still trains."""
     from balanceit.data.contract import LABEL

@@ -13,7 +13,7 @@ from balanceit.data.contract import (
     ACTIVITY, FITBIT_DAILY_ACTIVITY, QUESTIONNAIRE, SEX, ColumnSpec,
 )
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "input-contract.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "input-contract.md"
 
 
 def section(heading: str) -> str:

@@ -30,7 +30,7 @@ from balanceit.reports import aggregate
 from balanceit.reports.render import render_population
 from conftest import build_scored
 
-SHARED_DATA = Path(os.environ.get("BALANCEIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("BALANCEIT_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 NHANES_P = SHARED_DATA / "nhanes_2017-2020_prepandemic_P"
 DESIGN_COLUMNS = ["survey_weight", "survey_stratum", "survey_psu"]
 ESTIMATE_NAMES = {"mean_risk", "share_low_risk", "share_moderate_risk", "share_high_risk",
@@ -129,6 +129,7 @@ def poisson_sample(population: pd.DataFrame, seed: int) -> pd.DataFrame:
     return population[drawn].assign(survey_weight=1 / p[drawn])
 
 
+@pytest.mark.slow
 def test_weighted_estimate_recovers_the_population_mean_where_the_plain_mean_does_not(population):
     truth = population["sitting_hours_per_day"].mean()
     sample = poisson_sample(population, seed=1)
@@ -144,6 +145,7 @@ def test_weighted_estimate_recovers_the_population_mean_where_the_plain_mean_doe
     assert not covers(weighted, plain.value)
 
 
+@pytest.mark.slow
 def test_weighted_intervals_cover_the_population_mean_at_about_their_nominal_rate(population):
     truth = population["sitting_hours_per_day"].mean()
     draws = [poisson_sample(population, seed) for seed in range(100, 140)]
@@ -154,6 +156,7 @@ def test_weighted_intervals_cover_the_population_mean_at_about_their_nominal_rat
     assert plain_covers == 0
 
 
+@pytest.mark.slow
 def test_share_of_long_sitters_is_recovered_by_weighting(population):
     truth = (population["sitting_hours_per_day"] > 8).mean()
     sample = poisson_sample(population, seed=2)

@@ -102,6 +102,7 @@ def test_a_crash_mid_load_leaves_nothing_and_a_rerun_completes(settings, survey,
     assert count(settings, "SELECT count(*) FROM batch_members") == 500
 
 
+@pytest.mark.slow
 def test_a_second_command_waits_for_the_first(settings, survey):
     held = threading.Event()
 

@@ -145,6 +145,7 @@ def test_the_report_shows_both_figures_and_the_balance(tmp_path, biased_sample, 
     assert "Mean sitting per day" in section and "occupation: desk" in section
 
 
+@pytest.mark.slow
 def test_report_population_with_a_target_stores_the_weights_once(demo_workspace, tmp_path):
     """As a user runs it: the JSON carries the reweighting, a rerun replaces the weights, an impossible
     target exits 2 naming the column and the level."""

@@ -20,7 +20,7 @@ from balanceit.data.nhanes import load_nhanes
 from balanceit.data.readers import FileRefused
 from balanceit.data.validation import Validated, load_activity
 
-SHARED_DATA = Path(os.environ.get("BALANCEIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("BALANCEIT_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 FITBIT = SHARED_DATA / "fitbit_fitabase_4.12.16-5.12.16" / "dailyActivity_merged.csv"
 NHANES_P = SHARED_DATA / "nhanes_2017-2020_prepandemic_P"
 NOW = pd.Timestamp("2025-06-01")
