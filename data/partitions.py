@@ -23,27 +23,37 @@ import numpy as np
 import pandas as pd
 from upath import UPath
 
-from balanceit.data.contract import QUESTIONNAIRE_KEY
+from balanceit.config import Settings
+from balanceit.data.contract import DRIVER_RANKS, OUTPUT_COLUMNS, QUESTIONNAIRE_KEY, SCORE_COLUMNS, SCORE_KEY
 from balanceit.warehouse import transaction, upsert_frame
-
-DRIVER_RANKS = (1, 2, 3)
-SCORE_COLUMNS = ["respondent_id", "submitted_at", "batch_id", "model_version", "risk", "band", "scored_at"]
-SCORE_KEY = ("respondent_id", "submitted_at", "model_version")
 
 
 @dataclass(frozen=True)
 class Partition:
-    """One partition's input files and where its results go."""
+    """One partition's input files and where its results go (training writes no scores)."""
 
     number: int
     questionnaire: UPath
     activity: UPath
-    scored: UPath
     features: UPath
+    scored: UPath | None = None
 
     @property
     def done(self) -> bool:
-        return self.scored.exists() and self.features.exists()
+        return self.features.exists() and (self.scored is None or self.scored.exists())
+
+    def inputs(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The partition's answers and its people's wearable days."""
+        return pd.read_parquet(str(self.questionnaire)), pd.read_parquet(str(self.activity))
+
+
+def partitions_root(settings: Settings) -> UPath:
+    """Where partition files go: `shared_path` (a folder or fsspec URL every Dask worker reaches) or
+    `<home>/partitions`; a local folder is made absolute, so workers elsewhere find it."""
+    if not settings.shared_path:
+        return UPath(settings.partitions_path)
+    root = UPath(settings.shared_path)
+    return root.expanduser().resolve() if isinstance(root, Path) else root
 
 
 def batch_folder(root: UPath, batch_id: str) -> UPath:
@@ -52,19 +62,29 @@ def batch_folder(root: UPath, batch_id: str) -> UPath:
 
 def export_batch(con: duckdb.DuckDBPyConnection, batch_id: str, root: UPath, version: str,
                  rows_per_partition: int) -> list[Partition]:
-    """Write the batch's answers and its people's wearable days as Parquet partitions."""
-    rows = con.execute("SELECT count(*) FROM batch_members WHERE batch_id = ?", [batch_id]).fetchone()[0]
+    """The batch's partitions for scoring by `version`."""
+    escaped = batch_id.replace("'", "''")
+    return export_partitions(con, f"SELECT * FROM batch_members WHERE batch_id = '{escaped}'",
+                             batch_folder(root, batch_id), rows_per_partition, version)
+
+
+def export_partitions(con: duckdb.DuckDBPyConnection, selection: str, folder: UPath, rows_per_partition: int,
+                      version: str | None = None) -> list[Partition]:
+    """The answers a query selects and their people's wearable days as Parquet partitions by hash of
+    respondent id; with a model `version`, each partition also has a place for its scores."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE partition_selection AS
+        SELECT respondent_id, submitted_at FROM ({selection})""")
+    rows = con.execute("SELECT count(*) FROM partition_selection").fetchone()[0]
     count = max(1, math.ceil(rows / rows_per_partition))
-    folder = batch_folder(root, batch_id)
-    results = folder / f"v{version}"
-    results.mkdir(parents=True, exist_ok=True)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE partition_members AS
-        SELECT respondent_id, submitted_at, hash(respondent_id) % {count} AS part
-        FROM batch_members WHERE batch_id = ?""", [batch_id])
+        SELECT respondent_id, submitted_at, hash(respondent_id) % {count} AS part FROM partition_selection""")
     inputs = export_partition_inputs(con, "partition_members", count, folder / f"input-{count}")
-    return [Partition(number, questionnaire, activity, results / f"part-{number:05d}-scored.parquet",
-                      results / f"part-{number:05d}-features.parquet")
+    results = folder / (f"v{version}" if version else "features")
+    results.mkdir(parents=True, exist_ok=True)
+    return [Partition(number, questionnaire, activity, results / f"part-{number:05d}-features.parquet",
+                      results / f"part-{number:05d}-scored.parquet" if version else None)
             for number, (questionnaire, activity) in enumerate(inputs)]
 
 
@@ -176,8 +196,6 @@ def write_scores_file(con: duckdb.DuckDBPyConnection, partitions: list[Partition
     Parquet when `path` ends in .parquet, else CSV (compressed when it ends in .gz); DuckDB streams
     the partitions' result files into it, so the batch never sits in memory whole.
     """
-    from balanceit.models.score import OUTPUT_COLUMNS
-
     attach(con, partitions[0].scored)
     files = "[" + ", ".join(_sql_path(p.scored) for p in partitions) + "]"
     available = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({files})").fetchall()]

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from balanceit.cli import app
 from balanceit.data.contract import LABEL
-from balanceit.models.score import OUTPUT_COLUMNS
+from balanceit.data.contract import OUTPUT_COLUMNS
 from conftest import DEMO_ROWS, run
 
 pytestmark = pytest.mark.slow
