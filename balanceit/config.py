@@ -78,14 +78,11 @@ class Settings(BaseSettings):
     # Scoring works on partitions of this many rows (one task each).
     rows_per_partition: int = 250_000
 
-    # Where partition tasks run (see flows/cluster.py): None = in this process (Prefect's default
-    # task runner, nothing from Dask imported); "local:N" = a Dask LocalCluster of N worker
-    # processes started for the run, bound to 127.0.0.1; "tcp://HOST:PORT" = an existing scheduler.
+    # Where partition tasks run (flows/cluster.py): None = in this process, "local:N" = a Dask
+    # LocalCluster of N worker processes, "tcp://HOST:PORT" = an existing scheduler.
     cluster: str | None = None
-    # Folder for partition files that every Dask worker can read and write: a shared mount or any
-    # fsspec URL (s3://bucket/balanceit, gs://..., abfs://...; the protocol's fsspec package must be
-    # installed where the flow and the workers run); None = `<home>/partitions`, which is enough for
-    # a LocalCluster on this machine.
+    # Partition files, readable and writable by every Dask worker: a shared folder or an fsspec URL
+    # (s3://..., gs://..., abfs://...); None = `<home>/partitions`, enough for a LocalCluster.
     shared_path: str | None = None
 
     @cached_property

@@ -29,25 +29,19 @@ def selected_answers(con: duckdb.DuckDBPyConnection, batch_id: str | None) -> pd
     return con.execute(f"SELECT * FROM ({selection_sql(batch_id)}) ORDER BY {KEY_ORDER}").df()
 
 
-def _store(con: duckdb.DuckDBPyConnection, batch_id: str | None,
-           settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Compute features for the selected answers, upsert them, and return both aligned."""
+def batch_features(con: duckdb.DuckDBPyConnection, batch_id: str | None,
+                   settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Answers and features of one ingested batch (or the training set), row for row; the features are stored."""
     answers = selected_answers(con, batch_id)
     features = compute_features(con, answers, "activity", settings.activity_window_days)
     upsert_frame(con, "features", features, QUESTIONNAIRE_KEY)
     return answers, features
 
 
-def batch_features(con: duckdb.DuckDBPyConnection, batch_id: str,
-                   settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Answers and features of one ingested batch, row for row."""
-    return _store(con, batch_id, settings)
-
-
 def labelled_features(con: duckdb.DuckDBPyConnection, settings: Settings,
                       batch_id: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every labelled answer in the warehouse (or in one batch): the training set."""
-    return only_labelled(*_store(con, batch_id, settings))
+    return only_labelled(*batch_features(con, batch_id, settings))
 
 
 def only_labelled(answers: pd.DataFrame, features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -71,6 +71,8 @@ def inbox_scoring_flow(home: str | None = None) -> dict[str, object]:
 
 
 def _schedules(settings: Settings) -> dict[str, tuple[Flow, dict[str, Any]]]:
+    """The two flows and their timing; their inbox is made here, for people to drop files into."""
+    settings.inbox_path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return {"nightly-retrain": (nightly_retrain_flow, {"cron": settings.retrain_cron}),
             "inbox-scoring": (inbox_scoring_flow, {"interval": timedelta(minutes=settings.inbox_interval_minutes)})}
 
