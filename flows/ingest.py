@@ -53,7 +53,7 @@ def ingest_files(settings: Settings, path: Path, kind: Kind) -> list[IngestionSu
             if sha not in firsts and not loaded_before(con, file, kind, sha):
                 firsts[sha] = file
     todo = list(firsts.values())
-    checked = dict(zip(todo, on_runner(settings, validate_file, [f.resolve() for f in todo], kind), strict=True))
+    checked = dict(zip(todo, on_runner(settings, validate_file, todo, kind), strict=True))
     with open_warehouse(settings) as con:
         return [store_validated(con, checked[file], file, kind, shas[file], started) if file in checked
                 else ingest(con, file, kind) for file in files]
