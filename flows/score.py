@@ -24,12 +24,8 @@ from balanceit.warehouse import open_warehouse
 
 @lru_cache(maxsize=4)
 def _model(settings: Settings, version: str) -> RiskModel:
-    """The registered version, loaded from MLflow once per worker process.
-
-    A Dask worker reads the flow's registry through MLFLOW_TRACKING_URI in its environment (a local
-    cluster's workers inherit the flow's; remote workers are started with it), never through a task
-    parameter: a URI may carry a password, and Prefect stores parameters in its database.
-    """
+    """The registered version, loaded from MLflow once per worker process, through MLFLOW_TRACKING_URI in
+    the worker's environment: a URI may carry a password, and Prefect stores parameters in its database."""
     return load_model(settings, version)[0]
 
 

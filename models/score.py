@@ -57,10 +57,7 @@ def score_frames(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.D
 
 def score_partition(partition: Partition, model: AdditiveRiskModel, version: str,
                     settings: Settings) -> Partition:
-    """One partition file in, its features and scores out: the unit of work a worker runs.
-
-    A partition whose results already exist (a rerun after a crash) is not scored again.
-    """
+    """One partition in, its features and scores out; one whose results exist (a rerun) is not scored again."""
     if partition.done:
         return partition
     _, features, scored = _features_and_scores(model, *partition.inputs(), settings)
