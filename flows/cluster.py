@@ -1,15 +1,9 @@
 """Where partition tasks run: the one thing `cluster` (`--cluster`, `BALANCEIT_CLUSTER`) chooses.
 
-| value | task runner |
-|---|---|
-| unset (default) | Prefect's default, in this process; nothing from Dask is imported |
-| `local:N` (`local`: one per CPU) | Dask's `LocalCluster` of N one-thread worker processes on 127.0.0.1, started for the run |
-| `tcp://HOST:PORT` (or `tls://`) | an existing Dask scheduler (`dask scheduler` + `dask worker`) |
-
-Every stage runs the same code either way (docs/architecture.md): only the work on one partition or
-one input file goes to the runner; the warehouse is read and written in the flow's process. The
-workers of `local:N` report to the flow's Prefect API, so none starts a temporary server of its own;
-workers behind a scheduler need `PREFECT_API_URL` and `MLFLOW_TRACKING_URI` of their own (README).
+Unset, Prefect's default task runner in this process (nothing from Dask is imported); `local:N`, a
+Dask LocalCluster of N one-thread worker processes on 127.0.0.1, started for the run and reporting to
+the flow's Prefect API; `tcp://HOST:PORT`, an existing scheduler. Every stage runs the same code
+either way (docs/architecture.md): only the work on one partition or one file goes to the runner.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Demo flow: the whole pipeline on a generated population, in one process.
+"""Demo flow: the whole pipeline on a generated population (partition tasks on the cluster if one is set).
 
 Three quarters of the population (labelled) trains the model; the rest arrives as a new,
 unlabelled survey batch that is scored, explained and reported on. Files are written into the
