@@ -137,11 +137,13 @@ def _check_cluster(cluster: str | None, as_json: bool) -> str | None:
         _fail(str(problem), as_json)
 
 
-def _ingest_on_cluster(kind: str, path: Path, cluster: str, as_json: bool) -> None:
-    """A file or a folder of files, each read and validated by its own task on the cluster."""
-    from balanceit.flows.cluster import cluster_ingest_flow
+def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None) -> None:
+    """A file, or a folder of files, each read and validated by its own task."""
+    _prepare()
+    cluster = _check_cluster(cluster, as_json)
+    from balanceit.flows.ingest import ingest_flow
 
-    summaries = cluster_ingest_flow(str(path), kind, str(_State.home) if _State.home else None, cluster)
+    summaries = ingest_flow(str(path), kind, str(_State.home) if _State.home else None, cluster)
     if len(summaries) == 1:
         _show_ingestion(summaries[0], as_json)
         return
@@ -156,18 +158,6 @@ def _ingest_on_cluster(kind: str, path: Path, cluster: str, as_json: bool) -> No
                           + (f" ({escape(summary.message)})" if summary.status == "refused" else ""), highlight=False)
     if refused:
         raise typer.Exit(2)
-
-
-def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None) -> None:
-    _prepare()
-    cluster = _check_cluster(cluster, as_json)
-    if cluster and kind != "nhanes":
-        _ingest_on_cluster(kind, path, cluster, as_json)
-        return
-    from balanceit.flows.ingest import ingest_flow
-
-    summary = ingest_flow(str(path), kind, str(_State.home) if _State.home else None)
-    _show_ingestion(summary, as_json)
 
 
 def _show_ingestion(summary: Any, as_json: bool) -> None:
@@ -196,21 +186,19 @@ def _show_ingestion(summary: Any, as_json: bool) -> None:
 
 
 @ingest_app.command("questionnaire")
-def ingest_questionnaire(file: Annotated[Path, typer.Argument(help="The questionnaire file (or, with --cluster, "
-                                                                "a folder of them).")], as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+def ingest_questionnaire(file: Annotated[Path, typer.Argument(help="The questionnaire file (or a folder of them).")], as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
     """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says).
 
-    With --cluster, FILE may be a folder: each file in it is read and validated by its own task.
+    FILE may be a folder: each file in it is read and validated by its own task (on the cluster with --cluster).
     """
     _ingest("questionnaire", file, as_json, cluster)
 
 
 @ingest_app.command("activity")
-def ingest_activity(file: Annotated[Path, typer.Argument(help="The daily activity file (or, with --cluster, "
-                                                            "a folder of them).")], as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+def ingest_activity(file: Annotated[Path, typer.Argument(help="The daily activity file (or a folder of them).")], as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
     """Daily wearable activity (canonical columns or a Fitbit dailyActivity_merged.csv export).
 
-    With --cluster, FILE may be a folder: each file in it is read and validated by its own task.
+    FILE may be a folder: each file in it is read and validated by its own task (on the cluster with --cluster).
     """
     _ingest("activity", file, as_json, cluster)
 
@@ -402,10 +390,10 @@ def demo(rows: Annotated[int, typer.Option(help="Respondents in the built-in pop
 @app.command()
 def serve() -> None:
     """Run the schedules: nightly retraining and inbox scoring (Ctrl-C stops)."""
-    _prepare()
+    settings = _prepare()
     from balanceit.flows.schedule import serve_schedules
 
-    serve_schedules(str(_State.home) if _State.home else None)
+    serve_schedules(settings)
 
 
 
@@ -419,7 +407,7 @@ def deploy(pool: Annotated[str, typer.Option(help="Prefect work pool (type proce
     --type process`, this command, then `prefect worker start --pool POOL` (see the README).
     """
     settings = _prepare()
-    from balanceit.flows.cluster import deploy_schedules
+    from balanceit.flows.schedule import deploy_schedules
 
     try:
         result = deploy_schedules(settings, pool)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import date
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,9 +17,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-# A team's tracking server, as the user set it. Read once at import: `mlflow.set_tracking_uri`
-# writes MLFLOW_TRACKING_URI into the environment, which must not leak one workspace into the next.
-_USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+@cache
+def user_tracking_uri() -> str | None:
+    """A team's tracking server, as the user set it. Read once, at first use: `mlflow.set_tracking_uri`
+    then writes MLFLOW_TRACKING_URI into the environment, which must not leak one workspace into the next."""
+    return os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def masked_uri(uri: str) -> str:
@@ -32,7 +34,7 @@ def masked_uri(uri: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BALANCEIT_", frozen=False)
+    model_config = SettingsConfigDict(env_prefix="BALANCEIT_", frozen=True)
 
     home: Path = Field(default=Path(".balanceit"), description="Workspace folder holding all state.")
 
@@ -76,14 +78,11 @@ class Settings(BaseSettings):
     # Scoring works on partitions of this many rows (one task each).
     rows_per_partition: int = 250_000
 
-    # Where partition tasks run (see flows/cluster.py): None = in this process (Prefect's default
-    # task runner, nothing from Dask imported); "local:N" = a Dask LocalCluster of N worker
-    # processes started for the run, bound to 127.0.0.1; "tcp://HOST:PORT" = an existing scheduler.
+    # Where partition tasks run (flows/cluster.py): None = in this process, "local:N" = a Dask
+    # LocalCluster of N worker processes, "tcp://HOST:PORT" = an existing scheduler.
     cluster: str | None = None
-    # Folder for partition files that every Dask worker can read and write: a shared mount or any
-    # fsspec URL (s3://bucket/balanceit, gs://..., abfs://...; the protocol's fsspec package must be
-    # installed where the flow and the workers run); None = `<home>/partitions`, which is enough for
-    # a LocalCluster on this machine.
+    # Partition files, readable and writable by every Dask worker: a shared folder or an fsspec URL
+    # (s3://..., gs://..., abfs://...); None = `<home>/partitions`, enough for a LocalCluster.
     shared_path: str | None = None
 
     @cached_property
@@ -104,7 +103,7 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return _USER_TRACKING_URI or f"sqlite:///{self.mlflow_db_path}"
+        return user_tracking_uri() or f"sqlite:///{self.mlflow_db_path}"
 
     @property
     def mlflow_artifacts_path(self) -> Path:
@@ -130,19 +129,16 @@ class Settings(BaseSettings):
     def exports_path(self) -> Path:
         return self.root / "exports"
 
-    def ensure_dirs(self) -> None:
-        for folder in (self.root, self.mlflow_artifacts_path, self.prefect_home, self.reports_path,
-                       self.inbox_path, self.inbox_path / "done", self.exports_path):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-
     def band(self, risk: float) -> str:
         if risk < self.low_band_below:
             return "low"
         return "high" if risk >= self.high_band_from else "moderate"
 
 
-def load_settings(home: Path | None = None) -> Settings:
-    """Settings from the environment, with `home` (from `--home`) taking precedence."""
-    settings = Settings() if home is None else Settings(home=home)
-    settings.ensure_dirs()
-    return settings
+def load_settings(home: str | Path | None = None, cluster: str | None = None) -> Settings:
+    """Settings from the environment, with `home` (`--home`) and `cluster` (`--cluster`) taking precedence.
+
+    Resolved once where a run starts (the command line, a deployment, the pyfunc) and passed on as it
+    is; nothing is created here: each folder is made where something is written into it."""
+    given = {"home": Path(home) if home else None, "cluster": cluster or None}
+    return Settings(**{name: value for name, value in given.items() if value is not None})

@@ -8,7 +8,7 @@ Timed, each configuration in a fresh process, with Prefect's temporary server st
   * export: the batch's rows written as Parquet partitions by hash of respondent id (`export_batch`);
   * for Dask: LocalCluster start (N worker processes, one thread each, loopback, reporting to the
     child's temporary Prefect server, as `--cluster local:N` starts it);
-  * cold scoring: `score_partitions_flow` over every partition (in this process: Prefect's default
+  * cold scoring: `score_partition_task` over every partition (in this process: Prefect's default
     task runner, exactly the default path; Dask: prefect-dask's DaskTaskRunner); includes each
     worker's imports and its first model load from MLflow;
   * warm scoring: the same flow again on the same workers (results written to fresh files);
@@ -94,9 +94,9 @@ def score_on(home: str, batch_id: str, workers: int, rows_per_partition: int) ->
 
     from balanceit.benchmarks.child import measured
     from balanceit.config import load_settings
-    from balanceit.data.partitions import batch_folder, export_batch, register_results, remove
-    from balanceit.flows.common import partitions_root
-    from balanceit.flows.score import score_partitions_flow
+    from balanceit.data.partitions import batch_folder, export_batch, partitions_root, register_results, remove
+    from balanceit.flows.cluster import on_runner
+    from balanceit.flows.score import score_partition_task
     from balanceit.models.registry import champion_version
     from balanceit.warehouse import open_warehouse
 
@@ -113,26 +113,25 @@ def score_on(home: str, batch_id: str, workers: int, rows_per_partition: int) ->
     with measured("export"), open_warehouse(settings) as con:
         partitions = export_batch(con, batch_id, root, version, rows_per_partition)
     cluster = None
-    runner = score_partitions_flow
+    runner_settings = settings
     if workers:
         from distributed import LocalCluster
 
-        from balanceit.flows.cluster import ClusterSpec, local_cluster_kwargs, task_runner
+        from balanceit.flows.cluster import local_cluster_kwargs
 
         cluster_kwargs = local_cluster_kwargs(workers)  # as `--cluster local:N` starts it
         with measured("cluster_start"):
             cluster = LocalCluster(**cluster_kwargs)
-        runner = score_partitions_flow.with_options(
-            task_runner=task_runner(ClusterSpec(address=cluster.scheduler_address)))
+        runner_settings = load_settings(home, cluster.scheduler_address)
     try:
         with measured("score_cold"):
-            runner(home, partitions, version)
+            on_runner(runner_settings, score_partition_task, partitions, settings, version)
         warm_folder = partitions[0].scored.parent.with_name("warm")
         warm_folder.mkdir(exist_ok=True)
         warm = [dataclasses.replace(p, scored=warm_folder / p.scored.name, features=warm_folder / p.features.name)
                 for p in partitions]
         with measured("score_warm"):
-            runner(home, warm, version)
+            on_runner(runner_settings, score_partition_task, warm, settings, version)
     finally:
         if cluster is not None:
             with measured("cluster_stop"):
@@ -168,7 +167,7 @@ def _one_partition(home: str, partition, version: str, settings) -> dict[str, An
     from balanceit.flows.score import _model
     from balanceit.models.score import score_partition
 
-    model = _model(home, version).model
+    model = _model(settings, version).model
     alone = partition.scored.parent.with_name("alone")
     alone.mkdir(exist_ok=True)
     copy = dataclasses.replace(partition, scored=alone / partition.scored.name,

@@ -41,7 +41,7 @@ def _register_model(home: Path, rows: int, seed: int) -> tuple[str, list[dict[st
     from balanceit.models.train import train_model
 
     settings = Settings(home=home, cv_folds=2)
-    settings.ensure_dirs()
+    settings.root.mkdir(parents=True, exist_ok=True)
     answers = validate_questionnaire(generate(rows, seed=seed, labelled=True).questionnaire.astype("string"),
                                      "generated").accepted
     answers, features = answers_and_features(answers, None, settings.activity_window_days)

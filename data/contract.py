@@ -103,3 +103,15 @@ FITBIT_DAILY_ACTIVITY = {
 def is_non_wear_day(steps, sedentary_minutes):
     """A day with no steps and a full day sedentary: the device was not worn (kept raw, not a feature)."""
     return (steps == 0) & (sedentary_minutes >= MINUTES_PER_DAY)
+
+
+# What scoring writes: the output file's leading columns, the scores table's rows and key, and the
+# ranks of the drivers each person gets.
+OUTPUT_COLUMNS = (
+    "respondent_id", "submitted_at", "risk", "band", "model_version",
+    "driver_1", "driver_1_answers", "driver_2", "driver_2_answers", "driver_3", "driver_3_answers",
+    "signs", "missing_answers",
+)
+SCORE_COLUMNS = ["respondent_id", "submitted_at", "batch_id", "model_version", "risk", "band", "scored_at"]
+SCORE_KEY = ("respondent_id", "submitted_at", "model_version")
+DRIVER_RANKS = (1, 2, 3)

@@ -73,7 +73,7 @@ def _validate(path: Path, kind: Kind) -> Validated:
     return load_questionnaire(path)
 
 
-def _now() -> datetime:
+def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
@@ -83,6 +83,12 @@ def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind) -> IngestionS
     if not path.exists():
         return IngestionSummary(str(path), kind, "refused", message=f"{path}: no such file or folder")
     sha = content_sha256(path)
+    started = now()
+    return loaded_before(con, path, kind, sha) or store_validated(con, validate(path, kind), path, kind, sha, started)
+
+
+def loaded_before(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind, sha: str) -> IngestionSummary | None:
+    """The answer when this content was loaded before (a re-ingest is a no-op), else None."""
     ingestion_id = ingestion_id_for(kind, sha)
     previous = con.execute(
         "SELECT rows_read, accepted, quarantined FROM ingestions WHERE ingestion_id = ? AND status = 'loaded'",
@@ -91,13 +97,17 @@ def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind) -> IngestionS
         return IngestionSummary(str(path), kind, "already_loaded", ingestion_id, *previous,
                                 message=f"{path.name}: this content was loaded before "
                                         f"(ingestion {ingestion_id}); nothing to do")
-    started = _now()
+    return None
+
+
+def validate(path: Path, kind: Kind) -> Validated | str:
+    """Read and validate one file (no warehouse needed, so a Dask worker can do it); a refused file gives
+    the reason, an answer rather than an error."""
     with _collector_spares_older_objects():
         try:
-            validated = _validate(path, kind)
+            return _validate(path, kind)
         except FileRefused as refused:
-            return IngestionSummary(str(path), kind, "refused", ingestion_id, message=str(refused))
-        return store_validated(con, validated, path, kind, sha, started)
+            return str(refused)
 
 
 def _rows_still_there(con: duckdb.DuckDBPyConnection, kind: Kind, ingestion_id: str, accepted: int) -> bool:
@@ -123,10 +133,12 @@ def _collector_spares_older_objects() -> Iterator[None]:
         gc.unfreeze()
 
 
-def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated, path: Path, kind: Kind, sha: str,
-                    started: datetime) -> IngestionSummary:
+def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated | str, path: Path, kind: Kind,
+                    sha: str, started: datetime) -> IngestionSummary:
     """Accepted rows, quarantined rows, the batch and the lineage row, in one transaction."""
     ingestion_id = ingestion_id_for(kind, sha)
+    if isinstance(validated, str):
+        return IngestionSummary(str(path), kind, "refused", ingestion_id, message=validated)
     table_kind = "activity" if kind == "activity" else "questionnaire"
     accepted = validated.accepted.assign(ingestion_id=ingestion_id)
     quarantine = validated.quarantined.assign(ingestion_id=ingestion_id, file=str(path))
@@ -146,7 +158,7 @@ def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated, path: 
         con.execute("DELETE FROM ingestions WHERE ingestion_id = ?", [ingestion_id])
         con.execute("INSERT INTO ingestions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'loaded', NULL)",
                     [ingestion_id, str(path), sha, kind, validated.rows_read, len(validated.accepted),
-                     validated.quarantined_rows, started, _now()])
+                     validated.quarantined_rows, started, now()])
     return IngestionSummary(str(path), kind, "loaded", ingestion_id, validated.rows_read,
                             len(validated.accepted), validated.quarantined_rows, validated.reasons(),
                             validated.skipped, _conflict_message(conflicts),
@@ -170,6 +182,6 @@ def _record_batch(con: duckdb.DuckDBPyConnection, batch_id: str, file: str, kind
     ingestion id), to feature, score and report on."""
     con.execute("DELETE FROM batch_members WHERE batch_id = ?", [batch_id])
     con.execute("DELETE FROM batches WHERE batch_id = ?", [batch_id])
-    con.execute("INSERT INTO batches VALUES (?, ?, ?, ?, NULL, ?, ?)", [batch_id, batch_id, file, kind, rows, _now()])
+    con.execute("INSERT INTO batches VALUES (?, ?, ?, ?, NULL, ?, ?)", [batch_id, batch_id, file, kind, rows, now()])
     con.execute("INSERT INTO batch_members SELECT ?, respondent_id, submitted_at FROM questionnaire "
                 "WHERE ingestion_id = ?", [batch_id, batch_id])

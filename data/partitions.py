@@ -1,11 +1,9 @@
-"""Partitions: a batch's rows as Parquet files any worker can read, and their results loaded back.
+"""Partitions: selected rows as Parquet files any worker can read, and their results loaded back.
 
-A batch is split by a hash of respondent id, so a person's wearable days travel with their
-answers, in one pass over each table (DuckDB's `COPY ... PARTITION_BY`) however many partitions.
-Workers turn an input partition into result files (see `models.score.score_partition`); the
-warehouse then registers every partition's results in one transaction. File names are fixed by
-batch, model version and partition number, and written atomically, so a rerun after a crash
-reuses what was finished and never writes a partition twice.
+Rows are split by a hash of respondent id, so a person's wearable days travel with their answers.
+Workers turn an input partition into result files (`models.score.score_partition`,
+`features.store.partition_features`); the flow then loads them in one transaction. File names are
+fixed and written atomically, so a rerun after a crash reuses what was finished.
 
 Locations are `UPath`s: a local folder, or any fsspec URL (s3://, gs://, abfs://, memory://, ...)
 that DuckDB, pandas and the workers all reach through fsspec. Object stores have no atomic folder
@@ -23,27 +21,37 @@ import numpy as np
 import pandas as pd
 from upath import UPath
 
-from balanceit.data.contract import QUESTIONNAIRE_KEY
+from balanceit.config import Settings
+from balanceit.data.contract import DRIVER_RANKS, OUTPUT_COLUMNS, QUESTIONNAIRE_KEY, SCORE_COLUMNS, SCORE_KEY
 from balanceit.warehouse import transaction, upsert_frame
-
-DRIVER_RANKS = (1, 2, 3)
-SCORE_COLUMNS = ["respondent_id", "submitted_at", "batch_id", "model_version", "risk", "band", "scored_at"]
-SCORE_KEY = ("respondent_id", "submitted_at", "model_version")
 
 
 @dataclass(frozen=True)
 class Partition:
-    """One partition's input files and where its results go."""
+    """One partition's input files and where its results go (training writes no scores)."""
 
     number: int
     questionnaire: UPath
     activity: UPath
-    scored: UPath
     features: UPath
+    scored: UPath | None = None
 
     @property
     def done(self) -> bool:
-        return self.scored.exists() and self.features.exists()
+        return self.features.exists() and (self.scored is None or self.scored.exists())
+
+    def inputs(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The partition's answers and its people's wearable days."""
+        return pd.read_parquet(str(self.questionnaire)), pd.read_parquet(str(self.activity))
+
+
+def partitions_root(settings: Settings) -> UPath:
+    """Where partition files go: `shared_path` (a folder or fsspec URL every Dask worker reaches) or
+    `<home>/partitions`; a local folder is made absolute, so workers elsewhere find it."""
+    if not settings.shared_path:
+        return UPath(settings.partitions_path)
+    root = UPath(settings.shared_path)
+    return root.expanduser().resolve() if isinstance(root, Path) else root
 
 
 def batch_folder(root: UPath, batch_id: str) -> UPath:
@@ -52,57 +60,52 @@ def batch_folder(root: UPath, batch_id: str) -> UPath:
 
 def export_batch(con: duckdb.DuckDBPyConnection, batch_id: str, root: UPath, version: str,
                  rows_per_partition: int) -> list[Partition]:
-    """Write the batch's answers and its people's wearable days as Parquet partitions."""
-    rows = con.execute("SELECT count(*) FROM batch_members WHERE batch_id = ?", [batch_id]).fetchone()[0]
-    count = max(1, math.ceil(rows / rows_per_partition))
-    folder = batch_folder(root, batch_id)
-    results = folder / f"v{version}"
-    results.mkdir(parents=True, exist_ok=True)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE partition_members AS
-        SELECT respondent_id, submitted_at, hash(respondent_id) % {count} AS part
-        FROM batch_members WHERE batch_id = ?""", [batch_id])
-    inputs = export_partition_inputs(con, "partition_members", count, folder / f"input-{count}")
-    return [Partition(number, questionnaire, activity, results / f"part-{number:05d}-scored.parquet",
-                      results / f"part-{number:05d}-features.parquet")
-            for number, (questionnaire, activity) in enumerate(inputs)]
+    """The batch's partitions for scoring by `version`."""
+    escaped = batch_id.replace("'", "''")
+    return export_partitions(con, f"SELECT * FROM batch_members WHERE batch_id = '{escaped}'",
+                             batch_folder(root, batch_id), rows_per_partition, version)
 
 
-def export_partition_inputs(con: duckdb.DuckDBPyConnection, members: str, count: int,
-                            folder: UPath) -> list[tuple[UPath, UPath]]:
-    """Every partition's answers and its people's wearable days, in one pass over each table.
+def export_partitions(con: duckdb.DuckDBPyConnection, selection: str, folder: UPath, rows_per_partition: int,
+                      version: str | None = None) -> list[Partition]:
+    """The answers a query selects and their people's wearable days as Parquet partitions by a hash of
+    respondent id, in one pass over each table; with a model `version`, each has a place for its scores.
 
-    `members` is a table (respondent_id, submitted_at, part) with parts 0..count-1. Partition N is
-    the folders `questionnaire/part=N` and `activity/part=N` (Parquet; pandas, DuckDB and Dask read a
-    folder as one table; a partition without rows gets an empty file that keeps the columns). A
-    `_COMPLETE` file written last marks a finished export: a rerun after a crash reuses it, or
-    starts again from nothing. Returns the (questionnaire, activity) folders by partition number.
+    Partition N is the folders `questionnaire/part=N` and `activity/part=N` (pandas, DuckDB and Dask
+    read a folder as one table; a partition without rows gets an empty file that keeps the columns).
+    A `_COMPLETE` file written last marks a finished export, which a rerun after a crash reuses.
     """
-    parts = [(folder / "questionnaire" / f"part={number}", folder / "activity" / f"part={number}")
-             for number in range(count)]
-    complete = folder / "_COMPLETE"
-    if complete.exists():
-        return parts
-    remove(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    attach(con, folder)
-    con.execute(f"""
-        COPY (SELECT q.* EXCLUDE (ingestion_id), m.part FROM questionnaire q
-              JOIN {members} m USING (respondent_id, submitted_at))
-        TO {_sql_path(folder / "questionnaire")} (FORMAT parquet, PARTITION_BY (part))""")
-    con.execute(f"""
-        COPY (SELECT a.* EXCLUDE (ingestion_id), m.part FROM activity a
-              JOIN (SELECT DISTINCT respondent_id, part FROM {members}) m USING (respondent_id))
-        TO {_sql_path(folder / "activity")} (FORMAT parquet, PARTITION_BY (part))""")
-    for number in range(count):
-        for table in ("questionnaire", "activity"):
-            leaf = folder / table / f"part={number}"
-            if not leaf.exists():
-                leaf.mkdir(parents=True, exist_ok=True)
-                con.execute(f"COPY (SELECT * EXCLUDE (ingestion_id) FROM {table} LIMIT 0) "
-                            f"TO {_sql_path(leaf / 'empty.parquet')} (FORMAT parquet)")
-    complete.touch()
-    return parts
+    rows = con.execute(f"SELECT count(*) FROM ({selection})").fetchone()[0]
+    count = max(1, math.ceil(rows / rows_per_partition))
+    inputs = folder / f"input-{count}"
+    if not (inputs / "_COMPLETE").exists():
+        remove(inputs)
+        inputs.mkdir(parents=True, exist_ok=True)
+        attach(con, inputs)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE partition_members AS
+                        SELECT respondent_id, submitted_at, hash(respondent_id) % {count} AS part FROM ({selection})""")
+        con.execute(f"""
+            COPY (SELECT q.* EXCLUDE (ingestion_id), m.part FROM questionnaire q
+                  JOIN partition_members m USING (respondent_id, submitted_at))
+            TO {_sql_path(inputs / "questionnaire")} (FORMAT parquet, PARTITION_BY (part))""")
+        con.execute(f"""
+            COPY (SELECT a.* EXCLUDE (ingestion_id), m.part FROM activity a
+                  JOIN (SELECT DISTINCT respondent_id, part FROM partition_members) m USING (respondent_id))
+            TO {_sql_path(inputs / "activity")} (FORMAT parquet, PARTITION_BY (part))""")
+        for number in range(count):
+            for table in ("questionnaire", "activity"):
+                leaf = inputs / table / f"part={number}"
+                if not leaf.exists():
+                    leaf.mkdir(parents=True, exist_ok=True)
+                    con.execute(f"COPY (SELECT * EXCLUDE (ingestion_id) FROM {table} LIMIT 0) "
+                                f"TO {_sql_path(leaf / 'empty.parquet')} (FORMAT parquet)")
+        (inputs / "_COMPLETE").touch()
+    results = folder / (f"v{version}" if version else "features")
+    results.mkdir(parents=True, exist_ok=True)
+    return [Partition(number, inputs / "questionnaire" / f"part={number}", inputs / "activity" / f"part={number}",
+                      results / f"part-{number:05d}-features.parquet",
+                      results / f"part-{number:05d}-scored.parquet" if version else None)
+            for number in range(count)]
 
 
 def attach(con: duckdb.DuckDBPyConnection, place: UPath) -> None:
@@ -176,8 +179,6 @@ def write_scores_file(con: duckdb.DuckDBPyConnection, partitions: list[Partition
     Parquet when `path` ends in .parquet, else CSV (compressed when it ends in .gz); DuckDB streams
     the partitions' result files into it, so the batch never sits in memory whole.
     """
-    from balanceit.models.score import OUTPUT_COLUMNS
-
     attach(con, partitions[0].scored)
     files = "[" + ", ".join(_sql_path(p.scored) for p in partitions) + "]"
     available = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({files})").fetchall()]

@@ -8,37 +8,50 @@ import duckdb
 import pandas as pd
 
 from balanceit.config import Settings
-from balanceit.data.contract import QUESTIONNAIRE_KEY
-from balanceit.features.build import compute_features
+from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
+from balanceit.data.partitions import Partition, write_atomically
+from balanceit.features.build import compute_features, features_for_frames
 from balanceit.warehouse import upsert_frame
 
-_ORDER = ", ".join(QUESTIONNAIRE_KEY)
+KEY_ORDER = ", ".join(QUESTIONNAIRE_KEY)
 
 
-def _store(con: duckdb.DuckDBPyConnection, answers_sql: str,
-           settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Compute features for the answers a query selects, upsert them, and return both aligned."""
-    answers = con.execute(f"SELECT * FROM ({answers_sql}) ORDER BY {_ORDER}").df()
+def selection_sql(batch_id: str | None) -> str:
+    """The answers of one batch, or with `None` every labelled answer in the warehouse (the training set)."""
+    if batch_id is None:
+        return "SELECT * FROM questionnaire WHERE imbalance IS NOT NULL"
+    escaped = batch_id.replace("'", "''")
+    return f"""SELECT q.* FROM questionnaire q JOIN batch_members m USING (respondent_id, submitted_at)
+               WHERE m.batch_id = '{escaped}'"""
+
+
+def selected_answers(con: duckdb.DuckDBPyConnection, batch_id: str | None) -> pd.DataFrame:
+    return con.execute(f"SELECT * FROM ({selection_sql(batch_id)}) ORDER BY {KEY_ORDER}").df()
+
+
+def batch_features(con: duckdb.DuckDBPyConnection, batch_id: str | None,
+                   settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Answers and features of one ingested batch (or the training set), row for row; the features are stored."""
+    answers = selected_answers(con, batch_id)
     features = compute_features(con, answers, "activity", settings.activity_window_days)
     upsert_frame(con, "features", features, QUESTIONNAIRE_KEY)
     return answers, features
 
 
-def batch_features(con: duckdb.DuckDBPyConnection, batch_id: str,
-                   settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Answers and features of one ingested batch, row for row."""
-    escaped = batch_id.replace("'", "''")
-    return _store(con, f"""
-        SELECT q.* FROM questionnaire q
-        JOIN batch_members m USING (respondent_id, submitted_at)
-        WHERE m.batch_id = '{escaped}'""", settings)
-
-
 def labelled_features(con: duckdb.DuckDBPyConnection, settings: Settings,
                       batch_id: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every labelled answer in the warehouse (or in one batch): the training set."""
-    if batch_id is None:
-        return _store(con, "SELECT * FROM questionnaire WHERE imbalance IS NOT NULL", settings)
-    answers, features = batch_features(con, batch_id, settings)
-    labelled = answers["imbalance"].notna().to_numpy()
+    return only_labelled(*batch_features(con, batch_id, settings))
+
+
+def only_labelled(answers: pd.DataFrame, features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows training can learn from (a batch may mix labelled and unlabelled answers)."""
+    labelled = answers[LABEL].notna().to_numpy()
     return answers[labelled].reset_index(drop=True), features[labelled].reset_index(drop=True)
+
+
+def partition_features(partition: Partition, window_days: int) -> Partition:
+    """One partition's features, as a worker computes them for training (scoring computes its own)."""
+    if not partition.features.exists():
+        write_atomically(features_for_frames(*partition.inputs(), window_days), partition.features)
+    return partition

@@ -1,4 +1,4 @@
-"""Demo flow: the whole pipeline on a generated population, in one process.
+"""Demo flow: the whole pipeline on a generated population (partition tasks on the cluster if one is set).
 
 Three quarters of the population (labelled) trains the model; the rest arrives as a new,
 unlabelled survey batch that is scored, explained and reported on. Files are written into the
@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow
 
-from balanceit.config import masked_uri
+from balanceit.config import Settings, load_settings, masked_uri
 from balanceit.data.contract import LABEL
 from balanceit.data.synthetic import Population, generate
-from balanceit.flows.common import stage, workspace
+from balanceit.flows.common import stage
 from balanceit.flows.report import person_report_flow, population_report_flow
 from balanceit.flows.score import score_flow
 from balanceit.flows.train import train_flow
@@ -32,9 +32,9 @@ def _write(questionnaire: pd.DataFrame, activity: pd.DataFrame, folder: Path) ->
 
 
 @stage(name="generate demo population")
-def write_demo_population(home: str | None, rows: int, seed: int) -> dict[str, str]:
+def write_demo_population(settings: Settings, rows: int, seed: int) -> dict[str, str]:
     """Split one generated population into a labelled training set and a new unlabelled batch."""
-    folder = workspace(home).root / "demo"
+    folder = settings.root / "demo"
     population: Population = generate(rows, seed=seed, labelled=True)
     q = population.questionnaire
     cut = int(len(q) * TRAINING_SHARE)
@@ -52,8 +52,8 @@ def write_demo_population(home: str | None, rows: int, seed: int) -> dict[str, s
 @flow(name="demo")
 def demo_flow(rows: int = 20000, seed: int = 0, home: str | None = None,
               cluster: str | None = None) -> dict[str, object]:
-    settings = workspace(home)
-    files = write_demo_population(home, rows, seed)
+    settings = load_settings(home, cluster)
+    files = write_demo_population(settings, rows, seed)
     trained = train_flow(files["training"], files["training_activity"], files["truth"], home=home, cluster=cluster)
     output = settings.exports_path / "demo-scores.csv"
     scored = score_flow(files["batch"], files["batch_activity"], str(output), home=home, cluster=cluster)

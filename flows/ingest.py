@@ -1,20 +1,65 @@
-"""Ingest flow: one file (or NHANES folder) into the warehouse."""
+"""Ingest flow: a file, or a folder of files, into the warehouse.
+
+Each file is read and validated by its own task on the settings' task runner (`flows.cluster`); the
+warehouse is checked and loaded here, one transaction per file. Content loaded before is not read again.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow
 
-from balanceit.data.load import IngestionSummary, Kind, ingest
-from balanceit.flows.common import stage, workspace
+from balanceit.config import Settings, load_settings
+from balanceit.data.load import (IngestionSummary, Kind, content_sha256, ingest, loaded_before, now, store_validated,
+                                 validate)
+from balanceit.data.validation import Validated
+from balanceit.flows.cluster import on_runner
+from balanceit.flows.common import stage
 from balanceit.warehouse import open_warehouse
 
 
-@stage(name="ingest file")
-def ingest_file(home: str | None, path: str, kind: Kind) -> IngestionSummary:
-    with open_warehouse(workspace(home)) as con:
+def ingest_file(settings: Settings, path: str, kind: Kind) -> IngestionSummary:
+    """One input of a train or score run, in this process."""
+    with open_warehouse(settings) as con:
         return ingest(con, path, kind)
 
 
+def input_files(path: Path, kind: Kind) -> list[Path]:
+    """A file, or every visible file of a folder (sorted); an NHANES cycle's folder is one input."""
+    if path.is_dir() and kind != "nhanes":
+        return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    return [path]
+
+
+@stage(name="read and validate a file", retries=2, retry_delay_seconds=1)
+def validate_file(path: Path, kind: Kind) -> Validated | str:
+    return validate(path, kind)
+
+
+def ingest_files(settings: Settings, path: Path, kind: Kind) -> list[IngestionSummary]:
+    """Every file of `path`, one batch each; content loaded before (or earlier in the folder) is
+    answered as `ingest` answers it, without validating it again."""
+    if not path.exists():
+        return [IngestionSummary(str(path), kind, "refused", message=f"{path}: no such file or folder")]
+    files = input_files(path, kind)
+    if not files:
+        return [IngestionSummary(str(path), kind, "refused", message=f"{path}: no files to ingest")]
+    started = now()
+    shas = {file: content_sha256(file) for file in files}
+    firsts: dict[str, Path] = {}
+    with open_warehouse(settings) as con:
+        for file, sha in shas.items():
+            if sha not in firsts and not loaded_before(con, file, kind, sha):
+                firsts[sha] = file
+    todo = list(firsts.values())
+    checked = dict(zip(todo, on_runner(settings, validate_file, todo, kind), strict=True))
+    with open_warehouse(settings) as con:
+        return [store_validated(con, checked[file], file, kind, shas[file], started) if file in checked
+                else ingest(con, file, kind) for file in files]
+
+
 @flow(name="ingest")
-def ingest_flow(path: str, kind: Kind = "questionnaire", home: str | None = None) -> IngestionSummary:
-    return ingest_file(home, path, kind)
+def ingest_flow(path: str, kind: Kind = "questionnaire", home: str | None = None,
+                cluster: str | None = None) -> list[IngestionSummary]:
+    return ingest_files(load_settings(home, cluster), Path(path), kind)

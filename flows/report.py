@@ -6,7 +6,8 @@ from pathlib import Path
 
 from prefect import flow
 
-from balanceit.flows.common import log_refusals_without_traceback, stage, workspace
+from balanceit.config import load_settings
+from balanceit.flows.common import log_refusals_without_traceback, stage
 from balanceit.reports.build import population_context, write_person_report
 from balanceit.reports.render import render_population
 from balanceit.reports.reweight import TargetRefused
@@ -16,7 +17,7 @@ log_refusals_without_traceback(TargetRefused)
 
 @stage(name="render population report")
 def population_report(home: str | None, batch: str | None, target: str | None = None) -> dict[str, object]:
-    settings = workspace(home)
+    settings = load_settings(home)
     context = population_context(settings, batch, Path(target) if target else None)
     estimates = context.pop("population_estimates")
     name = "training" if batch == "training" else "latest" if batch is None else batch
@@ -29,7 +30,7 @@ def population_report(home: str | None, batch: str | None, target: str | None = 
 
 @stage(name="render person report")
 def person_report(home: str | None, respondent_id: str) -> dict[str, object]:
-    return write_person_report(workspace(home), respondent_id)
+    return write_person_report(load_settings(home), respondent_id)
 
 
 @flow(name="population-report")

@@ -1,4 +1,5 @@
-"""Scheduled flows: nightly retraining and inbox scoring, served by `balanceit serve`.
+"""Scheduled flows: nightly retraining and inbox scoring, served by `balanceit serve` or deployed to a
+Prefect work pool by `balanceit deploy`.
 
 Files dropped into the workspace's `inbox/` are sorted by what they hold: wearable days are
 ingested, labelled questionnaires join the training data, unlabelled ones are scored. Each file
@@ -11,18 +12,20 @@ from __future__ import annotations
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from prefect import flow, serve
+from prefect import Flow, flow, serve
 
-from balanceit.config import Settings
+from balanceit.config import Settings, load_settings
 from balanceit.data.inbox import InboxFile, classify
-from balanceit.flows.common import workspace
 from balanceit.flows.ingest import ingest_file
 from balanceit.flows.score import score_stage
 from balanceit.flows.train import fit_and_register, training_features
 
 
 def _inbox_files(settings: Settings) -> list[Path]:
+    if not settings.inbox_path.is_dir():
+        return []
     return sorted(p for p in settings.inbox_path.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
@@ -34,17 +37,17 @@ def _file_away(settings: Settings, path: Path, refused_because: str | None = Non
         (folder / f"{path.name}.reason.txt").write_text(refused_because + "\n")
 
 
-def _take(home: str | None, settings: Settings, wanted: set[InboxFile]) -> list[dict[str, object]]:
+def _take(settings: Settings, wanted: set[InboxFile]) -> list[dict[str, object]]:
     """Ingest the inbox files of the wanted kinds; returns their ingestion summaries."""
     handled = []
     for path in _inbox_files(settings):
         kind = classify(path)
         if kind not in wanted:
             continue
-        summary = ingest_file(home, str(path), "activity" if kind == "activity" else "questionnaire")
+        summary = ingest_file(settings, str(path), "activity" if kind == "activity" else "questionnaire")
         handled.append({**summary.to_dict(), "inbox_kind": kind})
         if kind == "unlabelled" and summary.status != "refused":
-            handled[-1]["scoring"] = score_stage(home, summary.ingestion_id, None)
+            handled[-1]["scoring"] = score_stage(settings, summary.ingestion_id, None)
         _file_away(settings, path, summary.message if summary.status == "refused" else None)
     return handled
 
@@ -52,29 +55,44 @@ def _take(home: str | None, settings: Settings, wanted: set[InboxFile]) -> list[
 @flow(name="nightly-retrain")
 def nightly_retrain_flow(home: str | None = None) -> dict[str, object]:
     """Take new activity and labelled files from the inbox, rebuild features, retrain, apply the gate."""
-    settings = workspace(home)
-    handled = _take(home, settings, {"activity", "labelled"})
-    answers, features = training_features(home, None)
+    settings = load_settings(home)
+    handled = _take(settings, {"activity", "labelled"})
+    answers, features = training_features(settings, None)
     if answers.empty or answers["imbalance"].nunique() < 2:
         return {"inbox": handled, "trained": False, "reason": "no labelled data with both outcomes"}
     return {"inbox": handled, "trained": True,
-            **fit_and_register(home, answers, features, None, "nightly: all labelled rows in the warehouse")}
+            **fit_and_register(settings, answers, features, None, "nightly: all labelled rows in the warehouse")}
 
 
 @flow(name="inbox-scoring")
 def inbox_scoring_flow(home: str | None = None) -> dict[str, object]:
     """Score every new unlabelled questionnaire file in the inbox with the champion."""
-    settings = workspace(home)
-    return {"inbox": _take(home, settings, {"activity", "unlabelled"})}
+    return {"inbox": _take(load_settings(home), {"activity", "unlabelled"})}
 
 
-def serve_schedules(home: str | None) -> None:
+def _schedules(settings: Settings) -> dict[str, tuple[Flow, dict[str, Any]]]:
+    """The two flows and their timing; their inbox is made here, for people to drop files into."""
+    settings.inbox_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return {"nightly-retrain": (nightly_retrain_flow, {"cron": settings.retrain_cron}),
+            "inbox-scoring": (inbox_scoring_flow, {"interval": timedelta(minutes=settings.inbox_interval_minutes)})}
+
+
+def serve_schedules(settings: Settings) -> None:
     """Serve both deployments from this process until interrupted."""
-    settings = workspace(home)
-    serve(
-        nightly_retrain_flow.to_deployment(name="nightly-retrain", cron=settings.retrain_cron,
-                                           parameters={"home": str(settings.root)}),
-        inbox_scoring_flow.to_deployment(name="inbox-scoring",
-                                         interval=timedelta(minutes=settings.inbox_interval_minutes),
-                                         parameters={"home": str(settings.root)}),
-    )
+    serve(*(scheduled.to_deployment(name=name, parameters={"home": str(settings.root)}, **timing)
+            for name, (scheduled, timing) in _schedules(settings).items()))
+
+
+def deploy_schedules(settings: Settings, pool: str) -> dict[str, Any]:
+    """The two scheduled flows as deployments on `pool`, loaded by the pool's workers from this install.
+
+    The flows' source is the folder that holds this file (the repository for an editable install),
+    which every worker of a process pool on this machine can read.
+    """
+    source = Path(__file__).resolve().parents[1]
+    ids = {}
+    for name, (scheduled, timing) in _schedules(settings).items():
+        loaded = flow.from_source(source=str(source), entrypoint=f"flows/schedule.py:{scheduled.fn.__name__}")
+        ids[name] = str(loaded.deploy(name=name, work_pool_name=pool, parameters={"home": str(settings.root)},
+                                      print_next_steps=False, **timing))
+    return {"work_pool": pool, "deployments": ids, "source": str(source), "home": str(settings.root)}

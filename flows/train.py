@@ -2,48 +2,60 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict
 
 import pandas as pd
 from prefect import flow
 
-from balanceit.config import masked_uri
+from balanceit.config import Settings, load_settings, masked_uri
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
 from balanceit.data.labels import add_to_reference_set, label_problems, reference_answers
+from balanceit.data.load import IngestionSummary, Kind
+from balanceit.data.partitions import Partition, export_partitions, partitions_root, remove
 from balanceit.features.build import compute_features
 from balanceit.features.catalogue import model_input
-from balanceit.features.store import labelled_features
-from balanceit.flows.common import InputRefused, stage, workspace
+from balanceit.features.store import only_labelled, partition_features, selected_answers, selection_sql
+from balanceit.flows.cluster import on_runner
+from balanceit.flows.common import InputRefused, stage
 from balanceit.flows.ingest import ingest_file
 from balanceit.models.registry import CHAMPION, Reference, log_and_register
 from balanceit.models.train import train_model
-from balanceit.warehouse import open_warehouse
+from balanceit.warehouse import open_warehouse, transaction, upsert_frame
 
 
-def ingest_or_fail(home: str | None, path: str, kind: str):
-    summary = ingest_file(home, path, kind)
+def ingest_or_fail(settings: Settings, path: str, kind: Kind) -> IngestionSummary:
+    summary = ingest_file(settings, path, kind)
     if summary.status == "refused":
         raise InputRefused(summary.message)
     return summary
 
 
-@stage(name="build training features")
-def warehouse_training_features(home: str | None, batch_id: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    settings = workspace(home)
-    with open_warehouse(settings) as con:
-        return labelled_features(con, settings, batch_id)
+@stage(name="features of a partition", retries=2, retry_delay_seconds=1)
+def partition_features_task(partition: Partition, window_days: int) -> Partition:
+    return partition_features(partition, window_days)
 
 
-def training_features(home: str | None, batch_id: str | None,
-                      cluster: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The labelled rows' answers and features, sorted by key: one warehouse query in this process,
-    or the same feature function per partition on a Dask cluster when one is set (`cluster`, else
-    `Settings.cluster`, see `flows.cluster`), so the nightly flow follows the setting too."""
-    if cluster or workspace(home).cluster:
-        from balanceit.flows.cluster import partitioned_training_features
-
-        return partitioned_training_features(home, batch_id, cluster)
-    return warehouse_training_features(home, batch_id)
+def training_features(settings: Settings, batch_id: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The labelled rows' answers and features, sorted by key: scoring's feature function on Parquet
+    partitions of the selection (`features.store.selection_sql`), upserted in one transaction."""
+    folder = partitions_root(settings) / f"training-{uuid.uuid4().hex[:12]}"
+    try:
+        with open_warehouse(settings) as con:
+            answers = selected_answers(con, batch_id)
+            if answers.empty:
+                return answers, pd.DataFrame(columns=list(QUESTIONNAIRE_KEY))
+            partitions = export_partitions(con, selection_sql(batch_id), folder, settings.rows_per_partition)
+        done = on_runner(settings, partition_features_task, partitions, settings.activity_window_days)
+        features = pd.concat([pd.read_parquet(str(p.features)) for p in done], ignore_index=True)
+        features = features.sort_values(list(QUESTIONNAIRE_KEY), ignore_index=True)
+        if len(features) != len(answers):
+            raise RuntimeError(f"partitioned features have {len(features)} rows for {len(answers)} answers")
+        with open_warehouse(settings) as con, transaction(con):
+            upsert_frame(con, "features", features, QUESTIONNAIRE_KEY)
+    finally:
+        remove(folder)
+    return only_labelled(answers, features)
 
 
 def _true_risk(truth_path: str | None, answers: pd.DataFrame) -> pd.Series | None:
@@ -56,9 +68,8 @@ def _true_risk(truth_path: str | None, answers: pd.DataFrame) -> pd.Series | Non
     return pd.Series(keyed["true_risk"].to_numpy(), index=answers.index)
 
 
-def _reference(home: str | None) -> tuple[pd.DataFrame, Reference | None]:
+def _reference(settings: Settings) -> tuple[pd.DataFrame, Reference | None]:
     """The reference set's answers (labels as frozen) and their model input; None while it is empty."""
-    settings = workspace(home)
     with open_warehouse(settings) as con:
         answers = reference_answers(con)
         if answers.empty:
@@ -68,12 +79,11 @@ def _reference(home: str | None) -> tuple[pd.DataFrame, Reference | None]:
 
 
 @stage(name="train, compare and register")
-def fit_and_register(home: str | None, answers: pd.DataFrame, features: pd.DataFrame,
+def fit_and_register(settings: Settings, answers: pd.DataFrame, features: pd.DataFrame,
                      truth_path: str | None, description: str,
                      training_ingestion: str | None = None) -> dict[str, object]:
     """Check the labels, train, register and gate; a new champion's held-out rows join the reference set."""
-    settings = workspace(home)
-    reference_rows, reference = _reference(home)
+    reference_rows, reference = _reference(settings)
     problems = label_problems(answers, reference_rows, settings)
     if problems:
         raise InputRefused(f"{description}: labels refused for training (the rows stay loaded for inspection): "
@@ -94,11 +104,12 @@ def fit_and_register(home: str | None, answers: pd.DataFrame, features: pd.DataF
 @flow(name="train")
 def train_flow(data: str | None = None, activity: str | None = None, truth: str | None = None,
                home: str | None = None, cluster: str | None = None) -> dict[str, object]:
+    settings = load_settings(home, cluster)
     if activity:
-        ingest_or_fail(home, activity, "activity")
-    batch_id = ingest_or_fail(home, data, "questionnaire").ingestion_id if data else None
-    answers, features = training_features(home, batch_id, cluster)
+        ingest_or_fail(settings, activity, "activity")
+    batch_id = ingest_or_fail(settings, data, "questionnaire").ingestion_id if data else None
+    answers, features = training_features(settings, batch_id)
     if answers.empty or answers[LABEL].nunique() < 2:
         raise InputRefused("no labelled rows with both outcomes to train on: give a questionnaire file "
                            "with the `imbalance` column filled (`balanceit train --data FILE`)")
-    return fit_and_register(home, answers, features, truth, data or "all labelled rows in the warehouse", batch_id)
+    return fit_and_register(settings, answers, features, truth, data or "all labelled rows in the warehouse", batch_id)

@@ -13,11 +13,6 @@ from balanceit.features.build import OPTIONAL_ANSWERS, answers_and_features
 from balanceit.models.additive import AdditiveRiskModel
 from balanceit.models.explain import explain_batch, not_asked_questions
 
-OUTPUT_COLUMNS = (
-    "respondent_id", "submitted_at", "risk", "band", "model_version",
-    "driver_1", "driver_1_answers", "driver_2", "driver_2_answers", "driver_3", "driver_3_answers",
-    "signs", "missing_answers",
-)
 EXPLAIN_SLICE_ROWS = 50_000  # large enough that per-call overheads vanish, small enough to bound memory
 REQUEST_COLUMNS = tuple(c for c in QUESTIONNAIRE_COLUMNS if c != LABEL and not c.startswith("survey_"))
 
@@ -62,15 +57,10 @@ def score_frames(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.D
 
 def score_partition(partition: Partition, model: AdditiveRiskModel, version: str,
                     settings: Settings) -> Partition:
-    """One partition file in, its features and scores out: the unit of work a worker runs.
-
-    A partition whose results already exist (a rerun after a crash) is not scored again.
-    """
+    """One partition in, its features and scores out; one whose results exist (a rerun) is not scored again."""
     if partition.done:
         return partition
-    answers = pd.read_parquet(str(partition.questionnaire))
-    activity = pd.read_parquet(str(partition.activity))
-    _, features, scored = _features_and_scores(model, answers, activity, settings)
+    _, features, scored = _features_and_scores(model, *partition.inputs(), settings)
     write_atomically(features, partition.features)
     write_atomically(scored.assign(model_version=version), partition.scored)
     return partition

@@ -23,7 +23,7 @@ from balanceit.warehouse import open_warehouse, upsert_frame
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     settings = Settings(home=tmp_path / "ws")
-    settings.ensure_dirs()
+    settings.root.mkdir()
     return settings
 
 

@@ -19,7 +19,6 @@ KEY = ["respondent_id", "submitted_at"]
 def loaded(tmp_path) -> tuple[Settings, str]:
     """A workspace holding a 300-person batch with wearable days; returns its settings and batch id."""
     settings = Settings(home=tmp_path / "ws")
-    settings.ensure_dirs()
     files = write(generate(300, seed=5, labelled=False), tmp_path / "batch")
     with open_warehouse(settings) as con:
         ingest(con, files["activity"], "activity")

@@ -48,18 +48,26 @@ def test_cluster_setting_is_parsed_and_default_imports_no_dask():
     assert out.stdout.strip() == "False"
 
 
-def test_training_features_follow_the_cluster_setting(tmp_path, monkeypatch):
-    """The nightly flow and `train` share `training_features`: with BALANCEIT_CLUSTER set it partitions."""
-    import balanceit.flows.cluster as cluster_flows
-    from balanceit.flows.train import training_features
+def test_partition_work_follows_the_cluster_setting(tmp_path, monkeypatch):
+    """Ingestion, training features and scoring all map their partition work through `on_runner`: the
+    setting (BALANCEIT_CLUSTER, or `--cluster` over it) chooses the task runner and nothing else."""
+    from prefect.task_runners import ThreadPoolTaskRunner
 
-    calls = []
-    monkeypatch.setattr(cluster_flows, "partitioned_training_features",
-                        lambda home, batch_id, cluster=None: calls.append((batch_id, cluster)) or ("answers", "features"))
+    import balanceit.flows.cluster as cluster_flows
+    from balanceit.config import load_settings
+    from balanceit.flows.cluster import ClusterSpec, on_runner
+    from balanceit.flows.common import stage
+
+    @stage(name="double")
+    def double(number: int, factor: int) -> int:
+        return number * factor
+
+    chosen = []
+    monkeypatch.setattr(cluster_flows, "task_runner", lambda spec: chosen.append(spec) or ThreadPoolTaskRunner())
     monkeypatch.setenv("BALANCEIT_CLUSTER", "local:2")
-    assert training_features(str(tmp_path), None) == ("answers", "features")
-    assert training_features(str(tmp_path), "b1", "tcp://127.0.0.1:8786") == ("answers", "features")
-    assert calls == [(None, None), ("b1", "tcp://127.0.0.1:8786")]
+    assert on_runner(load_settings(tmp_path), double, [1, 2, 3], 2) == [2, 4, 6]
+    assert on_runner(load_settings(tmp_path, "tcp://127.0.0.1:8786"), double, [1], 3) == [3]
+    assert chosen == [ClusterSpec(workers=2), ClusterSpec(address="tcp://127.0.0.1:8786")]
 
 
 @pytest.fixture(scope="module")
@@ -255,12 +263,12 @@ def test_training_features_on_partitions_equal_the_warehouse_query(workspace, sm
     """Scoring's partition function (features_for_frames on Parquet partitions) gives training's features."""
     from balanceit.config import load_settings
     from balanceit.features.store import labelled_features
-    from balanceit.flows.cluster import partitioned_training_features
+    from balanceit.flows.train import training_features
     from balanceit.warehouse import open_warehouse
 
     home = workspace["home"]
     os.environ["BALANCEIT_ROWS_PER_PARTITION"] = "1000"  # restored by the fixture's monkeypatch
-    answers, features = partitioned_training_features(str(home), None)
+    answers, features = training_features(load_settings(home), None)
     with open_warehouse(load_settings(home)) as con:
         expected_answers, expected = labelled_features(con, load_settings(home))
     assert len(features) == len(expected) == 4000
@@ -270,7 +278,8 @@ def test_training_features_on_partitions_equal_the_warehouse_query(workspace, sm
 
 
 def test_a_folder_ingested_and_training_features_built_on_a_local_cluster(tmp_path, monkeypatch):
-    """Each file of a folder read and validated by its own task; the warehouse gets what one-by-one ingestion gives."""
+    """Each file of a folder read and validated by its own task, on a cluster or not; the warehouse gets what
+    one-by-one ingestion gives."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # this test's own workspaces, not the module's
     population = generate(3000, seed=41, labelled=True)
     answers = population.questionnaire
@@ -283,10 +292,12 @@ def test_a_folder_ingested_and_training_features_built_on_a_local_cluster(tmp_pa
     activity = tmp_path / "activity.csv"
     population.activity.to_csv(activity, index=False)
 
-    alone, spread = tmp_path / "alone", tmp_path / "spread"
+    alone, folded, spread = tmp_path / "alone", tmp_path / "folded", tmp_path / "spread"
     run(alone, "ingest", "activity", str(activity))
     for name in ("a.csv", "b.csv"):
         run(alone, "ingest", "questionnaire", str(folder / name))
+    run(folded, "ingest", "activity", str(activity))
+    assert [f["status"] for f in run(folded, "ingest", "questionnaire", str(folder))["files"]] == ["loaded", "loaded"]
     run(spread, "ingest", "activity", str(activity))
     result = run(spread, "ingest", "questionnaire", str(folder), "--cluster", "local:2")
     assert [f["status"] for f in result["files"]] == ["loaded", "loaded"]
@@ -303,6 +314,7 @@ def test_a_folder_ingested_and_training_features_built_on_a_local_cluster(tmp_pa
                 "SELECT batch_id, ingestion_id, kind, rows FROM batches ORDER BY batch_id",
                 "SELECT * EXCLUDE (started_at, finished_at) FROM ingestions ORDER BY ingestion_id"):
         pd.testing.assert_frame_equal(table(alone, sql), table(spread, sql))
+        pd.testing.assert_frame_equal(table(alone, sql), table(folded, sql))
 
     monkeypatch.setenv("BALANCEIT_CV_FOLDS", "2")
     trained = run(spread, "train", "--cluster", "local:2")

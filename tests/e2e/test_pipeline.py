@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from balanceit.cli import app
 from balanceit.data.contract import LABEL
-from balanceit.models.score import OUTPUT_COLUMNS
+from balanceit.data.contract import OUTPUT_COLUMNS
 from conftest import DEMO_ROWS, run
 
 pytestmark = pytest.mark.slow
@@ -246,6 +246,7 @@ def test_nightly_flow_takes_a_labelled_inbox_file(demo):
     home, _ = demo
     fresh = pd.read_csv(home / "demo" / "training" / "questionnaire.csv").head(500)
     fresh["respondent_id"] = "inbox-" + fresh["respondent_id"]
+    (home / "inbox").mkdir(exist_ok=True)  # as `balanceit serve` makes it
     fresh.to_csv(home / "inbox" / "new-labelled.csv", index=False)
     versions_before = len(run(home, "models")["versions"])
     result = nightly_retrain_flow(home=str(home))
@@ -273,6 +274,7 @@ def test_inbox_flow_scores_a_new_unlabelled_file(demo):
     home, _ = demo
     fresh = pd.read_csv(home / "demo" / "new-batch" / "questionnaire.csv").head(200)
     fresh["respondent_id"] = "inbox-new-" + fresh["respondent_id"]
+    (home / "inbox").mkdir(exist_ok=True)  # as `balanceit serve` makes it
     fresh.to_csv(home / "inbox" / "survey-week-12.csv", index=False)
     (home / "inbox" / "broken.csv").write_text("not,a,questionnaire\n1,2,3\n")
     result = inbox_scoring_flow(home=str(home))

@@ -68,9 +68,9 @@ def listening_addresses(port: int) -> set[str]:
 def test_train_and_score_against_a_tracking_server(tracking_server, tmp_path, monkeypatch):
     from balanceit import config
 
-    # As a user sets it before starting balanceit: read once at import, and inherited by the workers.
+    # As a user sets it before starting balanceit: read once, at first use, and inherited by the workers.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server["uri"])
-    monkeypatch.setattr(config, "_USER_TRACKING_URI", tracking_server["uri"])
+    monkeypatch.setattr(config, "user_tracking_uri", lambda: tracking_server["uri"])
     monkeypatch.setenv("BALANCEIT_CV_FOLDS", "3")
     monkeypatch.setenv("BALANCEIT_ROWS_PER_PARTITION", "1000")
     os.environ.setdefault("PREFECT_HOME", str(tmp_path / "prefect"))
@@ -96,7 +96,7 @@ def test_train_and_score_against_a_tracking_server(tracking_server, tmp_path, mo
         assert store.execute("SELECT count(*) FROM runs WHERE run_uuid = ?", [trained["run_id"]]).fetchone()[0] == 1
     assert source.startswith(("models:/", "mlflow-artifacts:/"))
     assert any(p.name == "MLmodel" for p in Path(tracking_server["artifacts"]).rglob("MLmodel"))
-    assert not (home / "mlflow.db").exists() and not any((home / "mlartifacts").iterdir())
+    assert not (home / "mlflow.db").exists() and not list((home / "mlartifacts").glob("*"))
 
     from mlflow import MlflowClient
 
@@ -155,7 +155,8 @@ def test_prefect_server_work_pool_and_worker_run_the_nightly_deployment(tmp_path
     env.pop("BALANCEIT_HOME", None)
     prefect = str(Path(sys.executable).parent / "prefect")
     # Labelled answers waiting in the workspace's inbox: the nightly run ingests them and trains.
-    run(home, "models")  # creates the workspace
+    run(home, "models")
+    (home / "inbox").mkdir()
     generated = write(generate(2000, seed=31, labelled=True), tmp_path / "labelled")
     (home / "inbox" / "labelled.csv").write_bytes(Path(generated["questionnaire"]).read_bytes())
     (home / "inbox" / "activity.csv").write_bytes(Path(generated["activity"]).read_bytes())

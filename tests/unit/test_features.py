@@ -114,7 +114,6 @@ def test_training_and_scoring_features_are_identical(tmp_path):
     from balanceit.data.synthetic import generate
 
     settings = Settings(home=tmp_path)
-    settings.ensure_dirs()
     population = generate(300, seed=6, labelled=True)
     questionnaire = validate_questionnaire(population.questionnaire.astype("string"), "test").accepted
     activity = validate_activity(population.activity.astype("string"), "test").accepted
@@ -136,7 +135,6 @@ def test_a_question_the_first_stored_batch_never_asked_is_stored_when_a_later_ba
     from balanceit.data.synthetic import generate
 
     settings = Settings(home=tmp_path)
-    settings.ensure_dirs()
     people = validate_questionnaire(generate(40, seed=7).questionnaire.astype("string"), "test").accepted
     batches = {"never asked": people.head(20).assign(occupation=pd.NA), "asked": people.tail(20)}
     with open_warehouse(settings) as con:
