@@ -11,10 +11,14 @@ import os
 from datetime import date
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 # A team's tracking server, as the user set it. Read once at import: `mlflow.set_tracking_uri`
@@ -135,10 +139,11 @@ class Settings(BaseSettings):
                        self.inbox_path, self.inbox_path / "done", self.exports_path):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    def band(self, risk: float) -> str:
-        if risk < self.low_band_below:
-            return "low"
-        return "high" if risk >= self.high_band_from else "moderate"
+    def bands(self, risk: np.ndarray) -> np.ndarray:
+        """The band of every risk: the one place the cut-offs are applied (NaN falls in "moderate")."""
+        import numpy as np  # here, so that `balanceit --help` loads no NumPy
+
+        return np.where(risk < self.low_band_below, "low", np.where(risk >= self.high_band_from, "high", "moderate"))
 
 
 def load_settings(home: Path | None = None) -> Settings:
