@@ -15,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from balanceit.reports.estimates import segment_estimates
-
+WEIGHT = "survey_weight"
 BANDS = ("low", "moderate", "high")
 NOT_ANSWERED = "not answered"
 DRIVER_COLUMNS = ("driver_1", "driver_2", "driver_3")
@@ -43,12 +42,17 @@ SEGMENT_FIGURES = ("mean_risk", "mean_risk_ci_low", "mean_risk_ci_high",
                    "share_high", "share_high_ci_low", "share_high_ci_high")
 
 
+def survey_weights(frame: pd.DataFrame) -> np.ndarray | None:
+    """The frame's survey weights when every row has a finite positive one, else None: unweighted."""
+    if WEIGHT not in frame or not len(frame):
+        return None
+    weights = pd.to_numeric(frame[WEIGHT], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return weights if np.isfinite(weights).all() and (weights > 0).all() else None
+
+
 def is_weighted(scored: pd.DataFrame) -> bool:
     """True when every person has a positive survey weight, so figures can be weighted."""
-    if "survey_weight" not in scored:
-        return False
-    weights = pd.to_numeric(scored["survey_weight"], errors="coerce")
-    return bool(len(weights)) and bool((weights > 0).all())
+    return survey_weights(scored) is not None
 
 
 def band_counts(scored: pd.DataFrame) -> pd.DataFrame:
@@ -114,6 +118,8 @@ def segment_table(scored: pd.DataFrame, dimension: str, min_group_size: int) -> 
 def _segment_figures(people: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
     """`estimates.segment_estimates` per group; a dimension where one person can be in several groups
     (exercise types) is estimated group by group, each group a domain of the whole sample."""
+    from balanceit.reports.estimates import segment_estimates  # the survey libraries, only where estimated
+
     if not labels.index.has_duplicates:
         figures = segment_estimates(people, labels)
         if isinstance(labels.dtype, pd.CategoricalDtype):  # bands keep their order (`_order_groups`)
@@ -165,29 +171,6 @@ def top_drivers(scored: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["share_top3", "feature"], ascending=[False, True], ignore_index=True)
 
 
-def calibration_bins(risk: pd.Series, label: pd.Series, bins: int = 10) -> pd.DataFrame:
-    """Mean predicted risk and observed rate per equal-width risk bin; empty bins are left out.
-
-    Columns: lower, upper, n, predicted_mean, observed_rate. People without a label are skipped,
-    so n sums to the number of labelled people.
-    """
-    frame = pd.DataFrame({
-        "risk": np.asarray(risk, dtype=float),
-        "label": pd.Series(label).astype("Float64").to_numpy(dtype=float, na_value=np.nan),
-    }).dropna()
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    frame["bin"] = np.digitize(frame["risk"], edges[1:-1])
-    grouped = frame.groupby("bin")
-    table = pd.DataFrame({
-        "n": grouped.size(),
-        "predicted_mean": grouped["risk"].mean(),
-        "observed_rate": grouped["label"].mean(),
-    })
-    table.insert(0, "upper", edges[table.index + 1])
-    table.insert(0, "lower", edges[table.index])
-    return table.reset_index(drop=True)
-
-
 def psi(expected: pd.Series, actual: pd.Series, bins: int = 10) -> float:
     """Population stability index of `actual` against `expected` (0: same distribution).
 
@@ -209,9 +192,8 @@ def drift_table(train_features: pd.DataFrame, batch_features: pd.DataFrame, colu
 
 
 def _weights(scored: pd.DataFrame) -> pd.Series:
-    if is_weighted(scored):
-        return pd.to_numeric(scored["survey_weight"]).astype(float)
-    return pd.Series(1.0, index=scored.index)
+    weights = survey_weights(scored)
+    return pd.Series(1.0 if weights is None else weights, index=scored.index)
 
 
 def _segment_labels(people: pd.DataFrame, dimension: str) -> pd.Series:

@@ -26,6 +26,7 @@ from balanceit.models.explain import explain_batch, not_asked_questions
 from balanceit.models.narrative import explanation
 from balanceit.models.registry import CHAMPION, configure, load_model
 from balanceit.models.whatif import WHAT_IFS
+from balanceit.reports import aggregate
 from balanceit.warehouse import open_warehouse
 
 if TYPE_CHECKING:
@@ -72,8 +73,6 @@ class Population:
 def training_figures(model: AdditiveRiskModel, features: pd.DataFrame, settings: Settings) -> dict[str, object]:
     """The training population's bands under `model`, logged with it (`TRAINING_FIGURES`) so that a batch's
     report shows them without rebuilding the training set."""
-    from balanceit.reports import aggregate
-
     bands = settings.bands(model.predict_proba(model_input(features))[:, 1])
     return {"bands": aggregate.band_counts(pd.DataFrame({"band": bands})).to_dict("records")}
 
@@ -178,7 +177,6 @@ def load_population(settings: Settings, batch: str | None) -> Population:
 
 def people_sections(people: pd.DataFrame, settings: Settings) -> dict[str, object]:
     """The figures computed from the people themselves: summary, histogram, estimates, segments, drivers."""
-    from balanceit.reports import aggregate  # with the survey libraries, only for population reports
     from balanceit.reports.estimates import population_estimates
 
     estimates = population_estimates(people)
@@ -217,8 +215,6 @@ def what_if_section(scored: pd.DataFrame, settings: Settings) -> list[dict[str, 
 
 def drift_section(training_features: pd.DataFrame, features: pd.DataFrame) -> list[dict[str, object]]:
     """PSI per model column against training, named in the catalogue's words."""
-    from balanceit.reports import aggregate
-
     table = aggregate.drift_table(training_features, features, [c.name for c in model_columns()])
     return [{**row, "feature": COLUMN_LABELS[row["feature"]]} for row in table.to_dict("records")]
 

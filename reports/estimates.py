@@ -44,8 +44,9 @@ import pandas as pd
 import polars as pl
 import svy
 
-WEIGHT, STRATUM, PSU = "survey_weight", "survey_stratum", "survey_psu"
-BANDS = ("low", "moderate", "high")
+from balanceit.reports.aggregate import WEIGHT, survey_weights
+
+STRATUM, PSU = "survey_stratum", "survey_psu"
 ALPHA = 0.05  # 95% intervals
 SHARE_INTERVAL = "korn-graubard"
 SINGLETON_RULE = "center"
@@ -112,10 +113,8 @@ class Design:
 
 def design_of(frame: pd.DataFrame) -> Design | None:
     """The frame's survey design, or None when it is unweighted (see the module docstring)."""
-    if WEIGHT not in frame or not len(frame):
-        return None
-    weight = pd.to_numeric(frame[WEIGHT], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    if not (np.isfinite(weight).all() and (weight > 0).all()):
+    weight = survey_weights(frame)
+    if weight is None:
         return None
     stratum, psu = _codes(frame, STRATUM), _codes(frame, PSU)
     strata = np.zeros(len(weight), dtype=np.int64) if stratum is None else stratum

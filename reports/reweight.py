@@ -36,8 +36,8 @@ import svy
 import yaml
 
 from balanceit.data.contract import QUESTIONNAIRE
-from balanceit.reports.aggregate import suppressed_groups
-from balanceit.reports.estimates import WEIGHT, population_estimates
+from balanceit.reports.aggregate import WEIGHT, suppressed_groups, survey_weights
+from balanceit.reports.estimates import population_estimates
 
 METHOD = "raking"
 MISSING = "(missing)"
@@ -107,7 +107,8 @@ def reweight(answers: pd.DataFrame, target: Target, trim_ratio: float) -> Reweig
     nobody in the batch has, or batch people in a level the target lacks)."""
     levels = {column: _margin_levels(answers, target, column) for column in target.margins}
     shares = {column: _batch_margin(target, column, levels[column], len(answers)) for column in target.margins}
-    base = _base_weights(answers)
+    base = survey_weights(answers)  # the batch's own (an NHANES cycle), else 1 for everyone
+    base = np.ones(len(answers)) if base is None else base
     sample = svy.Sample(pl.DataFrame({**{f"m{i}": levels[c] for i, c in enumerate(shares)}, "_base": base}),
                         svy.Design(wgt="_base"))
     raked = sample.weighting.rake(
@@ -310,15 +311,6 @@ def _batch_margin(target: Target, column: str, levels: np.ndarray, rows: int) ->
     if missing_share:
         shares[MISSING] = missing_share
     return shares
-
-
-def _base_weights(answers: pd.DataFrame) -> np.ndarray:
-    """The batch's own survey weights when every row has one (an NHANES cycle), else 1 for everyone."""
-    if WEIGHT in answers:
-        weight = pd.to_numeric(answers[WEIGHT], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        if np.isfinite(weight).all() and (weight > 0).all():
-            return weight
-    return np.ones(len(answers))
 
 
 def _balance(levels: dict[str, np.ndarray], shares: dict[str, dict[str, float]], before: np.ndarray,
