@@ -1,13 +1,9 @@
 """Population figures for the reports, as pure pandas functions of a scored frame.
 
-A scored frame has one row per person: `respondent_id`, `risk` (0-1), `band` (low, moderate, high),
-the answers the segments group by (`occupation`, `sex`, `age`, `sitting_hours_per_day`,
-`exercise_types`, `stretching_days_per_week`, `strength_training`), the person's three strongest
-risk drivers `driver_1..3` (catalogue feature names) and optionally `survey_weight`.
-
-Shares and means are weighted by `survey_weight` when every row has a positive weight, so that a
-weighted survey describes its population rather than its sample; counts (`n`) are always people.
-Privacy: a segment with fewer than `min_group_size` people is never shown (see `segment_table`).
+A scored frame has one row per person: `risk`, `band`, the answers the segments group by, the drivers
+`driver_1..3` (catalogue feature names) and optionally `survey_weight`. Shares and means are weighted
+when every row has a positive weight (`survey_weights`); counts (`n`) are always people. Privacy: a
+segment with fewer than `min_group_size` people is never shown (see `segment_table`).
 """
 
 from __future__ import annotations

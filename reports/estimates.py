@@ -1,37 +1,14 @@
 """Population estimates with 95% intervals that respect how the respondents were sampled.
 
-NHANES and similar surveys are complex samples: people are drawn in clusters (PSUs) within strata,
-with unequal probabilities, and each respondent carries a weight (how many people they stand for).
-Over adults in NHANES 2017-2020 the plain mean of sitting is 335 minutes a day; weighted by WTINTPRP
-it is 356. So every population figure here is weighted when the frame has survey weights, and its
-interval is design-based: Taylor linearisation over strata and PSUs, computed by the survey-statistics
-library `svy` (the maintained successor of `samplics`, validated against R's `survey` package), never by
-hand-written variance code.
-
-The design (see `design_of`) comes from the columns `survey_weight`, `survey_stratum`, `survey_psu`:
-
-* weights only when every row has a positive weight (as `aggregate.is_weighted`); otherwise the frame
-  is unweighted;
-* strata and PSUs only when their column is present and has no missing value; PSU codes are taken
-  within strata (NHANES numbers its PSUs 1, 2 in every stratum);
-* weights without PSUs: each row is its own PSU (a weighted, unclustered sample); weights without
-  strata: one stratum;
-* a stratum with a single PSU has no within-stratum variance; it is centred on the grand mean (R's
-  `lonely.psu = "adjust"`), and `Design.describe()` says so.
-
-Unweighted frames get ordinary intervals, as for a simple random sample of the respondents: a t
-interval for means and a Korn-Graubard (Clopper-Pearson type) interval for shares. They describe the
-respondents only, and `population_estimates` says so.
-
-Shares use Korn-Graubard intervals (the NCHS standard for NHANES proportions), which stay in [0, 1]
-and are not degenerate at 0 or 1. Means use t intervals with the design's degrees of freedom
-(#PSUs - #strata for the full design).
-
-Missing values are a domain, not a filter: a row whose value is missing leaves that estimate but keeps
-its stratum and PSU in the design (the same holds for segments, see `segment_estimates`). svy takes a
-domain's degrees of freedom from the PSUs that hold its members; a domain found in a single PSU of
-a single stratum has no degrees of freedom, and its interval is NaN (null in JSON): there is no honest
-interval for it.
+Surveys such as NHANES draw people in clusters (PSUs) within strata with unequal probabilities (the
+plain mean of sitting over its 2017-2020 adults is 335 minutes a day, weighted 356), so every figure is
+weighted when the frame has survey weights (`aggregate.survey_weights`), with design-based intervals
+(Taylor linearisation, by `svy`, never hand-written variance code). `design_of` reads `survey_stratum`
+and `survey_psu` when complete (PSUs nested in strata); weights without PSUs make each row its own PSU;
+a single-PSU stratum is centred on the grand mean (R's `lonely.psu = "adjust"`). Unweighted frames get
+ordinary intervals for the respondents only. Shares use Korn-Graubard intervals (the NCHS standard),
+means t intervals with the design's degrees of freedom. A missing value is a domain, not a filter; a
+domain in a single PSU of a single stratum has no interval (NaN, null in JSON).
 """
 
 from __future__ import annotations
