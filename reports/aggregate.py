@@ -85,16 +85,10 @@ def suppressed_groups(counts: pd.Series, min_group_size: int) -> pd.Series:
 
 
 def segment_table(scored: pd.DataFrame, dimension: str, min_group_size: int) -> pd.DataFrame:
-    """Mean risk and share in the high band per group of one dimension (a key of SEGMENT_DIMENSIONS),
-    each with its 95% interval (design-based when the frame has survey weights, see `estimates`).
-
-    Columns: label, n, n_shown, mean_risk, mean_risk_ci_low, mean_risk_ci_high, share_high,
-    share_high_ci_low, share_high_ci_high, suppressed. Missing answers form a "not answered" group.
-    A group smaller than `min_group_size` (counted in people, never in weights) is suppressed:
-    n_shown is "< {min}" and every figure is blank. Subtracting the shown groups from the
-    population's totals gives the hidden groups together, so the next-smallest groups are hidden too
-    (n_shown "≥ {min}") until at least two are hidden and they hold `min_group_size` people between them.
-    """
+    """Mean risk and share in the high band, with 95% intervals (see `estimates`), per group of one
+    dimension (a key of SEGMENT_DIMENSIONS); missing answers form a "not answered" group. Groups that
+    `suppressed_groups` hides show n_shown "< {min}" (too small) or "≥ {min}" (hidden beside them) and
+    no figure."""
     people = scored.reset_index(drop=True)
     table = _order_groups(_segment_figures(people, _segment_labels(people, dimension)).set_index("label"))
     table = table.rename_axis("label").reset_index()
@@ -151,10 +145,7 @@ def segments_json(segments: list[dict]) -> list[dict]:
 
 
 def top_drivers(scored: pd.DataFrame) -> pd.DataFrame:
-    """How often each feature is among a person's three drivers, and how often it is the first.
-
-    Columns: feature, share_top3, share_first (weighted shares of all people), most common first.
-    """
+    """Per feature, the (weighted) share of people with it among their drivers and first: most common first."""
     people = scored.reset_index(drop=True)
     weights = _weights(people)
     pairs = (people[list(DRIVER_COLUMNS)].melt(ignore_index=False, value_name="feature")["feature"]
@@ -194,10 +185,8 @@ def _weights(scored: pd.DataFrame) -> pd.Series:
 
 def _segment_labels(people: pd.DataFrame, dimension: str) -> pd.Series:
     """Each person's group label for one dimension; a person may appear once per exercise type."""
-    if dimension == "occupation":
-        return _answer_labels(people["occupation"])
-    if dimension == "sex":
-        return _answer_labels(people["sex"])
+    if dimension in ("occupation", "sex"):
+        return _answer_labels(people[dimension])
     if dimension == "strength":
         return _answer_labels(people["strength_training"].replace(STRENGTH_LABELS))
     if dimension == "exercise_type":

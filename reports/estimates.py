@@ -14,6 +14,7 @@ domain in a single PSU of a single stratum has no interval (NaN, null in JSON).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ import pandas as pd
 import polars as pl
 import svy
 
-from balanceit.reports.aggregate import WEIGHT, survey_weights
+from balanceit.reports.aggregate import SEGMENT_FIGURES, WEIGHT, survey_weights
 
 STRATUM, PSU = "survey_stratum", "survey_psu"
 ALPHA = 0.05  # 95% intervals
@@ -80,12 +81,8 @@ class Design:
 
     def svy_design(self) -> svy.Design:
         """The svy declaration of this design over the columns that `_sample` builds."""
-        return svy.Design(
-            stratum=_S if self.stratum is not None else None,
-            psu=_P if self.psu is not None else None,
-            wgt=_W,
-            singleton=SINGLETON_RULE if self.singleton_strata else None,
-        )
+        return svy.Design(stratum=_S if self.stratum is not None else None, psu=_P if self.psu is not None else None,
+                          wgt=_W, singleton=SINGLETON_RULE if self.singleton_strata else None)
 
 
 def design_of(frame: pd.DataFrame) -> Design | None:
@@ -108,11 +105,7 @@ def estimate_mean(values: pd.Series, frame: pd.DataFrame) -> Estimate:
 
     Weighted with a design-based interval when the frame has a design, else the plain mean with a t interval.
     """
-    y = _floats(values, frame)
-    if not np.isfinite(y).any():
-        return Estimate(math.nan, math.nan, math.nan)
-    sample = _sample(design_of(frame), {"y": y})
-    return _mean_estimates(sample, "y")[0]
+    return _estimate(_floats(values, frame), frame, _mean_estimates)
 
 
 def estimate_share(indicator: pd.Series, frame: pd.DataFrame) -> Estimate:
@@ -121,11 +114,13 @@ def estimate_share(indicator: pd.Series, frame: pd.DataFrame) -> Estimate:
     Weighted with a design-based Korn-Graubard interval when the frame has a design; otherwise an
     ordinary one. The estimate and its interval are always within [0, 1].
     """
-    y = _indicator(indicator, frame)
+    return _estimate(_indicator(indicator, frame), frame, _share_estimates)
+
+
+def _estimate(y: np.ndarray, frame: pd.DataFrame, estimates: Callable[[svy.Sample, str], list[Estimate]]) -> Estimate:
     if not np.isfinite(y).any():
         return Estimate(math.nan, math.nan, math.nan)
-    sample = _sample(design_of(frame), {"y": y})
-    return _share_estimates(sample, "y")[0]
+    return estimates(_sample(design_of(frame), {"y": y}), "y")[0]
 
 
 def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
@@ -174,8 +169,7 @@ def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = 
     first appearance. Columns: label, n (people), mean_risk, mean_risk_ci_low, mean_risk_ci_high,
     share_high, share_high_ci_low, share_high_ci_high.
     """
-    columns = ["label", "n", "mean_risk", "mean_risk_ci_low", "mean_risk_ci_high",
-               "share_high", "share_high_ci_low", "share_high_ci_high"]
+    columns = ["label", "n", *SEGMENT_FIGURES]
     labels = _aligned(labels, people)
     codes, uniques = pd.factorize(labels, sort=isinstance(labels.dtype, pd.CategoricalDtype))
     if not len(uniques):
@@ -189,17 +183,11 @@ def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = 
     })
     risk = _mean_estimates(sample, "risk", by=_DOMAIN, n_domains=len(uniques))
     high = _share_estimates(sample, "high", by=_DOMAIN, n_domains=len(uniques))
-    counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
-    return pd.DataFrame({
-        "label": list(uniques),
-        "n": counts,
-        "mean_risk": [e.value for e in risk],
-        "mean_risk_ci_low": [e.ci_low for e in risk],
-        "mean_risk_ci_high": [e.ci_high for e in risk],
-        "share_high": [e.value for e in high],
-        "share_high_ci_low": [e.ci_low for e in high],
-        "share_high_ci_high": [e.ci_high for e in high],
-    }, columns=columns)
+    figures = {"label": list(uniques), "n": np.bincount(codes[codes >= 0], minlength=len(uniques))}
+    for name, found in (("mean_risk", risk), ("share_high", high)):
+        figures.update({name: [e.value for e in found], f"{name}_ci_low": [e.ci_low for e in found],
+                        f"{name}_ci_high": [e.ci_high for e in found]})
+    return pd.DataFrame(figures, columns=columns)
 
 
 # --- svy plumbing -------------------------------------------------------------------------------------

@@ -46,10 +46,8 @@ def render_population(context: Mapping[str, Any], out_path: Path) -> Path:
 def render_person(context: Mapping[str, Any], out_path: Path) -> Path:
     """Write one respondent's own report; returns `out_path`."""
     values = _checked(context, PERSON_KEYS, PERSON_OPTIONAL, "person")
-    contributions = charts.contribution_bars(
-        [(driver["label"], driver["contribution"]) for driver in values["drivers"]],
-        "How each answer moves your estimated risk", value_text=_odds_times,
-    )
+    contributions = charts.contribution_bars([(driver["label"], driver["contribution"]) for driver in values["drivers"]],
+                                             "How each answer moves your estimated risk", value_text=_odds_times)
     return _write("person.html.j2", {**values, "charts": {"contributions": contributions}}, out_path)
 
 
@@ -68,27 +66,19 @@ def _population_charts(context: Mapping[str, Any]) -> dict[str, Markup]:
     markers = [(cutoffs["moderate_from"], "moderate"), (cutoffs["high_from"], "high")] if cutoffs else []
     calibration = context["model"]["calibration"]
     return {
-        "histogram": charts.histogram(
-            context["histogram"]["bin_edges"], context["histogram"]["counts"],
-            "Distribution of estimated risk", "estimated risk", x_format=".0%", markers=markers,
-        ),
-        "drivers": charts.bar_chart(
-            [(d["label"], d["share_top3"], None, None) for d in context["drivers"]],
-            "Share of people with each driver among their top three", ".0%",
-        ),
-        "what_ifs": charts.bar_chart(
-            [(w["label"], w["share"], None, None) for w in context["what_ifs"]],
-            "Share of people who would move to a lower band", ".0%",
-        ),
-        "estimates": charts.bar_chart(
-            [(e["name"], e["value"], e["ci_low"], e["ci_high"]) for e in context["estimates"]
-             if e.get("unit", "share") == "share"],
-            "Population estimates with 95% intervals", ".1%",
-        ),
-        "calibration": charts.calibration_plot(
-            [b["predicted_mean"] for b in calibration], [b["observed_rate"] for b in calibration],
-            [b["n"] for b in calibration], "Calibration: predicted risk against observed rate",
-        ),
+        "histogram": charts.histogram(context["histogram"]["bin_edges"], context["histogram"]["counts"],
+                                      "Distribution of estimated risk", "estimated risk", x_format=".0%",
+                                      markers=markers),
+        "drivers": charts.bar_chart([(d["label"], d["share_top3"], None, None) for d in context["drivers"]],
+                                    "Share of people with each driver among their top three", ".0%"),
+        "what_ifs": charts.bar_chart([(w["label"], w["share"], None, None) for w in context["what_ifs"]],
+                                     "Share of people who would move to a lower band", ".0%"),
+        "estimates": charts.bar_chart([(e["name"], e["value"], e["ci_low"], e["ci_high"]) for e in context["estimates"]
+                                       if e.get("unit", "share") == "share"],
+                                      "Population estimates with 95% intervals", ".1%"),
+        "calibration": charts.calibration_plot([b["predicted_mean"] for b in calibration],
+                                               [b["observed_rate"] for b in calibration], [b["n"] for b in calibration],
+                                               "Calibration: predicted risk against observed rate"),
     }
 
 
@@ -105,13 +95,8 @@ def _write(template: str, values: Mapping[str, Any], out_path: Path) -> Path:
 
 @cache
 def _environment() -> Environment:
-    environment = Environment(
-        loader=PackageLoader("balanceit.reports", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    environment = Environment(loader=PackageLoader("balanceit.reports", "templates"), autoescape=True,
+                              undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     environment.filters.update(percent=_percent, number=_number, points=_points, when=_when)
     environment.globals["shown_difference"] = _shown_difference
     environment.tests["blank"] = _blank
