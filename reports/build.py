@@ -119,31 +119,24 @@ def _model_card(settings: Settings, version: str, alias: str) -> tuple[dict[str,
     }, figures
 
 
-def _data_quality(con: duckdb.DuckDBPyConnection, ingestion_ids: list[str]) -> list[dict[str, object]]:
-    ingestions = con.execute(
-        "SELECT ingestion_id, file, rows_read, accepted, quarantined FROM ingestions "
-        "WHERE status = 'loaded' AND list_contains(?, ingestion_id) ORDER BY started_at",
-        [ingestion_ids]).df()
+def _data_quality(con: duckdb.DuckDBPyConnection, batch: str, ingestion_ids: list[str]) -> list[dict[str, object]]:
+    """The population's files, with the loaded wearable files holding its respondents (every one for
+    training), so that a batch's data quality never names another batch's files."""
+    files = con.execute(
+        "SELECT ingestion_id, file, rows_read, accepted, quarantined FROM ingestions WHERE status = 'loaded' "
+        "AND (list_contains($ids, ingestion_id) OR kind = 'activity' AND ($batch = $training OR ingestion_id IN "
+        "(SELECT a.ingestion_id FROM activity a JOIN batch_members m USING (respondent_id) WHERE m.batch_id = $batch)))"
+        " ORDER BY started_at", {"ids": ingestion_ids, "batch": batch, "training": TRAINING}).df()
     reasons = con.execute(
         "SELECT ingestion_id, \"column\" || ': ' || rule AS reason, count(DISTINCT row_number) AS n "
-        "FROM quarantine WHERE list_contains(?, ingestion_id) GROUP BY ALL", [ingestion_ids]).df()
+        "FROM quarantine WHERE list_contains(?, ingestion_id) GROUP BY ALL", [files["ingestion_id"].tolist()]).df()
     return [
         {"file": str(Path(*Path(row.file).parts[-2:])), "rows_read": int(row.rows_read), "accepted": int(row.accepted),
          "quarantined": int(row.quarantined),
          "reasons": dict(reasons.loc[reasons["ingestion_id"] == row.ingestion_id, ["reason", "n"]]
                          .itertuples(index=False, name=None))}
-        for row in ingestions.itertuples()
+        for row in files.itertuples()
     ]
-
-
-def _activity_ingestions(con: duckdb.DuckDBPyConnection, batch: str) -> list[str]:
-    """The loaded wearable files with data for the population: every one for training, only those
-    holding the batch's respondents for a batch, whose data quality never names another file."""
-    members = "" if batch == TRAINING else \
-        "AND ingestion_id IN (SELECT a.ingestion_id FROM activity a JOIN batch_members m USING (respondent_id) " \
-        "WHERE m.batch_id = $batch)"
-    return con.execute(f"SELECT ingestion_id FROM ingestions WHERE kind = 'activity' AND status = 'loaded' {members}",
-                       {"batch": batch} if members else {}).df()["ingestion_id"].tolist()
 
 
 def load_population(settings: Settings, batch: str | None) -> Population:
@@ -160,7 +153,7 @@ def load_population(settings: Settings, batch: str | None) -> Population:
             answers, features = _batch_rows(con, batch)
             ingestion_ids = [batch]
             description = f"Scored batch {batch} from {Path(file).name}: {len(answers):,} respondents"
-        quality = _data_quality(con, ingestion_ids + _activity_ingestions(con, batch))
+        quality = _data_quality(con, batch, ingestion_ids)
     model, version = load_model(settings, version)
     if answers.empty:
         raise LookupError("no respondents to report on")
