@@ -11,10 +11,14 @@ import os
 from datetime import date
 from functools import cache, cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @cache
@@ -129,10 +133,11 @@ class Settings(BaseSettings):
     def exports_path(self) -> Path:
         return self.root / "exports"
 
-    def band(self, risk: float) -> str:
-        if risk < self.low_band_below:
-            return "low"
-        return "high" if risk >= self.high_band_from else "moderate"
+    def bands(self, risk: np.ndarray) -> np.ndarray:
+        """The band of every risk: the one place the cut-offs are applied (NaN falls in "moderate")."""
+        import numpy as np  # here, so that `balanceit --help` loads no NumPy
+
+        return np.where(risk < self.low_band_below, "low", np.where(risk >= self.high_band_from, "high", "moderate"))
 
 
 def load_settings(home: str | Path | None = None, cluster: str | None = None) -> Settings:

@@ -8,9 +8,9 @@ from prefect import flow
 
 from balanceit.config import load_settings
 from balanceit.flows.common import log_refusals_without_traceback, stage
-from balanceit.reports.build import population_context, write_person_report
+from balanceit.reports.build import load_population, population_context, reweighted, write_person_report
 from balanceit.reports.render import render_population
-from balanceit.reports.reweight import TargetRefused
+from balanceit.reports.reweight import TargetRefused, read_target
 
 log_refusals_without_traceback(TargetRefused)
 
@@ -18,12 +18,15 @@ log_refusals_without_traceback(TargetRefused)
 @stage(name="render population report")
 def population_report(home: str | None, batch: str | None, target: str | None = None) -> dict[str, object]:
     settings = load_settings(home)
-    context = population_context(settings, batch, Path(target) if target else None)
+    target_population = read_target(Path(target)) if target else None  # a refused target stops before any work
+    population = load_population(settings, batch)
+    context = population_context(population, settings)
+    if target_population is not None and not context.get("too_few_people"):
+        context["reweighting"] = reweighted(settings, population, target_population)
     estimates = context.pop("population_estimates")
     name = "training" if batch == "training" else "latest" if batch is None else batch
     path = render_population(context, settings.reports_path / f"population-{name}.html")
-    return {"path": str(path), "population": context["population"], "unanswered_questions": context["unanswered"],
-            "not_asked_questions": context["unanswered"],
+    return {"path": str(path), "population": context["population"], "not_asked_questions": context["unanswered"],
             "not_asked_note": "risks are computed without the questions not asked" if context["unanswered"] else "",
             **estimates, **({"reweighting": context["reweighting"]} if context.get("reweighting") else {})}
 

@@ -122,8 +122,7 @@ def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.
         "respondent_id": answers["respondent_id"].to_numpy(),
         "submitted_at": answers["submitted_at"].to_numpy(),
         "risk": risk,
-        "band": np.where(risk < settings.low_band_below, "low",
-                         np.where(risk >= settings.high_band_from, "high", "moderate")),
+        "band": settings.bands(risk),
     }
     names, values = _rank_drivers(contributions, X, unknown)
     texts = _driver_answers(names, answers, features)

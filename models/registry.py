@@ -200,6 +200,9 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
                 [{"name": f.name, "label": f.label, "role": f.role, "sources": f.sources,
                   "columns": f.column_names} for f in CATALOGUE], indent=2))
             mlflow.log_artifacts(tmp)
+        from balanceit.reports.build import TRAINING_FIGURES, training_figures  # build reads the registry
+
+        mlflow.log_dict(training_figures(result.model, features, settings), TRAINING_FIGURES)
 
         from balanceit.models.score import request_rows
 

@@ -1,13 +1,9 @@
 """Population figures for the reports, as pure pandas functions of a scored frame.
 
-A scored frame has one row per person: `respondent_id`, `risk` (0-1), `band` (low, moderate, high),
-the answers the segments group by (`occupation`, `sex`, `age`, `sitting_hours_per_day`,
-`exercise_types`, `stretching_days_per_week`, `strength_training`), the person's three strongest
-risk drivers `driver_1..3` (catalogue feature names) and optionally `survey_weight`.
-
-Shares and means are weighted by `survey_weight` when every row has a positive weight, so that a
-weighted survey describes its population rather than its sample; counts (`n`) are always people.
-Privacy: a segment with fewer than `min_group_size` people is never shown (see `segment_table`).
+A scored frame has one row per person: `risk`, `band`, the answers the segments group by, the drivers
+`driver_1..3` (catalogue feature names) and optionally `survey_weight`. Shares and means are weighted
+when every row has a positive weight (`survey_weights`); counts (`n`) are always people. Privacy: a
+segment with fewer than `min_group_size` people is never shown (see `segment_table`).
 """
 
 from __future__ import annotations
@@ -15,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from balanceit.reports.estimates import segment_estimates
-
+WEIGHT = "survey_weight"
 BANDS = ("low", "moderate", "high")
 NOT_ANSWERED = "not answered"
 DRIVER_COLUMNS = ("driver_1", "driver_2", "driver_3")
@@ -43,12 +38,17 @@ SEGMENT_FIGURES = ("mean_risk", "mean_risk_ci_low", "mean_risk_ci_high",
                    "share_high", "share_high_ci_low", "share_high_ci_high")
 
 
+def survey_weights(frame: pd.DataFrame) -> np.ndarray | None:
+    """The frame's survey weights when every row has a finite positive one, else None: unweighted."""
+    if WEIGHT not in frame or not len(frame):
+        return None
+    weights = pd.to_numeric(frame[WEIGHT], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return weights if np.isfinite(weights).all() and (weights > 0).all() else None
+
+
 def is_weighted(scored: pd.DataFrame) -> bool:
     """True when every person has a positive survey weight, so figures can be weighted."""
-    if "survey_weight" not in scored:
-        return False
-    weights = pd.to_numeric(scored["survey_weight"], errors="coerce")
-    return bool(len(weights)) and bool((weights > 0).all())
+    return survey_weights(scored) is not None
 
 
 def band_counts(scored: pd.DataFrame) -> pd.DataFrame:
@@ -85,16 +85,10 @@ def suppressed_groups(counts: pd.Series, min_group_size: int) -> pd.Series:
 
 
 def segment_table(scored: pd.DataFrame, dimension: str, min_group_size: int) -> pd.DataFrame:
-    """Mean risk and share in the high band per group of one dimension (a key of SEGMENT_DIMENSIONS),
-    each with its 95% interval (design-based when the frame has survey weights, see `estimates`).
-
-    Columns: label, n, n_shown, mean_risk, mean_risk_ci_low, mean_risk_ci_high, share_high,
-    share_high_ci_low, share_high_ci_high, suppressed. Missing answers form a "not answered" group.
-    A group smaller than `min_group_size` (counted in people, never in weights) is suppressed:
-    n_shown is "< {min}" and every figure is blank. Subtracting the shown groups from the
-    population's totals gives the hidden groups together, so the next-smallest groups are hidden too
-    (n_shown "≥ {min}") until at least two are hidden and they hold `min_group_size` people between them.
-    """
+    """Mean risk and share in the high band, with 95% intervals (see `estimates`), per group of one
+    dimension (a key of SEGMENT_DIMENSIONS); missing answers form a "not answered" group. Groups that
+    `suppressed_groups` hides show n_shown "< {min}" (too small) or "≥ {min}" (hidden beside them) and
+    no figure."""
     people = scored.reset_index(drop=True)
     table = _order_groups(_segment_figures(people, _segment_labels(people, dimension)).set_index("label"))
     table = table.rename_axis("label").reset_index()
@@ -114,6 +108,8 @@ def segment_table(scored: pd.DataFrame, dimension: str, min_group_size: int) -> 
 def _segment_figures(people: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
     """`estimates.segment_estimates` per group; a dimension where one person can be in several groups
     (exercise types) is estimated group by group, each group a domain of the whole sample."""
+    from balanceit.reports.estimates import segment_estimates  # the survey libraries, only where estimated
+
     if not labels.index.has_duplicates:
         figures = segment_estimates(people, labels)
         if isinstance(labels.dtype, pd.CategoricalDtype):  # bands keep their order (`_order_groups`)
@@ -149,10 +145,7 @@ def segments_json(segments: list[dict]) -> list[dict]:
 
 
 def top_drivers(scored: pd.DataFrame) -> pd.DataFrame:
-    """How often each feature is among a person's three drivers, and how often it is the first.
-
-    Columns: feature, share_top3, share_first (weighted shares of all people), most common first.
-    """
+    """Per feature, the (weighted) share of people with it among their drivers and first: most common first."""
     people = scored.reset_index(drop=True)
     weights = _weights(people)
     pairs = (people[list(DRIVER_COLUMNS)].melt(ignore_index=False, value_name="feature")["feature"]
@@ -163,29 +156,6 @@ def top_drivers(scored: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({"share_top3": in_top3, "share_first": first}).fillna(0.0)
     table = table.rename_axis("feature").reset_index()
     return table.sort_values(["share_top3", "feature"], ascending=[False, True], ignore_index=True)
-
-
-def calibration_bins(risk: pd.Series, label: pd.Series, bins: int = 10) -> pd.DataFrame:
-    """Mean predicted risk and observed rate per equal-width risk bin; empty bins are left out.
-
-    Columns: lower, upper, n, predicted_mean, observed_rate. People without a label are skipped,
-    so n sums to the number of labelled people.
-    """
-    frame = pd.DataFrame({
-        "risk": np.asarray(risk, dtype=float),
-        "label": pd.Series(label).astype("Float64").to_numpy(dtype=float, na_value=np.nan),
-    }).dropna()
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    frame["bin"] = np.digitize(frame["risk"], edges[1:-1])
-    grouped = frame.groupby("bin")
-    table = pd.DataFrame({
-        "n": grouped.size(),
-        "predicted_mean": grouped["risk"].mean(),
-        "observed_rate": grouped["label"].mean(),
-    })
-    table.insert(0, "upper", edges[table.index + 1])
-    table.insert(0, "lower", edges[table.index])
-    return table.reset_index(drop=True)
 
 
 def psi(expected: pd.Series, actual: pd.Series, bins: int = 10) -> float:
@@ -209,17 +179,14 @@ def drift_table(train_features: pd.DataFrame, batch_features: pd.DataFrame, colu
 
 
 def _weights(scored: pd.DataFrame) -> pd.Series:
-    if is_weighted(scored):
-        return pd.to_numeric(scored["survey_weight"]).astype(float)
-    return pd.Series(1.0, index=scored.index)
+    weights = survey_weights(scored)
+    return pd.Series(1.0 if weights is None else weights, index=scored.index)
 
 
 def _segment_labels(people: pd.DataFrame, dimension: str) -> pd.Series:
     """Each person's group label for one dimension; a person may appear once per exercise type."""
-    if dimension == "occupation":
-        return _answer_labels(people["occupation"])
-    if dimension == "sex":
-        return _answer_labels(people["sex"])
+    if dimension in ("occupation", "sex"):
+        return _answer_labels(people[dimension])
     if dimension == "strength":
         return _answer_labels(people["strength_training"].replace(STRENGTH_LABELS))
     if dimension == "exercise_type":

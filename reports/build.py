@@ -1,14 +1,18 @@
-"""Report contexts from the warehouse and the registry: what each report says, before rendering.
+"""Report contexts: what each report says, before rendering.
 
-Population figures are recomputed with the model version that scored the batch (the model is
-additive, so a batch's explanations take seconds), which keeps what-ifs and drivers exact
-without storing every intermediate.
+`load_population` is the one loader: it reads a population's answers and stored features, the model
+card and data quality, and explains the people with the model version that scored them (the model is
+additive, so a batch takes seconds), which keeps what-ifs and drivers exact without storing every
+intermediate. It writes nothing. The sections are pure functions of its frames.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import mlflow
@@ -16,15 +20,20 @@ import numpy as np
 import pandas as pd
 
 from balanceit.config import Settings
-from balanceit.features.catalogue import BY_NAME, CATALOGUE, COLUMN_LABELS, model_columns, model_input
-from balanceit.features.store import batch_features, labelled_features
-from balanceit.models.explain import explain_batch, not_asked_questions, unknown_features
+from balanceit.features.catalogue import BY_NAME, COLUMN_LABELS, model_columns, model_input
+from balanceit.models.additive import AdditiveRiskModel
+from balanceit.models.explain import explain_batch, not_asked_questions
 from balanceit.models.narrative import explanation
 from balanceit.models.registry import CHAMPION, configure, load_model
 from balanceit.models.whatif import WHAT_IFS
+from balanceit.reports import aggregate
 from balanceit.warehouse import open_warehouse
 
+if TYPE_CHECKING:
+    from balanceit.reports.reweight import Target
+
 TRAINING = "training"
+TRAINING_FIGURES = "training_figures.json"
 ESTIMATE_NAMES = {
     "mean_risk": "Mean risk", "share_low_risk": "Share in the low band",
     "share_moderate_risk": "Share in the moderate band", "share_high_risk": "Share in the high band",
@@ -40,146 +49,138 @@ LIMITS = (
 )
 
 
-def _latest_batch(con: duckdb.DuckDBPyConnection) -> str:
-    row = con.execute("SELECT batch_id FROM batches WHERE model_version IS NOT NULL "
-                      "ORDER BY created_at DESC LIMIT 1").fetchone()
+@dataclass(frozen=True)
+class Population:
+    """A scored batch (or the training population) as the report reads it, row for row."""
+
+    batch: str  # a batch id or TRAINING
+    description: str
+    answers: pd.DataFrame
+    features: pd.DataFrame
+    scored: pd.DataFrame  # `explain_batch` of answers and features
+    not_asked: tuple[str, ...]
+    training_features: pd.DataFrame
+    training_bands: list[dict[str, object]] | None  # None for the training population itself
+    model: dict[str, object]
+    data_quality: list[dict[str, object]]
+
+    @cached_property
+    def people(self) -> pd.DataFrame:
+        """Answers beside their explanations: the frame the population figures are computed from."""
+        return pd.concat([self.answers.drop(columns=["respondent_id", "submitted_at"]), self.scored], axis=1)
+
+
+def training_figures(model: AdditiveRiskModel, features: pd.DataFrame, settings: Settings) -> dict[str, object]:
+    """The training population's bands under `model`, logged with it (`TRAINING_FIGURES`) so that a batch's
+    report shows them without rebuilding the training set."""
+    bands = settings.bands(model.predict_proba(model_input(features))[:, 1])
+    return {"bands": aggregate.band_counts(pd.DataFrame({"band": bands})).to_dict("records")}
+
+
+def _answers_and_features(con: duckdb.DuckDBPyConnection, joins: str, where: str,
+                          parameters: dict[str, object]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Answers and the features stored for them when they were scored or trained on, row for row."""
+    rows = (f"FROM questionnaire q JOIN features f USING (respondent_id, submitted_at) {joins} WHERE {where} "
+            "ORDER BY q.respondent_id, q.submitted_at")
+    return con.execute(f"SELECT q.* {rows}", parameters).df(), con.execute(f"SELECT f.* {rows}", parameters).df()
+
+
+def _batch_rows(con: duckdb.DuckDBPyConnection, batch_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return _answers_and_features(con, "JOIN batch_members m USING (respondent_id, submitted_at)",
+                                 "m.batch_id = $batch", {"batch": batch_id})
+
+
+def _batch(con: duckdb.DuckDBPyConnection, batch: str | None) -> tuple[str, str | None, str]:
+    """The batch's id, the model version that scored it and its file; the latest scored batch by default."""
+    row = con.execute("SELECT batch_id, model_version, file FROM batches WHERE batch_id = $batch "
+                      "OR ($batch IS NULL AND model_version IS NOT NULL) ORDER BY created_at DESC LIMIT 1",
+                      {"batch": batch}).fetchone()
     if row is None:
-        raise LookupError("no scored batch yet: run `balanceit score FILE` first")
-    return row[0]
+        raise LookupError("no scored batch yet: run `balanceit score FILE` first" if batch is None
+                          else f"no batch '{batch}' in the warehouse")
+    return row
 
 
-def _batch_version(con: duckdb.DuckDBPyConnection, batch_id: str) -> str | None:
-    row = con.execute("SELECT model_version FROM batches WHERE batch_id = ?", [batch_id]).fetchone()
-    if row is None:
-        raise LookupError(f"no batch '{batch_id}' in the warehouse")
-    return row[0]
-
-
-def _model_card(settings: Settings, version: str, alias: str) -> dict[str, object]:
+def _model_card(settings: Settings, version: str, alias: str) -> tuple[dict[str, object], dict | None]:
+    """The model card, and the training figures logged with the model (None for a model logged before them)."""
     client = configure(settings)
-    model_version = client.get_model_version(settings.registered_model_name, version)
-    run = client.get_run(model_version.run_id)
-    calibration = pd.read_csv(mlflow.artifacts.download_artifacts(
-        run_id=run.info.run_id, artifact_path="calibration.csv"))
+    run = client.get_run(client.get_model_version(settings.registered_model_name, version).run_id)
+    run_id = run.info.run_id
+    calibration = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="calibration.csv"))
+    logged = {artifact.path for artifact in client.list_artifacts(run_id)}
+    figures = mlflow.artifacts.load_dict(f"runs:/{run_id}/{TRAINING_FIGURES}") if TRAINING_FIGURES in logged else None
     return {
-        "version": version, "alias": alias, "run_id": run.info.run_id,
+        "version": version, "alias": alias, "run_id": run_id,
         "trained_at": datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc),
         "training_rows": int(float(run.data.params.get("training_rows", 0))),
         "metrics": {k: run.data.metrics.get(k) for k in ("roc_auc", "pr_auc", "brier", "ece")},
         "calibration": calibration.to_dict("records"),
         "limits": list(LIMITS),
-    }
+    }, figures
 
 
-def _data_quality(con: duckdb.DuckDBPyConnection, ingestion_ids: list[str]) -> list[dict[str, object]]:
-    ingestions = con.execute(
-        "SELECT ingestion_id, file, rows_read, accepted, quarantined FROM ingestions "
-        "WHERE status = 'loaded' AND list_contains(?, ingestion_id) ORDER BY started_at",
-        [ingestion_ids]).df()
+def _data_quality(con: duckdb.DuckDBPyConnection, batch: str, ingestion_ids: list[str]) -> list[dict[str, object]]:
+    """The population's files, with the loaded wearable files holding its respondents (every one for
+    training), so that a batch's data quality never names another batch's files."""
+    files = con.execute(
+        "SELECT ingestion_id, file, rows_read, accepted, quarantined FROM ingestions WHERE status = 'loaded' "
+        "AND (list_contains($ids, ingestion_id) OR kind = 'activity' AND ($batch = $training OR ingestion_id IN "
+        "(SELECT a.ingestion_id FROM activity a JOIN batch_members m USING (respondent_id) WHERE m.batch_id = $batch)))"
+        " ORDER BY started_at", {"ids": ingestion_ids, "batch": batch, "training": TRAINING}).df()
     reasons = con.execute(
         "SELECT ingestion_id, \"column\" || ': ' || rule AS reason, count(DISTINCT row_number) AS n "
-        "FROM quarantine WHERE list_contains(?, ingestion_id) GROUP BY ALL", [ingestion_ids]).df()
+        "FROM quarantine WHERE list_contains(?, ingestion_id) GROUP BY ALL", [files["ingestion_id"].tolist()]).df()
     return [
         {"file": str(Path(*Path(row.file).parts[-2:])), "rows_read": int(row.rows_read), "accepted": int(row.accepted),
          "quarantined": int(row.quarantined),
          "reasons": dict(reasons.loc[reasons["ingestion_id"] == row.ingestion_id, ["reason", "n"]]
                          .itertuples(index=False, name=None))}
-        for row in ingestions.itertuples()
+        for row in files.itertuples()
     ]
 
 
-def _activity_ingestions(con: duckdb.DuckDBPyConnection, batch: str) -> list[str]:
-    """The loaded wearable files with data for the population: every one for training, only those
-    holding the batch's respondents for a batch, whose data quality never names another file."""
-    members = "" if batch == TRAINING else \
-        "AND ingestion_id IN (SELECT a.ingestion_id FROM activity a JOIN batch_members m USING (respondent_id) " \
-        "WHERE m.batch_id = $batch)"
-    return con.execute(f"SELECT ingestion_id FROM ingestions WHERE kind = 'activity' AND status = 'loaded' {members}",
-                       {"batch": batch} if members else {}).df()["ingestion_id"].tolist()
-
-
-def _drift(training_features: pd.DataFrame, features: pd.DataFrame) -> list[dict[str, object]]:
-    """PSI per model column against training, named in the catalogue's words."""
-    from balanceit.reports import aggregate  # with the survey libraries, only for population reports
-
-    table = aggregate.drift_table(training_features, features, [c.name for c in model_columns()])
-    return [{**row, "feature": COLUMN_LABELS[row["feature"]]} for row in table.to_dict("records")]
-
-
-def _population_what_ifs(scored: pd.DataFrame, settings: Settings) -> list[dict[str, object]]:
-    """How many people would drop at least one band under each what-if."""
-    before = scored["band"].map(BAND_ORDER).to_numpy()
-    rows = []
-    for what_if in WHAT_IFS:
-        after_risk = scored[f"whatif_{what_if.name}"].to_numpy()
-        after = np.where(after_risk < settings.low_band_below, 0, np.where(after_risk >= settings.high_band_from, 2, 1))
-        dropping = int(np.sum(~np.isnan(after_risk) & (after < before)))
-        rows.append({"label": what_if.label, "people_dropping_band": dropping,
-                     "share": dropping / max(len(scored), 1)})
-    return sorted(rows, key=lambda r: -r["people_dropping_band"])
-
-
-def population_context(settings: Settings, batch: str | None, target: Path | None = None) -> dict[str, object]:
-    """Everything the population report shows, for a scored batch or the training population; with a
-    `target`, also the batch reweighted to it (the weights are stored with the batch)."""
-    # Survey estimation (svy, polars) loads only here, so a person's explanation does without it.
-    from balanceit.reports import aggregate
-    from balanceit.reports.estimates import population_estimates
-    from balanceit.reports.reweight import now, read_target, reweight, reweighting_report, store_weights
-
-    target_population = read_target(target) if target is not None else None
+def load_population(settings: Settings, batch: str | None) -> Population:
+    """A scored batch (the latest by default) or, for TRAINING, every labelled respondent."""
     with open_warehouse(settings) as con:
+        training_answers, training_features = _answers_and_features(con, "", "q.imbalance IS NOT NULL", {})
         if batch == TRAINING:
             version = None
-            answers, features = labelled_features(con, settings)
-            ingestion_ids = con.execute("SELECT DISTINCT ingestion_id FROM questionnaire "
-                                        "WHERE imbalance IS NOT NULL").df()["ingestion_id"].tolist()
+            answers, features = training_answers, training_features
+            ingestion_ids = answers["ingestion_id"].unique().tolist()
             description = f"Training population: {len(answers):,} labelled respondents"
         else:
-            batch = batch or _latest_batch(con)
-            version = _batch_version(con, batch)
-            answers, features = batch_features(con, batch, settings)
+            batch, version, file = _batch(con, batch)
+            answers, features = _batch_rows(con, batch)
             ingestion_ids = [batch]
-            file = con.execute("SELECT file FROM batches WHERE batch_id = ?", [batch]).fetchone()[0]
             description = f"Scored batch {batch} from {Path(file).name}: {len(answers):,} respondents"
-        training_answers, training_features = labelled_features(con, settings)
-        ingestion_ids += _activity_ingestions(con, batch)
-        quality = _data_quality(con, ingestion_ids)
+        quality = _data_quality(con, batch, ingestion_ids)
     model, version = load_model(settings, version)
     if answers.empty:
         raise LookupError("no respondents to report on")
-    if len(answers) < settings.min_group_size:
-        return _small_population_context(settings, version, batch, description, len(answers), quality)
+    card, figures = _model_card(settings, version, CHAMPION if batch == TRAINING else "scored this batch")
     not_asked = not_asked_questions(answers)
-    scored = explain_batch(model.model, answers, features, settings, not_asked)
-    people = pd.concat([answers.drop(columns=["respondent_id", "submitted_at"]), scored], axis=1)
-    drivers = aggregate.top_drivers(people)
-    training_risk = model.model.predict_proba(model_input(training_features))[:, 1]
-    training_bands = aggregate.band_counts(pd.DataFrame({"band": np.where(
-        training_risk < settings.low_band_below, "low",
-        np.where(training_risk >= settings.high_band_from, "high", "moderate"))}))
+    return Population(
+        batch=batch, description=description, answers=answers, features=features,
+        scored=explain_batch(model.model, answers, features, settings, not_asked), not_asked=not_asked,
+        training_features=training_features,
+        training_bands=None if batch == TRAINING else (figures or training_figures(model.model, training_features,
+                                                                                   settings))["bands"],
+        model=card, data_quality=quality)
+
+
+def people_sections(people: pd.DataFrame, settings: Settings) -> dict[str, object]:
+    """The figures computed from the people themselves: summary, histogram, estimates, segments, drivers."""
+    from balanceit.reports.estimates import population_estimates
+
     estimates = population_estimates(people)
     segments = aggregate.segment_tables(people, settings.min_group_size)
-    reweighting = None
-    if target_population is not None:
-        result = reweight(answers, target_population, settings.reweight_trim_ratio)
-        computed_at = now()
-        with open_warehouse(settings) as con:
-            store_weights(con, batch or TRAINING, answers, result, computed_at)
-        reweighting = reweighting_report(people, result, settings.reweight_min_effective_size,
-                                         settings.min_group_size, computed_at)
     return {
-        "reweighting": reweighting,
         "estimate_names": ESTIMATE_NAMES,
         "population_estimates": {**{k: estimates[k] for k in ("weighted", "n", "estimates")},
                                  "segments": aggregate.segments_json(segments)},
         "estimates": [{"name": ESTIMATE_NAMES[name], "unit": "hours" if name.endswith("hours") else "share", **figure}
                       for name, figure in estimates["estimates"].items()],
         "estimates_note": f"{estimates['population']} {estimates['intervals']}",
-        "title": "Muscle-imbalance risk: population report",
-        "generated_at": datetime.now(timezone.utc),
-        "population": description,
-        "min_group_size": settings.min_group_size,
         "weighted": estimates["weighted"],
         "summary": {"n": len(people), "mean_risk": aggregate.mean_risk(people),
                     "bands": aggregate.band_counts(people).to_dict("records")},
@@ -188,36 +189,78 @@ def population_context(settings: Settings, batch: str | None, target: Path | Non
         "drivers": [{**row, "label": BY_NAME[row["feature"]].label,
                      "description": BY_NAME[row["feature"]].description,
                      "modifiable": BY_NAME[row["feature"]].modifiable}
-                    for row in drivers.head(10).to_dict("records")],
-        "what_ifs": _population_what_ifs(scored, settings),
-        "model": _model_card(settings, version, CHAMPION if batch == TRAINING else "scored this batch"),
-        "data_quality": quality,
-        "unanswered": list(not_asked),
-        "drift": None if batch == TRAINING else _drift(training_features, features),
-        "observed_rate": float(training_answers["imbalance"].astype(float).mean()) if batch == TRAINING else None,
-        "band_cutoffs": {"moderate_from": settings.low_band_below, "high_from": settings.high_band_from},
-        "training_bands": None if batch == TRAINING else training_bands.to_dict("records"),
+                    for row in aggregate.top_drivers(people).head(10).to_dict("records")],
     }
 
 
-def _small_population_context(settings: Settings, version: str, batch: str | None, description: str, n: int,
-                              quality: list[dict[str, object]]) -> dict[str, object]:
+def what_if_section(scored: pd.DataFrame, settings: Settings) -> list[dict[str, object]]:
+    """How many people would drop at least one band under each what-if."""
+    before = scored["band"].map(BAND_ORDER).to_numpy()
+    rows = []
+    for what_if in WHAT_IFS:
+        after_risk = scored[f"whatif_{what_if.name}"].to_numpy()
+        after = pd.Series(settings.bands(after_risk)).map(BAND_ORDER).to_numpy()
+        dropping = int(np.sum(~np.isnan(after_risk) & (after < before)))
+        rows.append({"label": what_if.label, "people_dropping_band": dropping,
+                     "share": dropping / max(len(scored), 1)})
+    return sorted(rows, key=lambda r: -r["people_dropping_band"])
+
+
+def drift_section(training_features: pd.DataFrame, features: pd.DataFrame) -> list[dict[str, object]]:
+    """PSI per model column against training, named in the catalogue's words."""
+    table = aggregate.drift_table(training_features, features, [c.name for c in model_columns()])
+    return [{**row, "feature": COLUMN_LABELS[row["feature"]]} for row in table.to_dict("records")]
+
+
+def too_few_people(n: int) -> dict[str, object]:
     """A population smaller than the minimum group size: its figures would describe single people, so the
     report states how many there are and shows only the model card and file counts."""
     return {
         "population_estimates": {"weighted": False, "n": n, "estimates": {}, "segments": []},
-        "title": "Muscle-imbalance risk: population report",
-        "generated_at": datetime.now(timezone.utc),
-        "population": description,
-        "min_group_size": settings.min_group_size,
         "weighted": False,
         "summary": {"n": n, "mean_risk": None, "bands": []},
         "histogram": {"bin_edges": np.linspace(0.0, 1.0, 21).tolist(), "counts": [0] * 20},
-        "segments": [], "drivers": [], "what_ifs": [], "drift": [],
-        "model": _model_card(settings, version, CHAMPION if batch == TRAINING else "scored this batch"),
-        "data_quality": quality,
-        "unanswered": [], "too_few_people": True,
+        "segments": [], "drivers": [], "what_ifs": [], "drift": [], "unanswered": [], "too_few_people": True,
     }
+
+
+def population_context(population: Population, settings: Settings) -> dict[str, object]:
+    """Everything the population report shows (`render.render_population`), from a loaded population."""
+    common = {
+        "title": "Muscle-imbalance risk: population report",
+        "generated_at": datetime.now(timezone.utc),
+        "population": population.description,
+        "min_group_size": settings.min_group_size,
+        "model": population.model,
+        "data_quality": population.data_quality,
+    }
+    if len(population.answers) < settings.min_group_size:
+        return {**common, **too_few_people(len(population.answers))}
+    training = population.batch == TRAINING
+    return {
+        **common,
+        **people_sections(population.people, settings),
+        "reweighting": None,
+        "what_ifs": what_if_section(population.scored, settings),
+        "unanswered": list(population.not_asked),
+        "drift": None if training else drift_section(population.training_features, population.features),
+        "observed_rate": float(population.answers["imbalance"].astype(float).mean()) if training else None,
+        "band_cutoffs": {"moderate_from": settings.low_band_below, "high_from": settings.high_band_from},
+        "training_bands": population.training_bands,
+    }
+
+
+def reweighted(settings: Settings, population: Population, target: Target) -> dict[str, object]:
+    """The population raked to `target`, for the report; the weights are stored with the batch (which
+    target, which method, when), the one thing a report writes and only when asked to reweight."""
+    from balanceit.reports.reweight import now, reweight, reweighting_report, store_weights
+
+    result = reweight(population.answers, target, settings.reweight_trim_ratio)
+    computed_at = now()
+    with open_warehouse(settings) as con:
+        store_weights(con, population.batch, population.answers, result, computed_at)
+    return reweighting_report(population.people, result, settings.reweight_min_effective_size,
+                              settings.min_group_size, computed_at)
 
 
 def person_explanation(settings: Settings, respondent_id: str) -> dict[str, object]:
@@ -229,8 +272,7 @@ def person_explanation(settings: Settings, respondent_id: str) -> dict[str, obje
         if row is None:
             raise LookupError(f"no scored submission for respondent '{respondent_id}'")
         batch_id, version, submitted_at = row
-        answers, features = batch_features(con, batch_id, settings)
-    not_asked = not_asked_questions(answers)
+        answers, features = _batch_rows(con, batch_id)
     mine = ((answers["respondent_id"] == respondent_id) & (answers["submitted_at"] == submitted_at)).to_numpy()
     model, version = load_model(settings, version)
     batch_risk = model.model.predict_proba(model_input(features))[:, 1]

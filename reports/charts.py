@@ -37,15 +37,8 @@ MUTED = "#5A6672"
 GRID = "#D9E0E6"
 
 
-def histogram(
-    bin_edges: Sequence[float],
-    counts: Sequence[int],
-    title: str,
-    x_label: str,
-    *,
-    x_format: str = ".2g",
-    markers: Sequence[tuple[float, str]] = (),
-) -> Markup:
+def histogram(bin_edges: Sequence[float], counts: Sequence[int], title: str, x_label: str, *,
+              x_format: str = ".2g", markers: Sequence[tuple[float, str]] = ()) -> Markup:
     """Vertical bars of counts per bin; `markers` draws labelled dashed lines (e.g. band cut-offs)."""
     height, left, right, top, bottom = 220, 40, 20, 26, 44
     plot_width, plot_height = WIDTH - left - right, height - top - bottom
@@ -85,11 +78,8 @@ def histogram(
     return _svg("histogram", title, description, height, "".join(parts))
 
 
-def bar_chart(
-    rows: Sequence[tuple[str, float, float | None, float | None]],
-    title: str,
-    value_format: str,
-) -> Markup:
+def bar_chart(rows: Sequence[tuple[str, float, float | None, float | None]], title: str,
+              value_format: str) -> Markup:
     """Horizontal bars (values >= 0), each label on its own line so long labels fit a phone.
 
     Rows are (label, value, ci_low, ci_high); an interval, when given, is drawn as a whisker.
@@ -122,12 +112,8 @@ def bar_chart(
     return _svg("bar", title, f"{title}. {spoken}", height, "".join(parts))
 
 
-def calibration_plot(
-    predicted_means: Sequence[float],
-    observed_rates: Sequence[float],
-    counts: Sequence[int],
-    title: str,
-) -> Markup:
+def calibration_plot(predicted_means: Sequence[float], observed_rates: Sequence[float], counts: Sequence[int],
+                     title: str) -> Markup:
     """Observed rate against mean predicted risk per bin, with the diagonal of perfect calibration.
 
     Point area follows the number of people in the bin, so sparse bins do not look as certain.
@@ -173,12 +159,8 @@ def calibration_plot(
     return _svg("calibration", title, f"{title}. {spoken}", height, "".join(parts))
 
 
-def contribution_bars(
-    rows: Sequence[tuple[str, float]],
-    title: str,
-    *,
-    value_text: Callable[[float], str] = lambda value: format(value, "+.2f"),
-) -> Markup:
+def contribution_bars(rows: Sequence[tuple[str, float]], title: str, *,
+                      value_text: Callable[[float], str] = lambda value: format(value, "+.2f")) -> Markup:
     """Bars diverging from zero: to the right (vermillion) raises risk, to the left (blue) lowers it.
 
     Each row's label also says "raises risk" or "lowers risk", so colour is never the only cue; the

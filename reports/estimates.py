@@ -1,42 +1,20 @@
 """Population estimates with 95% intervals that respect how the respondents were sampled.
 
-NHANES and similar surveys are complex samples: people are drawn in clusters (PSUs) within strata,
-with unequal probabilities, and each respondent carries a weight (how many people they stand for).
-Over adults in NHANES 2017-2020 the plain mean of sitting is 335 minutes a day; weighted by WTINTPRP
-it is 356. So every population figure here is weighted when the frame has survey weights, and its
-interval is design-based: Taylor linearisation over strata and PSUs, computed by the survey-statistics
-library `svy` (the maintained successor of `samplics`, validated against R's `survey` package), never by
-hand-written variance code.
-
-The design (see `design_of`) comes from the columns `survey_weight`, `survey_stratum`, `survey_psu`:
-
-* weights only when every row has a positive weight (as `aggregate.is_weighted`); otherwise the frame
-  is unweighted;
-* strata and PSUs only when their column is present and has no missing value; PSU codes are taken
-  within strata (NHANES numbers its PSUs 1, 2 in every stratum);
-* weights without PSUs: each row is its own PSU (a weighted, unclustered sample); weights without
-  strata: one stratum;
-* a stratum with a single PSU has no within-stratum variance; it is centred on the grand mean (R's
-  `lonely.psu = "adjust"`), and `Design.describe()` says so.
-
-Unweighted frames get ordinary intervals, as for a simple random sample of the respondents: a t
-interval for means and a Korn-Graubard (Clopper-Pearson type) interval for shares. They describe the
-respondents only, and `population_estimates` says so.
-
-Shares use Korn-Graubard intervals (the NCHS standard for NHANES proportions), which stay in [0, 1]
-and are not degenerate at 0 or 1. Means use t intervals with the design's degrees of freedom
-(#PSUs - #strata for the full design).
-
-Missing values are a domain, not a filter: a row whose value is missing leaves that estimate but keeps
-its stratum and PSU in the design (the same holds for segments, see `segment_estimates`). svy takes a
-domain's degrees of freedom from the PSUs that hold its members; a domain found in a single PSU of
-a single stratum has no degrees of freedom, and its interval is NaN (null in JSON): there is no honest
-interval for it.
+Surveys such as NHANES draw people in clusters (PSUs) within strata with unequal probabilities (the
+plain mean of sitting over its 2017-2020 adults is 335 minutes a day, weighted 356), so every figure is
+weighted when the frame has survey weights (`aggregate.survey_weights`), with design-based intervals
+(Taylor linearisation, by `svy`, never hand-written variance code). `design_of` reads `survey_stratum`
+and `survey_psu` when complete (PSUs nested in strata); weights without PSUs make each row its own PSU;
+a single-PSU stratum is centred on the grand mean (R's `lonely.psu = "adjust"`). Unweighted frames get
+ordinary intervals for the respondents only. Shares use Korn-Graubard intervals (the NCHS standard),
+means t intervals with the design's degrees of freedom. A missing value is a domain, not a filter; a
+domain in a single PSU of a single stratum has no interval (NaN, null in JSON).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,8 +22,9 @@ import pandas as pd
 import polars as pl
 import svy
 
-WEIGHT, STRATUM, PSU = "survey_weight", "survey_stratum", "survey_psu"
-BANDS = ("low", "moderate", "high")
+from balanceit.reports.aggregate import SEGMENT_FIGURES, WEIGHT, survey_weights
+
+STRATUM, PSU = "survey_stratum", "survey_psu"
 ALPHA = 0.05  # 95% intervals
 SHARE_INTERVAL = "korn-graubard"
 SINGLETON_RULE = "center"
@@ -102,20 +81,14 @@ class Design:
 
     def svy_design(self) -> svy.Design:
         """The svy declaration of this design over the columns that `_sample` builds."""
-        return svy.Design(
-            stratum=_S if self.stratum is not None else None,
-            psu=_P if self.psu is not None else None,
-            wgt=_W,
-            singleton=SINGLETON_RULE if self.singleton_strata else None,
-        )
+        return svy.Design(stratum=_S if self.stratum is not None else None, psu=_P if self.psu is not None else None,
+                          wgt=_W, singleton=SINGLETON_RULE if self.singleton_strata else None)
 
 
 def design_of(frame: pd.DataFrame) -> Design | None:
     """The frame's survey design, or None when it is unweighted (see the module docstring)."""
-    if WEIGHT not in frame or not len(frame):
-        return None
-    weight = pd.to_numeric(frame[WEIGHT], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    if not (np.isfinite(weight).all() and (weight > 0).all()):
+    weight = survey_weights(frame)
+    if weight is None:
         return None
     stratum, psu = _codes(frame, STRATUM), _codes(frame, PSU)
     strata = np.zeros(len(weight), dtype=np.int64) if stratum is None else stratum
@@ -132,11 +105,7 @@ def estimate_mean(values: pd.Series, frame: pd.DataFrame) -> Estimate:
 
     Weighted with a design-based interval when the frame has a design, else the plain mean with a t interval.
     """
-    y = _floats(values, frame)
-    if not np.isfinite(y).any():
-        return Estimate(math.nan, math.nan, math.nan)
-    sample = _sample(design_of(frame), {"y": y})
-    return _mean_estimates(sample, "y")[0]
+    return _estimate(_floats(values, frame), frame, _mean_estimates)
 
 
 def estimate_share(indicator: pd.Series, frame: pd.DataFrame) -> Estimate:
@@ -145,11 +114,13 @@ def estimate_share(indicator: pd.Series, frame: pd.DataFrame) -> Estimate:
     Weighted with a design-based Korn-Graubard interval when the frame has a design; otherwise an
     ordinary one. The estimate and its interval are always within [0, 1].
     """
-    y = _indicator(indicator, frame)
+    return _estimate(_indicator(indicator, frame), frame, _share_estimates)
+
+
+def _estimate(y: np.ndarray, frame: pd.DataFrame, estimates: Callable[[svy.Sample, str], list[Estimate]]) -> Estimate:
     if not np.isfinite(y).any():
         return Estimate(math.nan, math.nan, math.nan)
-    sample = _sample(design_of(frame), {"y": y})
-    return _share_estimates(sample, "y")[0]
+    return estimates(_sample(design_of(frame), {"y": y}), "y")[0]
 
 
 def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
@@ -198,8 +169,7 @@ def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = 
     first appearance. Columns: label, n (people), mean_risk, mean_risk_ci_low, mean_risk_ci_high,
     share_high, share_high_ci_low, share_high_ci_high.
     """
-    columns = ["label", "n", "mean_risk", "mean_risk_ci_low", "mean_risk_ci_high",
-               "share_high", "share_high_ci_low", "share_high_ci_high"]
+    columns = ["label", "n", *SEGMENT_FIGURES]
     labels = _aligned(labels, people)
     codes, uniques = pd.factorize(labels, sort=isinstance(labels.dtype, pd.CategoricalDtype))
     if not len(uniques):
@@ -213,17 +183,11 @@ def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = 
     })
     risk = _mean_estimates(sample, "risk", by=_DOMAIN, n_domains=len(uniques))
     high = _share_estimates(sample, "high", by=_DOMAIN, n_domains=len(uniques))
-    counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
-    return pd.DataFrame({
-        "label": list(uniques),
-        "n": counts,
-        "mean_risk": [e.value for e in risk],
-        "mean_risk_ci_low": [e.ci_low for e in risk],
-        "mean_risk_ci_high": [e.ci_high for e in risk],
-        "share_high": [e.value for e in high],
-        "share_high_ci_low": [e.ci_low for e in high],
-        "share_high_ci_high": [e.ci_high for e in high],
-    }, columns=columns)
+    figures = {"label": list(uniques), "n": np.bincount(codes[codes >= 0], minlength=len(uniques))}
+    for name, found in (("mean_risk", risk), ("share_high", high)):
+        figures.update({name: [e.value for e in found], f"{name}_ci_low": [e.ci_low for e in found],
+                        f"{name}_ci_high": [e.ci_high for e in found]})
+    return pd.DataFrame(figures, columns=columns)
 
 
 # --- svy plumbing -------------------------------------------------------------------------------------

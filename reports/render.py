@@ -2,57 +2,9 @@
 
 Readers open the files by double click, offline, so the stylesheet is inlined, charts are inline
 SVG (see charts.py), and a Content-Security-Policy forbids every fetch. Everything from the context
-is escaped by jinja2's autoescape; nothing from a user is ever marked safe. Contexts are checked
-against the keys below, and a personal report refuses any key it does not know, so no one else's
-data can ride along into it.
-
-Population context (`render_population`)
-    title: str
-    generated_at: datetime | str
-    population: str -- what was scored, e.g. "Scored batch 'b-2025-06-01' from file survey.csv"
-    min_group_size: int -- the same value given to aggregate.segment_table
-    weighted: bool -- aggregate.is_weighted(scored): whether shares and means use survey weights
-    summary: {n: int, mean_risk: float, bands: [{band, n, share}]} -- aggregate.mean_risk, band_counts
-    histogram: {bin_edges: [float], counts: [int]} -- aggregate.risk_histogram
-    segments: [{title: str, rows: [{label, n_shown, mean_risk, mean_risk_ci_low, mean_risk_ci_high,
-                share_high, share_high_ci_low, share_high_ci_high, suppressed}]}]
-        -- aggregate.segment_tables
-    drivers: [{label, description, share_top3, share_first, modifiable (optional)}] -- aggregate.top_drivers,
-        with each feature's label, plain description and whether a person can change it, from the catalogue
-    what_ifs: [{label, people_dropping_band: int, share: float}]
-    model: {version, alias, run_id, trained_at, training_rows,
-            metrics: {roc_auc, pr_auc, brier, ece},
-            calibration: [{predicted_mean, observed_rate, n}] -- aggregate.calibration_bins,
-            limits: [str]}
-    data_quality: [{file, rows_read, accepted, quarantined, reasons: {rule: count}}]
-    drift: [{feature, psi, level}] | None -- aggregate.drift_table, features in words; None for the
-        training population, which has nothing to drift from
-    estimates (optional): [{name, value, ci_low, ci_high, unit}] -- unit "share" (0-1, charted) or
-        "hours"; bounds may be None
-    estimates_note (optional): str -- how the figures were weighted and the intervals computed
-    band_cutoffs (optional): {moderate_from: float, high_from: float} -- stated, and marked on the histogram
-    too_few_people (optional): bool -- fewer people than min_group_size: every figure is left out
-    observed_rate (optional): float -- the share with an imbalance, for a labelled (training) population
-    training_bands (optional): [{band, n, share}] -- the training population's bands, beside the batch's
-
-Personal context (`render_person`)
-    respondent_id: str
-    submitted_at: datetime | str
-    risk: float (0-1)
-    band: "low" | "moderate" | "high"
-    summary: str -- one sentence
-    drivers: [{label, sentence, answers: [{question, value}], contribution: float}]
-        -- the answer's effect on the log-odds of an imbalance: > 0 raises risk, < 0 lowers it; shown
-        as how many times it multiplies the odds
-    signs: [str]
-    missing_answers: [str] -- questions the person skipped
-    what_ifs: [{label, risk_before, risk_after}]
-    recommendations: [{title, text}]
-    model_version: str
-    standing (optional): {share_below: float, people: int, population: str} -- the share of `people`
-        in `population` whose estimated risk is below this person's; shown only when `people` is at
-        least the minimum group size (build.py leaves it out otherwise)
-
+is escaped by jinja2's autoescape; nothing from a user is ever marked safe. Contexts (built by
+`build.population_context` and `build.person_explanation`) are checked against the keys below, and a
+personal report refuses any key it does not know, so no one else's data can ride along into it.
 Both reports state that balanceit is a screening aid, not a diagnosis.
 """
 
@@ -94,10 +46,8 @@ def render_population(context: Mapping[str, Any], out_path: Path) -> Path:
 def render_person(context: Mapping[str, Any], out_path: Path) -> Path:
     """Write one respondent's own report; returns `out_path`."""
     values = _checked(context, PERSON_KEYS, PERSON_OPTIONAL, "person")
-    contributions = charts.contribution_bars(
-        [(driver["label"], driver["contribution"]) for driver in values["drivers"]],
-        "How each answer moves your estimated risk", value_text=_odds_times,
-    )
+    contributions = charts.contribution_bars([(driver["label"], driver["contribution"]) for driver in values["drivers"]],
+                                             "How each answer moves your estimated risk", value_text=_odds_times)
     return _write("person.html.j2", {**values, "charts": {"contributions": contributions}}, out_path)
 
 
@@ -116,27 +66,19 @@ def _population_charts(context: Mapping[str, Any]) -> dict[str, Markup]:
     markers = [(cutoffs["moderate_from"], "moderate"), (cutoffs["high_from"], "high")] if cutoffs else []
     calibration = context["model"]["calibration"]
     return {
-        "histogram": charts.histogram(
-            context["histogram"]["bin_edges"], context["histogram"]["counts"],
-            "Distribution of estimated risk", "estimated risk", x_format=".0%", markers=markers,
-        ),
-        "drivers": charts.bar_chart(
-            [(d["label"], d["share_top3"], None, None) for d in context["drivers"]],
-            "Share of people with each driver among their top three", ".0%",
-        ),
-        "what_ifs": charts.bar_chart(
-            [(w["label"], w["share"], None, None) for w in context["what_ifs"]],
-            "Share of people who would move to a lower band", ".0%",
-        ),
-        "estimates": charts.bar_chart(
-            [(e["name"], e["value"], e["ci_low"], e["ci_high"]) for e in context["estimates"]
-             if e.get("unit", "share") == "share"],
-            "Population estimates with 95% intervals", ".1%",
-        ),
-        "calibration": charts.calibration_plot(
-            [b["predicted_mean"] for b in calibration], [b["observed_rate"] for b in calibration],
-            [b["n"] for b in calibration], "Calibration: predicted risk against observed rate",
-        ),
+        "histogram": charts.histogram(context["histogram"]["bin_edges"], context["histogram"]["counts"],
+                                      "Distribution of estimated risk", "estimated risk", x_format=".0%",
+                                      markers=markers),
+        "drivers": charts.bar_chart([(d["label"], d["share_top3"], None, None) for d in context["drivers"]],
+                                    "Share of people with each driver among their top three", ".0%"),
+        "what_ifs": charts.bar_chart([(w["label"], w["share"], None, None) for w in context["what_ifs"]],
+                                     "Share of people who would move to a lower band", ".0%"),
+        "estimates": charts.bar_chart([(e["name"], e["value"], e["ci_low"], e["ci_high"]) for e in context["estimates"]
+                                       if e.get("unit", "share") == "share"],
+                                      "Population estimates with 95% intervals", ".1%"),
+        "calibration": charts.calibration_plot([b["predicted_mean"] for b in calibration],
+                                               [b["observed_rate"] for b in calibration], [b["n"] for b in calibration],
+                                               "Calibration: predicted risk against observed rate"),
     }
 
 
@@ -153,13 +95,8 @@ def _write(template: str, values: Mapping[str, Any], out_path: Path) -> Path:
 
 @cache
 def _environment() -> Environment:
-    environment = Environment(
-        loader=PackageLoader("balanceit.reports", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    environment = Environment(loader=PackageLoader("balanceit.reports", "templates"), autoescape=True,
+                              undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     environment.filters.update(percent=_percent, number=_number, points=_points, when=_when)
     environment.globals["shown_difference"] = _shown_difference
     environment.tests["blank"] = _blank

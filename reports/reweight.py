@@ -1,21 +1,12 @@
 """Reweighting a batch to the population it should describe (raking to a target's margins).
 
-Most batches are convenience samples (a wellness survey, a clinic's intake forms): the people who sit
-the most and hurt the most answer more often, so their figures describe who answered. Raking gives each
-respondent a weight so that the weighted batch matches known shares of the target population on every
-margin at once. The algorithm (iterative proportional fitting, alternated with trimming extreme weights)
-is `svy`'s, never hand-written.
-
-A target is one of:
-
-* margins: a CSV with columns `column,level,share`, or a YAML mapping `{column: {level: share}}`;
-* reference rows: any other CSV or Parquet file of individual rows with contract columns (for example
-  an NHANES cycle as loaded), weighted by its `survey_weight` column when it has one. Every category
-  column it has becomes a margin; every number column becomes a margin over the reference's deciles.
-
-A number column's level is a band written `lo-hi` (lo <= value < hi) or `lo+` (value >= lo). Batch rows
-whose answer to a margin is missing form their own level, kept at its batch share (the answer is treated
-as missing at random within the margin), so nobody is dropped.
+Most batches are convenience samples: those who sit and hurt the most answer more often. Raking (svy's
+iterative proportional fitting, alternated with trimming extreme weights) weights each respondent so
+that the batch matches the target's shares on every margin at once. A target is margins (a CSV
+`column,level,share` or YAML `{column: {level: share}}`) or reference rows (any other CSV or Parquet of
+contract columns, such as an NHANES cycle, weighted by its `survey_weight`): every category column is a
+margin, every number column a margin over the reference's deciles. A number's level is a band `lo-hi`
+(lo <= value < hi) or `lo+`. Missing answers form their own level at their batch share: nobody is dropped.
 """
 
 from __future__ import annotations
@@ -36,8 +27,8 @@ import svy
 import yaml
 
 from balanceit.data.contract import QUESTIONNAIRE
-from balanceit.reports.aggregate import suppressed_groups
-from balanceit.reports.estimates import WEIGHT, population_estimates
+from balanceit.reports.aggregate import WEIGHT, suppressed_groups, survey_weights
+from balanceit.reports.estimates import population_estimates
 
 METHOD = "raking"
 MISSING = "(missing)"
@@ -107,7 +98,8 @@ def reweight(answers: pd.DataFrame, target: Target, trim_ratio: float) -> Reweig
     nobody in the batch has, or batch people in a level the target lacks)."""
     levels = {column: _margin_levels(answers, target, column) for column in target.margins}
     shares = {column: _batch_margin(target, column, levels[column], len(answers)) for column in target.margins}
-    base = _base_weights(answers)
+    base = survey_weights(answers)  # the batch's own (an NHANES cycle), else 1 for everyone
+    base = np.ones(len(answers)) if base is None else base
     sample = svy.Sample(pl.DataFrame({**{f"m{i}": levels[c] for i, c in enumerate(shares)}, "_base": base}),
                         svy.Design(wgt="_base"))
     raked = sample.weighting.rake(
@@ -310,15 +302,6 @@ def _batch_margin(target: Target, column: str, levels: np.ndarray, rows: int) ->
     if missing_share:
         shares[MISSING] = missing_share
     return shares
-
-
-def _base_weights(answers: pd.DataFrame) -> np.ndarray:
-    """The batch's own survey weights when every row has one (an NHANES cycle), else 1 for everyone."""
-    if WEIGHT in answers:
-        weight = pd.to_numeric(answers[WEIGHT], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        if np.isfinite(weight).all() and (weight > 0).all():
-            return weight
-    return np.ones(len(answers))
 
 
 def _balance(levels: dict[str, np.ndarray], shares: dict[str, dict[str, float]], before: np.ndarray,

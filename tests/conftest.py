@@ -13,21 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from balanceit.features.catalogue import BY_NAME, CAUSES
+from balanceit.models.metrics import calibration_bins
 from balanceit.reports import aggregate
 
 # Before anything imports Prefect: its temporary server's first start (database set-up) can take
 # longer than Prefect's 20 s default on a busy 2-core machine.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
-# A stand-in for the feature catalogue: feature -> (label, plain description).
-FEATURES = {
-    "sitting_hours": ("Long sitting", "Sits for many hours on most days"),
-    "screen_hours": ("Screen time", "Many hours a day at a screen"),
-    "no_stretching": ("Little stretching", "Stretches on fewer than two days a week"),
-    "unbalanced_strength": ("Unbalanced strength training", "Trains some muscles and neglects their opposites"),
-    "few_breaks": ("Few movement breaks", "Rarely gets up during long sitting"),
-    "poor_posture": ("Posture", "Describes their posture as poor"),
-}
+DRIVER_FEATURES = CAUSES[:6]  # the catalogue's causes a fixture person's drivers are drawn from
 OCCUPATIONS = ("desk", "standing", "manual", "driving", "student", "retired")
 EXERCISE_CHOICES = ("walking", "walking;yoga", "running;weightlifting", "cycling", "none", "swimming;pilates")
 
@@ -40,7 +34,7 @@ def build_scored(n: int, seed: int = 7) -> pd.DataFrame:
     strength = rng.choice(["none", "balanced", "unbalanced"], n, p=[0.5, 0.3, 0.2])
     logit = -2.4 + 0.28 * sitting - 0.15 * stretching + 0.9 * (strength == "unbalanced") + rng.normal(0, 0.6, n)
     risk = 1 / (1 + np.exp(-logit))
-    drivers = rng.permuted(np.tile(np.array(list(FEATURES), dtype=object), (n, 1)), axis=1)[:, :3]
+    drivers = rng.permuted(np.tile(np.array(DRIVER_FEATURES, dtype=object), (n, 1)), axis=1)[:, :3]
     scored = pd.DataFrame({
         "respondent_id": [f"r{i:06d}" for i in range(n)],
         "risk": risk,
@@ -63,7 +57,8 @@ def build_scored(n: int, seed: int = 7) -> pd.DataFrame:
 
 
 def build_population_context(scored: pd.DataFrame, min_group_size: int = 10, **overrides: Any) -> dict[str, Any]:
-    """A complete population report context computed from `scored` with aggregate.py."""
+    """A complete population report context computed from `scored` with aggregate.py, drivers in the
+    catalogue's words."""
     n = len(scored)
     drivers = aggregate.top_drivers(scored)
     high_share = float((scored["band"] == "high").mean())
@@ -83,8 +78,9 @@ def build_population_context(scored: pd.DataFrame, min_group_size: int = 10, **o
         "histogram": aggregate.risk_histogram(scored),
         "segments": aggregate.segment_tables(scored, min_group_size),
         "drivers": [
-            {"label": FEATURES[row.feature][0], "description": FEATURES[row.feature][1],
-             "share_top3": row.share_top3, "share_first": row.share_first}
+            {"label": BY_NAME[row.feature].label, "description": BY_NAME[row.feature].description,
+             "modifiable": BY_NAME[row.feature].modifiable, "share_top3": row.share_top3,
+             "share_first": row.share_first}
             for row in drivers.itertuples()
         ],
         "what_ifs": [
@@ -96,7 +92,7 @@ def build_population_context(scored: pd.DataFrame, min_group_size: int = 10, **o
             "trained_at": "2025-05-30 02:00 UTC",
             "training_rows": 48_000,
             "metrics": {"roc_auc": 0.812, "pr_auc": 0.701, "brier": 0.171, "ece": 0.018},
-            "calibration": aggregate.calibration_bins(scored["risk"], scored["imbalance"]).to_dict("records"),
+            "calibration": calibration_bins(scored["imbalance"], scored["risk"]).to_dict("records"),
             "limits": [
                 "balanceit is a screening aid, not a diagnosis.",
                 "Trained on synthetic data shaped by published studies; real populations may differ.",

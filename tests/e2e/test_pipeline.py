@@ -101,12 +101,11 @@ def test_population_report_names_questions_nobody_answered(demo, tmp_path):
     from balanceit.data.synthetic import generate
 
     home, _ = demo
-    assert run(home, "report", "population")["unanswered_questions"] == []
+    assert run(home, "report", "population")["not_asked_questions"] == []
     generate(300, seed=22).questionnaire.drop(columns=["back_pain", "neck_pain"]).to_csv(
         tmp_path / "no-pain.csv", index=False)
     batch = run(home, "score", str(tmp_path / "no-pain.csv"))["batch_id"]
     result = run(home, "report", "population", "--batch", batch)
-    assert result["unanswered_questions"] == ["back_pain", "neck_pain"]
     assert result["not_asked_questions"] == ["back_pain", "neck_pain"]
     html = Path(result["path"]).read_text(encoding="utf-8")
     assert "Not asked in this survey:</strong> back_pain, neck_pain." in html

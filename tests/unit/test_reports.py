@@ -190,17 +190,6 @@ def test_drift_table_levels():
     assert table.loc["same", "level"] == "ok" and table.loc["moved", "level"] == "drift"
 
 
-def test_calibration_bins_sum_to_the_labelled_people():
-    rng = np.random.default_rng(3)
-    risk = pd.Series(rng.uniform(0, 1, 1000))
-    label = pd.Series(rng.uniform(0, 1, 1000) < risk)
-    bins = aggregate.calibration_bins(risk, label)
-    assert bins["n"].sum() == 1000 and len(bins) == 10
-    assert (bins["predicted_mean"].between(bins["lower"], bins["upper"])).all()
-    with_unlabelled = aggregate.calibration_bins(risk, label.astype("boolean").mask(risk < 0.1))
-    assert with_unlabelled["n"].sum() == int((risk >= 0.1).sum())
-
-
 def test_band_counts_histogram_and_drivers():
     scored = _people(occupation=["desk"] * 4, risk=[0.1, 0.4, 0.7, 0.8], band=["low", "moderate", "high", "high"],
                      driver_1=["sitting", "sitting", "stretching", None],
