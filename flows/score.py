@@ -15,14 +15,14 @@ from prefect import flow, unmapped
 from balanceit.data.partitions import Partition, export_batch, register_results
 from balanceit.flows.common import partitions_root, stage, workspace
 from balanceit.flows.train import ingest_or_fail
-from balanceit.models.pyfunc import RiskModel
+from balanceit.models.terms import AdditiveTerms
 from balanceit.models.registry import champion_version, load_model
 from balanceit.models.score import score_partition
 from balanceit.warehouse import open_warehouse
 
 
 @lru_cache(maxsize=4)
-def _model(home: str | None, version: str) -> RiskModel:
+def _model(home: str | None, version: str) -> AdditiveTerms:
     """The registered version, loaded from MLflow once per worker process.
 
     A Dask worker reads the flow's registry through MLFLOW_TRACKING_URI in its environment (a local
@@ -41,7 +41,7 @@ def export_partitions(home: str | None, batch_id: str, version: str) -> list[Par
 
 @stage(name="score partition", retries=2, retry_delay_seconds=1)
 def score_partition_task(home: str | None, partition: Partition, version: str) -> Partition:
-    return score_partition(partition, _model(home, version).model, version, workspace(home))
+    return score_partition(partition, _model(home, version), version, workspace(home))
 
 
 @flow(name="score partitions", validate_parameters=False)

@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -56,6 +55,8 @@ def _batch_version(con: duckdb.DuckDBPyConnection, batch_id: str) -> str | None:
 
 
 def _model_card(settings: Settings, version: str, alias: str) -> dict[str, object]:
+    import mlflow
+
     client = configure(settings)
     model_version = client.get_model_version(settings.registered_model_name, version)
     run = client.get_run(model_version.run_id)
@@ -151,10 +152,10 @@ def population_context(settings: Settings, batch: str | None, target: Path | Non
     if len(answers) < settings.min_group_size:
         return _small_population_context(settings, version, batch, description, len(answers), quality)
     not_asked = not_asked_questions(answers)
-    scored = explain_batch(model.model, answers, features, settings, not_asked)
+    scored = explain_batch(model, answers, features, settings, not_asked)
     people = pd.concat([answers.drop(columns=["respondent_id", "submitted_at"]), scored], axis=1)
     drivers = aggregate.top_drivers(people)
-    training_risk = model.model.predict_proba(model_input(training_features))[:, 1]
+    training_risk = model.predict_proba(model_input(training_features))[:, 1]
     training_bands = aggregate.band_counts(pd.DataFrame({"band": np.where(
         training_risk < settings.low_band_below, "low",
         np.where(training_risk >= settings.high_band_from, "high", "moderate"))}))
@@ -233,10 +234,10 @@ def person_explanation(settings: Settings, respondent_id: str) -> dict[str, obje
     not_asked = not_asked_questions(answers)
     mine = ((answers["respondent_id"] == respondent_id) & (answers["submitted_at"] == submitted_at)).to_numpy()
     model, version = load_model(settings, version)
-    batch_risk = model.model.predict_proba(model_input(features))[:, 1]
+    batch_risk = model.predict_proba(model_input(features))[:, 1]
     answers, features = answers[mine].reset_index(drop=True), features[mine].reset_index(drop=True)
-    scored = explain_batch(model.model, answers, features, settings)
-    contributions = model.model.contributions(model_input(features)).iloc[0].to_dict()
+    scored = explain_batch(model, answers, features, settings)
+    contributions = model.contributions(model_input(features)).iloc[0].to_dict()
     return {**explanation(scored.iloc[0], answers.iloc[0], features.iloc[0], contributions),
             "model_version": version, "standing": _standing(batch_risk, float(scored["risk"].iloc[0]), batch_id, settings)}
 
