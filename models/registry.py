@@ -38,18 +38,13 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 PREVIOUS_CHAMPION_TAG = "previous_champion"
 TRAINING_INGESTION_PARAM = "training_ingestion"
 
-# MLflow hints, at every schema it infers from a frame with whole-number columns, that integers cannot
-# hold missing values; the feature table's counts never miss, and users of `make demo` need not read it.
+# MLflow hints that integer columns cannot hold missing values; the feature table's counts never miss.
 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
 
 
 def configure(settings: Settings) -> MlflowClient:
-    """Point MLflow at the workspace and make sure the experiment keeps artifacts there too.
-
-    Against a tracking server (`MLFLOW_TRACKING_URI=http://...`, shared by a team) the server
-    decides where artifacts go: with `mlflow server --serve-artifacts` it stores them under its
-    `--artifacts-destination` and proxies them, so no client or worker needs that folder.
-    """
+    """Point MLflow at the workspace and make sure the experiment keeps artifacts there too (a tracking
+    server decides where its artifacts go: `--serve-artifacts` proxies them)."""
     import mlflow
 
     uri = settings.mlflow_tracking_uri
@@ -264,8 +259,7 @@ def training_ingestion(settings: Settings, version: str) -> str | None:
 
 
 def _store(settings: Settings) -> Path | None:
-    """The workspace's sqlite tracking store, read directly so that reading the registry imports no MLflow
-    (~3 s); None when another store (a tracking server) holds the registry and MLflow's client must ask it."""
+    """The sqlite tracking store, read directly (importing MLflow takes ~3 s); None: MLflow's client asks."""
     uri = settings.mlflow_tracking_uri
     return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
 
