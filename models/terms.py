@@ -1,9 +1,5 @@
-"""The fitted additive model's arithmetic: shape terms, contributions, logits and risks (see `additive`).
-
-Evaluating a fitted model needs NumPy, pandas and scipy's B-splines only; sklearn (~1 s to import)
-is needed to fit one. `registry.load_model` reads a registered model into `AdditiveTerms`, so
-explaining one person imports no sklearn.
-"""
+"""The fitted additive model's arithmetic (see `additive`): evaluating it needs no sklearn (~1 s to import),
+so `registry.load_model` reads a registered model into `AdditiveTerms`."""
 
 from __future__ import annotations
 
@@ -101,11 +97,7 @@ def _as_category(values) -> np.ndarray:
 
 
 class AdditiveTerms:
-    """A fitted `AdditiveRiskModel`'s parameters and everything computed from them.
-
-    logit = intercept + weights @ g(x) + the sign interactions' products; `mean_terms_` is the
-    training population's average g, against which contributions are measured.
-    """
+    """A fitted `AdditiveRiskModel`'s parameters and everything computed from them."""
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
