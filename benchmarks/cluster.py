@@ -167,7 +167,7 @@ def _one_partition(home: str, partition, version: str, settings) -> dict[str, An
     from balanceit.flows.score import _model
     from balanceit.models.score import score_partition
 
-    model = _model(settings, version).model
+    model = _model(settings, version)
     alone = partition.scored.parent.with_name("alone")
     alone.mkdir(exist_ok=True)
     copy = dataclasses.replace(partition, scored=alone / partition.scored.name,

@@ -16,14 +16,14 @@ from balanceit.data.partitions import Partition, export_batch, partitions_root, 
 from balanceit.flows.cluster import on_runner, parse_cluster
 from balanceit.flows.common import stage
 from balanceit.flows.train import ingest_or_fail
-from balanceit.models.pyfunc import RiskModel
+from balanceit.models.terms import AdditiveTerms
 from balanceit.models.registry import champion_version, load_model
 from balanceit.models.score import score_partition
 from balanceit.warehouse import open_warehouse
 
 
 @lru_cache(maxsize=4)
-def _model(settings: Settings, version: str) -> RiskModel:
+def _model(settings: Settings, version: str) -> AdditiveTerms:
     """The registered version, loaded from MLflow once per worker process, through MLFLOW_TRACKING_URI in
     the worker's environment: a URI may carry a password, and Prefect stores parameters in its database."""
     return load_model(settings, version)[0]
@@ -31,7 +31,7 @@ def _model(settings: Settings, version: str) -> RiskModel:
 
 @stage(name="score partition", retries=2, retry_delay_seconds=1)
 def score_partition_task(partition: Partition, settings: Settings, version: str) -> Partition:
-    return score_partition(partition, _model(settings, version).model, version, settings)
+    return score_partition(partition, _model(settings, version), version, settings)
 
 
 def score_stage(settings: Settings, batch_id: str, output: str | None) -> dict[str, object]:

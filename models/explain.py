@@ -16,7 +16,7 @@ from balanceit.config import Settings
 from balanceit.data.contract import PAIN_COLUMNS, QUESTIONNAIRE_COLUMNS
 from balanceit.features.build import OPTIONAL_ANSWERS
 from balanceit.features.catalogue import BY_NAME, CATALOGUE, CAUSES, ModelInput, model_arrays
-from balanceit.models.additive import AdditiveRiskModel, expit
+from balanceit.models.terms import AdditiveTerms, expit
 from balanceit.models.whatif import WHAT_IFS, WhatIf
 
 DRIVERS = 3
@@ -104,7 +104,7 @@ def _missing_text(answers: pd.DataFrame, not_asked: Sequence[str]) -> np.ndarray
     return _text_per_combination(missing, lambda *flags: ";".join(np.array(asked)[list(flags)]))
 
 
-def explain_batch(model: AdditiveRiskModel, answers: pd.DataFrame, features: pd.DataFrame,
+def explain_batch(model: AdditiveTerms, answers: pd.DataFrame, features: pd.DataFrame,
                   settings: Settings, not_asked: Sequence[str] = ()) -> pd.DataFrame:
     """Risk, band, top drivers with their answers and logit contributions, signs, missing answers
     and what-ifs: one row per person. `answers` and `features` are aligned row for row.
@@ -168,7 +168,7 @@ def _driver_answers(names: np.ndarray, answers: pd.DataFrame, features: pd.DataF
     return texts
 
 
-def _what_if_risk(model: AdditiveRiskModel, what_if: WhatIf, X: ModelInput, terms: np.ndarray,
+def _what_if_risk(model: AdditiveTerms, what_if: WhatIf, X: ModelInput, terms: np.ndarray,
                   unknown: np.ndarray) -> np.ndarray:
     """Risk after one what-if, for the people it applies to (NaN for the rest, and for everyone when it
     changes a feature the batch was not asked about): only the terms of the features it touches are

@@ -10,45 +10,43 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import sqlite3
 import tempfile
 import warnings
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature, infer_signature
 
 from balanceit.config import Settings, masked_uri
 from balanceit.features.catalogue import CATALOGUE, model_input
 from balanceit.models.metrics import calibration_bins, classification_metrics
-from balanceit.models.pyfunc import RiskModel, package_code, request_contract
 
-if TYPE_CHECKING:  # plotting and training load only where a model is registered, not to read the registry
+if TYPE_CHECKING:  # MLflow, plotting and training load only where a model is registered, not to read the registry
     from matplotlib.figure import Figure
+    from mlflow import MlflowClient
 
+    from balanceit.models.terms import AdditiveTerms
     from balanceit.models.train import TrainingResult
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PREVIOUS_CHAMPION_TAG = "previous_champion"
 TRAINING_INGESTION_PARAM = "training_ingestion"
 
-# MLflow hints, at every schema it infers from a frame with whole-number columns, that integers cannot
-# hold missing values; the feature table's counts never miss, and users of `make demo` need not read it.
+# MLflow hints that integer columns cannot hold missing values; the feature table's counts never miss.
 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
 
 
 def configure(settings: Settings) -> MlflowClient:
-    """Point MLflow at the workspace and make sure the experiment keeps artifacts there too.
+    """Point MLflow at the workspace and make sure the experiment keeps artifacts there too (a tracking
+    server decides where its artifacts go: `--serve-artifacts` proxies them)."""
+    import mlflow
 
-    Against a tracking server (`MLFLOW_TRACKING_URI=http://...`, shared by a team) the server
-    decides where artifacts go: with `mlflow server --serve-artifacts` it stores them under its
-    `--artifacts-destination` and proxies them, so no client or worker needs that folder.
-    """
     uri = settings.mlflow_tracking_uri
     if masked_uri(uri) != uri:  # MLflow prints each run's link with the URI as given, password and all
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
@@ -60,13 +58,7 @@ def configure(settings: Settings) -> MlflowClient:
             mlflow.create_experiment(settings.experiment_name,
                                      artifact_location=settings.mlflow_artifacts_path.as_uri())
     mlflow.set_experiment(settings.experiment_name)
-    return MlflowClient()
-
-
-def _reader(settings: Settings) -> MlflowClient:
-    """A client of the workspace's registry for reading: no experiment is looked up or created."""
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    return MlflowClient()
+    return mlflow.MlflowClient()
 
 
 @dataclass
@@ -131,6 +123,8 @@ def _gate(client: MlflowClient, settings: Settings, result: TrainingResult, hold
           y: np.ndarray, reference: Reference | None) -> tuple[str, str, dict[str, float]]:
     """Decide the new version's alias: it must have skill, and not be worse than the champion on its own
     held-out rows nor on the reference set, whose labels no new file can change."""
+    from mlflow.exceptions import MlflowException
+
     candidate = result.holdout_metrics
     lower = _auc_lower_bound(candidate["roc_auc"], y)
     if lower <= 0.5:
@@ -140,8 +134,7 @@ def _gate(client: MlflowClient, settings: Settings, result: TrainingResult, hold
         champion = client.get_model_version_by_alias(settings.registered_model_name, CHAMPION)
     except MlflowException:
         return CHAMPION, "first model: nothing to compare with", {}
-    current = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}@{CHAMPION}")
-    incumbent = current.unwrap_python_model().model
+    incumbent, _ = load_model(settings, str(champion.version))
     verdicts = [_comparison("own held-out rows", candidate,
                             classification_metrics(y, incumbent.predict_proba(holdout_X)[:, 1]),
                             champion.version, settings)]
@@ -168,6 +161,11 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
 
     `training_ingestion` (the file's ingestion id) lets `rollback` restore the labels this version saw.
     """
+    import mlflow
+    from mlflow.models import ModelSignature, infer_signature
+
+    from balanceit.models.pyfunc import RiskModel, package_code, request_contract
+
     client = configure(settings)
     holdout_X = model_input(features.loc[result.holdout_index])
     y_holdout = labels.loc[result.holdout_index].astype(int).to_numpy()
@@ -225,6 +223,8 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
 
 
 def _set_alias(client: MlflowClient, settings: Settings, alias: str, version: str) -> None:
+    from mlflow.exceptions import MlflowException
+
     name = settings.registered_model_name
     if alias == CHAMPION:
         try:
@@ -237,13 +237,10 @@ def _set_alias(client: MlflowClient, settings: Settings, alias: str, version: st
 
 def promote(settings: Settings, version: str) -> None:
     """Make `version` the champion by hand (the previous champion is remembered for rollback)."""
-    client = configure(settings)
-    try:
-        client.get_model_version(settings.registered_model_name, version)
-    except MlflowException:
+    if version not in {row["version"] for row in list_versions(settings)}:
         raise LookupError(f"no version '{version}' of {settings.registered_model_name}: "
-                          "`balanceit models` lists them") from None
-    _set_alias(client, settings, CHAMPION, version)
+                          "`balanceit models` lists them")
+    _set_alias(configure(settings), settings, CHAMPION, version)
 
 
 def rollback(settings: Settings) -> str:
@@ -264,41 +261,120 @@ def training_ingestion(settings: Settings, version: str) -> str | None:
     return run.data.params.get(TRAINING_INGESTION_PARAM) or None
 
 
-def list_versions(settings: Settings) -> list[dict[str, object]]:
-    client = _reader(settings)
+def _store(settings: Settings) -> Path | None:
+    """The sqlite tracking store, read directly (importing MLflow takes ~3 s); None: MLflow's client asks."""
+    uri = settings.mlflow_tracking_uri
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+
+
+# One row per registered version, as MLflow's client gives them (metrics are the run's latest values).
+_VERSIONS_SQL = """
+    SELECT v.version, v.run_id, v.creation_time, coalesce(v.storage_location, v.source),
+           (SELECT value FROM latest_metrics WHERE run_uuid = v.run_id AND key = 'roc_auc'),
+           (SELECT value FROM latest_metrics WHERE run_uuid = v.run_id AND key = 'brier'),
+           (SELECT value FROM tags WHERE run_uuid = v.run_id AND key = 'gate_reason'),
+           (SELECT group_concat(alias) FROM registered_model_aliases a WHERE a.name = v.name AND a.version = v.version)
+    FROM model_versions v WHERE v.name = ? AND v.current_stage != 'Deleted_Internal' ORDER BY v.version"""
+
+
+def _versions(settings: Settings) -> list[dict[str, object]]:
+    """Every version with its aliases, run, metrics, gate reason and model folder (None: not on this machine)."""
+    store = _store(settings)
+    if store is None:
+        return _versions_from_client(settings)
+    if not store.exists():
+        return []
+    with closing(sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True)) as con:
+        if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'model_versions'").fetchone():
+            return []
+        rows = con.execute(_VERSIONS_SQL, [settings.registered_model_name]).fetchall()
+    return [{"version": str(version), "aliases": sorted(aliases.split(",")) if aliases else [], "run_id": run_id,
+             "created": created, "roc_auc": roc_auc, "brier": brier, "gate_reason": gate_reason,
+             "folder": Path(unquote(urlsplit(location).path)) if location.startswith("file:") else None}
+            for version, run_id, created, location, roc_auc, brier, gate_reason, aliases in rows]
+
+
+def _versions_from_client(settings: Settings) -> list[dict[str, object]]:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
     name = settings.registered_model_name
     try:
         model = client.get_registered_model(name)
     except MlflowException:
         return []
-    aliases: dict[str, list[str]] = {}
-    for alias, version in model.aliases.items():
-        aliases.setdefault(str(version), []).append(alias)
     rows = []
     for version in client.search_model_versions(f"name='{name}'"):
         run = client.get_run(version.run_id)
-        rows.append({"version": str(version.version), "aliases": sorted(aliases.get(str(version.version), [])),
+        rows.append({"version": str(version.version),
+                     "aliases": sorted(a for a, v in model.aliases.items() if str(v) == str(version.version)),
                      "run_id": version.run_id, "created": version.creation_timestamp,
                      "roc_auc": run.data.metrics.get("roc_auc"), "brier": run.data.metrics.get("brier"),
-                     "gate_reason": run.data.tags.get("gate_reason")})
+                     "gate_reason": run.data.tags.get("gate_reason"), "folder": None})
     return sorted(rows, key=lambda r: int(r["version"]))
 
 
+def list_versions(settings: Settings) -> list[dict[str, object]]:
+    return [{key: value for key, value in row.items() if key != "folder"} for row in _versions(settings)]
+
+
 def champion_version(settings: Settings) -> str:
-    return _champion_version(configure(settings), settings)
+    for row in _versions(settings):
+        if CHAMPION in row["aliases"]:
+            return row["version"]
+    raise LookupError("no champion model yet: run `balanceit train` (or `balanceit demo`) first")
 
 
-def _champion_version(client: MlflowClient, settings: Settings) -> str:
-    try:
-        return str(client.get_model_version_by_alias(settings.registered_model_name, CHAMPION).version)
-    except MlflowException:
-        raise LookupError("no champion model yet: run `balanceit train` (or `balanceit demo`) first") from None
+class _Unused:
+    """A pickled object that evaluating the model never touches (MLflow's, sklearn's): its state, kept unread."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __setstate__(self, state) -> None:
+        self.__dict__.update(state if isinstance(state, dict) else {})
 
 
-def load_model(settings: Settings, version: str | None = None) -> tuple[RiskModel, str]:
-    """A registered version (default: the champion) and its number, loaded from MLflow, never a local pickle."""
-    client = _reader(settings)  # a given version too is looked up in this workspace's registry
-    version = version or _champion_version(client, settings)
+class _ModelOnly(pickle.Unpickler):
+    """Reads the pyfunc's pickle (a `RiskModel` holding the additive model) without importing MLflow, and
+    with `evaluation_only` the additive model as `AdditiveTerms`, without importing sklearn either."""
+
+    def __init__(self, file, evaluation_only: bool) -> None:
+        super().__init__(file)
+        self.evaluation_only = evaluation_only
+
+    def find_class(self, module: str, name: str):
+        package = module.partition(".")[0]
+        if package == "mlflow" or (module, name) == ("balanceit.models.pyfunc", "RiskModel"):
+            return _Unused
+        if self.evaluation_only and package == "sklearn":
+            return _Unused
+        if self.evaluation_only and module == "balanceit.models.additive":
+            from balanceit.models import terms
+
+            return terms.AdditiveTerms if name == "AdditiveRiskModel" else getattr(terms, name, _Unused)
+        return super().find_class(module, name)
+
+
+def load_model(settings: Settings, version: str | None = None) -> tuple[AdditiveTerms, str]:
+    """A registered version (default: the champion) and its number, from the registry's own artifact.
+
+    On this machine the pyfunc's pickle is read directly: MLflow's loading costs seconds (its imports, the
+    pyfunc's warm-up prediction), sklearn's import another. Behind a tracking server MLflow downloads it.
+    """
+    version = version or champion_version(settings)
+    row = next((row for row in _versions(settings) if row["version"] == str(version)), None)
+    if row is not None and row["folder"] is not None:
+        with open(row["folder"] / "python_model.pkl", "rb") as stored:
+            model = _ModelOnly(stored, evaluation_only=True).load().model
+            if "_column_terms" not in model.__dict__:  # pickled before its first prediction: sklearn builds them
+                stored.seek(0)
+                model = _ModelOnly(stored, evaluation_only=False).load().model
+        return model, str(version)
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     loaded = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}/{version}")
-    return loaded.unwrap_python_model(), str(version)
-
+    return loaded.unwrap_python_model().model, str(version)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -103,6 +102,8 @@ def _batch(con: duckdb.DuckDBPyConnection, batch: str | None) -> tuple[str, str 
 
 def _model_card(settings: Settings, version: str, alias: str) -> tuple[dict[str, object], dict | None]:
     """The model card, and the training figures logged with the model (None for a model logged before them)."""
+    import mlflow
+
     client = configure(settings)
     run = client.get_run(client.get_model_version(settings.registered_model_name, version).run_id)
     run_id = run.info.run_id
@@ -161,9 +162,9 @@ def load_population(settings: Settings, batch: str | None) -> Population:
     not_asked = not_asked_questions(answers)
     return Population(
         batch=batch, description=description, answers=answers, features=features,
-        scored=explain_batch(model.model, answers, features, settings, not_asked), not_asked=not_asked,
+        scored=explain_batch(model, answers, features, settings, not_asked), not_asked=not_asked,
         training_features=training_features,
-        training_bands=None if batch == TRAINING else (figures or training_figures(model.model, training_features,
+        training_bands=None if batch == TRAINING else (figures or training_figures(model, training_features,
                                                                                    settings))["bands"],
         model=card, data_quality=quality)
 
@@ -275,10 +276,10 @@ def person_explanation(settings: Settings, respondent_id: str) -> dict[str, obje
         answers, features = _batch_rows(con, batch_id)
     mine = ((answers["respondent_id"] == respondent_id) & (answers["submitted_at"] == submitted_at)).to_numpy()
     model, version = load_model(settings, version)
-    batch_risk = model.model.predict_proba(model_input(features))[:, 1]
+    batch_risk = model.predict_proba(model_input(features))[:, 1]
     answers, features = answers[mine].reset_index(drop=True), features[mine].reset_index(drop=True)
-    scored = explain_batch(model.model, answers, features, settings)
-    contributions = model.model.contributions(model_input(features)).iloc[0].to_dict()
+    scored = explain_batch(model, answers, features, settings)
+    contributions = model.contributions(model_input(features)).iloc[0].to_dict()
     return {**explanation(scored.iloc[0], answers.iloc[0], features.iloc[0], contributions),
             "model_version": version, "standing": _standing(batch_risk, float(scored["risk"].iloc[0]), batch_id, settings)}
 

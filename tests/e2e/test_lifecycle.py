@@ -95,3 +95,30 @@ def test_a_conflicting_label_is_listed_and_both_are_kept(home, files):
         assert con.execute("SELECT count(*) FROM label_history").fetchone()[0] == 3000
     restored = run(home, "ingest", "questionnaire", str(good))
     assert restored["status"] == "loaded" and restored["label_conflicts"] == 1500
+
+
+def test_the_registry_read_directly_answers_as_mlflow_does(home, files):
+    """explain, models and scoring read the sqlite store and the model's pickle without MLflow: same answers."""
+    import mlflow
+
+    from balanceit.config import load_settings
+    from balanceit.features.catalogue import model_input
+    from balanceit.features.store import labelled_features
+    from balanceit.models import registry
+    from balanceit.warehouse import open_warehouse
+
+    good, _ = files
+    run(home, "train", "--data", str(good))
+    assert CliRunner().invoke(app, ["--home", str(home), "promote", "1"]).exit_code == 0  # a tag beside the alias
+    settings = load_settings(home)
+    direct = registry.list_versions(settings)
+    assert direct == [{k: v for k, v in row.items() if k != "folder"} for row in registry._versions_from_client(settings)]
+    assert direct[0]["aliases"] == ["champion"] and direct[0]["gate_reason"]
+    model, version = registry.load_model(settings)
+    assert type(model).__name__ == "AdditiveTerms" and version == "1"
+    with open_warehouse(settings) as con:
+        _, features = labelled_features(con, settings)
+    X = model_input(features.head(500))
+    through_mlflow = mlflow.pyfunc.load_model(f"models:/{settings.registered_model_name}/1").unwrap_python_model().model
+    assert (model.predict_proba(X) == through_mlflow.predict_proba(X)).all()
+    assert (model.contributions(X) == through_mlflow.contributions(X)).all().all()

@@ -152,13 +152,14 @@ def test_explain_in_a_fresh_process_finds_the_workspace_registry(demo, tmp_path)
 
 
 def test_read_only_commands_start_no_prefect_and_load_no_plotting(demo, tmp_path):
-    """explain, models and report person read DuckDB and the registry directly (bench cli times them)."""
+    """explain, models and report person read DuckDB and the registry directly, without MLflow or sklearn
+    (bench cli times them)."""
     home, result = demo
     person = pd.read_csv(result["scores_file"]).iloc[0]["respondent_id"]
     probe = ("import sys; from balanceit.cli import app\n"
              "try: app(sys.argv[1:])\n"
              "except SystemExit as end: assert not end.code, end.code\n"
-             "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'matplotlib', 'svy', 'dask'}))")
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'matplotlib', 'svy', 'dask', 'mlflow', 'sklearn'}))")
     for command in (["explain", person], ["models"], ["report", "person", person], ["--help"], ["--version"]):
         done = subprocess.run([sys.executable, "-c", probe, "--home", str(home), *command],
                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
