@@ -20,7 +20,7 @@ import pandas as pd
 
 from balanceit.config import Settings
 from balanceit.features.catalogue import BY_NAME, COLUMN_LABELS, model_columns, model_input
-from balanceit.models.additive import AdditiveRiskModel
+from balanceit.models.terms import AdditiveTerms
 from balanceit.models.explain import explain_batch, not_asked_questions
 from balanceit.models.narrative import explanation
 from balanceit.models.registry import CHAMPION, configure, load_model
@@ -69,7 +69,7 @@ class Population:
         return pd.concat([self.answers.drop(columns=["respondent_id", "submitted_at"]), self.scored], axis=1)
 
 
-def training_figures(model: AdditiveRiskModel, features: pd.DataFrame, settings: Settings) -> dict[str, object]:
+def training_figures(model: AdditiveTerms, features: pd.DataFrame, settings: Settings) -> dict[str, object]:
     """The training population's bands under `model`, logged with it (`TRAINING_FIGURES`) so that a batch's
     report shows them without rebuilding the training set."""
     bands = settings.bands(model.predict_proba(model_input(features))[:, 1])
