@@ -155,8 +155,7 @@ def test_prefect_server_work_pool_and_worker_run_the_nightly_deployment(tmp_path
     env.pop("BALANCEIT_HOME", None)
     prefect = str(Path(sys.executable).parent / "prefect")
     # Labelled answers waiting in the workspace's inbox: the nightly run ingests them and trains.
-    run(home, "models")
-    (home / "inbox").mkdir()
+    (home / "inbox").mkdir(parents=True)
     generated = write(generate(2000, seed=31, labelled=True), tmp_path / "labelled")
     (home / "inbox" / "labelled.csv").write_bytes(Path(generated["questionnaire"]).read_bytes())
     (home / "inbox" / "activity.csv").write_bytes(Path(generated["activity"]).read_bytes())
