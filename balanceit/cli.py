@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperOption
 
 from balanceit.benchmarks.cli import bench_app
 from balanceit.config import Settings, load_settings
@@ -32,13 +33,23 @@ STATUS_WORDS = {"loaded": "loaded", "already_loaded": "already loaded, nothing c
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
 
-# metavar="": a flag takes no value, so its help shows none (Typer would print `<bool>`).
-JsonOption = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object instead of text.")]
+# A flag takes no value, but Typer prints `<bool>` beside every one (--help, bench's too): print none.
+_value_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _value_type(self, ctx)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 RespondentArgument = Annotated[str, typer.Argument(help="The respondent's id, as in the questionnaire.")]
 ClusterOption = Annotated[str | None, typer.Option(
     "--cluster", envvar="BALANCEIT_CLUSTER",
     help="Run the partition tasks on Dask: local:N (N worker processes on this machine) or "
          "tcp://HOST:PORT (an existing scheduler). Default: in this process.")]
+NotAskedOption = Annotated[str, typer.Option(
+    "--not-asked", metavar="Q1,Q2", help="Questions this survey did not ask (contract names, comma-separated): "
+                                         "stored blank whatever the file holds, and scored as unknown.")]
+
+
+def _questions(names: str) -> tuple[str, ...]:
+    return tuple(name.strip().lower() for name in names.split(",") if name.strip())
 
 
 class _State:
@@ -114,8 +125,7 @@ def main(home: Annotated[Path | None, typer.Option(
 def generate(rows: Annotated[int, typer.Option(help="Respondents to generate.")] = 1000,
              out: Annotated[Path, typer.Option(help="Folder for questionnaire.csv, activity.csv, truth.csv.")]
              = Path("generated"),
-             labelled: Annotated[bool, typer.Option("--labelled", metavar="",
-                                                    help="Fill the `imbalance` column.")] = False,
+             labelled: Annotated[bool, typer.Option("--labelled", help="Fill the `imbalance` column.")] = False,
              seed: Annotated[int, typer.Option(help="Random seed (same seed, same population).")] = 0,
              as_json: JsonOption = False) -> None:
     """Write a synthetic population (questionnaire, wearable days, and the truth behind them)."""
@@ -158,15 +168,17 @@ def _ingest_on_cluster(kind: str, path: Path, cluster: str, as_json: bool) -> No
         raise typer.Exit(2)
 
 
-def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None) -> None:
+def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None, not_asked: str = "") -> None:
     _prepare()
     cluster = _check_cluster(cluster, as_json)
+    if cluster and not_asked:
+        _fail("--not-asked is not read on a cluster: ingest the file without --cluster", as_json)
     if cluster and kind != "nhanes":
         _ingest_on_cluster(kind, path, cluster, as_json)
         return
     from balanceit.flows.ingest import ingest_flow
 
-    summary = ingest_flow(str(path), kind, str(_State.home) if _State.home else None)
+    summary = ingest_flow(str(path), kind, str(_State.home) if _State.home else None, _questions(not_asked))
     _show_ingestion(summary, as_json)
 
 
@@ -197,12 +209,13 @@ def _show_ingestion(summary: Any, as_json: bool) -> None:
 
 @ingest_app.command("questionnaire")
 def ingest_questionnaire(file: Annotated[Path, typer.Argument(help="The questionnaire file (or, with --cluster, "
-                                                                "a folder of them).")], as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+                                                                "a folder of them).")],
+                         as_json: JsonOption = False, cluster: ClusterOption = None, not_asked: NotAskedOption = "") -> None:
     """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says).
 
     With --cluster, FILE may be a folder: each file in it is read and validated by its own task.
     """
-    _ingest("questionnaire", file, as_json, cluster)
+    _ingest("questionnaire", file, as_json, cluster, not_asked)
 
 
 @ingest_app.command("activity")
@@ -249,7 +262,7 @@ def score(file: Annotated[Path, typer.Argument(help="The survey batch to score: 
                                                  "or an NHANES cycle folder.")],
           activity: Annotated[Path | None, typer.Option(help="Wearable days for the same people.")] = None,
           output: Annotated[Path | None, typer.Option(help="Write one row per person (.csv or .parquet).")] = None,
-          as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+          as_json: JsonOption = False, cluster: ClusterOption = None, not_asked: NotAskedOption = "") -> None:
     """Score a survey batch with the champion model, with drivers, signs and what-ifs."""
     _prepare()
     cluster = _check_cluster(cluster, as_json)
@@ -258,7 +271,8 @@ def score(file: Annotated[Path, typer.Argument(help="The survey batch to score: 
 
     try:
         result = score_flow(str(file), str(activity) if activity else None, str(output) if output else None,
-                            home=str(_State.home) if _State.home else None, cluster=cluster)
+                            home=str(_State.home) if _State.home else None, cluster=cluster,
+                            not_asked=_questions(not_asked))
     except (InputRefused, RuntimeError, LookupError) as problem:
         _fail(str(problem), as_json)
     _emit(result, as_json, "Scoring")

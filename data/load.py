@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +21,7 @@ import pandas as pd
 from balanceit.data.contract import ACTIVITY_KEY, QUESTIONNAIRE_KEY
 from balanceit.data.labels import label_conflicts, record_labels
 from balanceit.data.validation import FileRefused, Validated, load_activity, load_questionnaire
+from balanceit.features.build import OPTIONAL_ANSWERS
 from balanceit.warehouse import transaction, upsert_frame
 
 Kind = Literal["questionnaire", "activity", "nhanes"]
@@ -45,8 +46,12 @@ class IngestionSummary:
         return asdict(self)
 
 
-def content_sha256(path: Path) -> str:
+def content_sha256(path: Path, not_asked: Sequence[str] = ()) -> str:
+    """The content's digest; questions declared not asked are part of it (declared otherwise, it is
+    another ingestion)."""
     digest = hashlib.sha256()
+    if not_asked:
+        digest.update(f"not asked: {','.join(sorted(set(not_asked)))}".encode())
     if path.is_dir():
         for child in sorted(p for p in path.iterdir() if p.is_file()):
             digest.update(child.name.encode())
@@ -63,26 +68,33 @@ def ingestion_id_for(kind: str, sha: str) -> str:
     return f"{kind}-{sha[:16]}"
 
 
-def _validate(path: Path, kind: Kind) -> Validated:
+def _validate(path: Path, kind: Kind, not_asked: Sequence[str]) -> Validated:
     if kind == "activity":
         return load_activity(path)
     if kind == "nhanes":
         from balanceit.data.nhanes import load_nhanes
 
-        return load_nhanes(path)
-    return load_questionnaire(path)
+        return load_nhanes(path, not_asked=not_asked)
+    return load_questionnaire(path, not_asked=not_asked)
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind) -> IngestionSummary:
-    """Validate one file and load it: accepted rows, quarantined rows, lineage, and its batch."""
+def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind,
+           not_asked: Sequence[str] = ()) -> IngestionSummary:
+    """Validate one file and load it: accepted rows, quarantined rows, lineage, and its batch.
+
+    Questions declared `not_asked` are stored blank, so the batch is scored without them."""
     path = Path(path)
     if not path.exists():
         return IngestionSummary(str(path), kind, "refused", message=f"{path}: no such file or folder")
-    sha = content_sha256(path)
+    unknown = [name for name in not_asked if name not in OPTIONAL_ANSWERS]
+    if unknown:
+        return IngestionSummary(str(path), kind, "refused", message=f"cannot be declared not asked: "
+                                f"{', '.join(map(repr, unknown))} (a survey may leave out {', '.join(OPTIONAL_ANSWERS)})")
+    sha = content_sha256(path, not_asked)
     ingestion_id = ingestion_id_for(kind, sha)
     previous = con.execute(
         "SELECT rows_read, accepted, quarantined FROM ingestions WHERE ingestion_id = ? AND status = 'loaded'",
@@ -94,7 +106,7 @@ def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind) -> IngestionS
     started = _now()
     with _collector_spares_older_objects():
         try:
-            validated = _validate(path, kind)
+            validated = _validate(path, kind, not_asked)
         except FileRefused as refused:
             return IngestionSummary(str(path), kind, "refused", ingestion_id, message=str(refused))
         return store_validated(con, validated, path, kind, sha, started)

@@ -20,8 +20,8 @@ from balanceit.models.train import train_model
 from balanceit.warehouse import open_warehouse
 
 
-def ingest_or_fail(home: str | None, path: str, kind: str):
-    summary = ingest_file(home, path, kind)
+def ingest_or_fail(home: str | None, path: str, kind: str, not_asked: tuple[str, ...] = ()):
+    summary = ingest_file(home, path, kind, not_asked)
     if summary.status == "refused":
         raise InputRefused(summary.message)
     return summary
