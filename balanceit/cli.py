@@ -58,14 +58,12 @@ class _State:
 
 def _prepare() -> Settings:
     """Workspace settings, with Prefect pointed into the workspace before it is imported."""
-    # Health data on a shared machine: everything this command (and the processes it starts) creates,
-    # the workspace, warehouse, reports and exports, is readable by its owner only.
+    # Health data on a shared machine: whatever this command and its processes create is its owner's only.
     os.umask(0o077)
     settings = load_settings(_State.home)
     os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # The first start of Prefect's temporary server sets up its database (about 20 s here, more on a
-    # busy machine); Prefect's own default gives up after 20 s.
+    # Prefect's temporary server sets up its database on its first start: 20 s or more, where its default gives up.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
@@ -76,8 +74,7 @@ def _prepare() -> Settings:
 
 
 def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
-    """One JSON object for scripts, or for people `key: value` lines (paths never truncated) and a
-    table per group of figures (as `models` prints), never a raw JSON blob."""
+    """One JSON object for scripts; for people, `key: value` lines (paths never cut) and a table per group."""
     if as_json:
         print(json.dumps(result, default=str))
         return
@@ -114,8 +111,7 @@ def _print_version(asked: bool) -> None:
 
 @app.callback()
 def main(home: Annotated[Path | None, typer.Option(
-        "--home", envvar="BALANCEIT_HOME",
-        help="Workspace folder for all state (default ./.balanceit).")] = None,
+        "--home", envvar="BALANCEIT_HOME", help="Workspace folder for all state (default ./.balanceit).")] = None,
          _version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                                 help="Print the installed version and exit.")] = False) -> None:
     _State.home = home
@@ -183,15 +179,13 @@ def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None, no
 
 
 def _show_ingestion(summary: Any, as_json: bool) -> None:
-    result = summary.to_dict()
-    if summary.status == "refused":
-        if as_json:
-            print(json.dumps(result, default=str))
-            raise typer.Exit(2)
-        _fail(summary.message, as_json)
     if as_json:
-        print(json.dumps(result, default=str))
+        print(json.dumps(summary.to_dict(), default=str))
+        if summary.status == "refused":
+            raise typer.Exit(2)
         return
+    if summary.status == "refused":
+        _fail(summary.message, as_json)
     rules = f" for breaking {len(summary.reasons)} rules (a row can break several)" if len(summary.reasons) > 1 else ""
     console.print(f"[bold]{escape(summary.file)}[/]: {STATUS_WORDS.get(summary.status, summary.status)}. "
                   f"rows read {summary.rows_read:,}, accepted {summary.accepted:,}, "
@@ -210,21 +204,16 @@ def _show_ingestion(summary: Any, as_json: bool) -> None:
 @ingest_app.command("questionnaire")
 def ingest_questionnaire(file: Annotated[Path, typer.Argument(help="The questionnaire file (or, with --cluster, "
                                                                 "a folder of them).")],
-                         as_json: JsonOption = False, cluster: ClusterOption = None, not_asked: NotAskedOption = "") -> None:
-    """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says).
-
-    With --cluster, FILE may be a folder: each file in it is read and validated by its own task.
-    """
+                         not_asked: NotAskedOption = "", as_json: JsonOption = False,
+                         cluster: ClusterOption = None) -> None:
+    """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says)."""
     _ingest("questionnaire", file, as_json, cluster, not_asked)
 
 
 @ingest_app.command("activity")
 def ingest_activity(file: Annotated[Path, typer.Argument(help="The daily activity file (or, with --cluster, "
                                                             "a folder of them).")], as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
-    """Daily wearable activity (canonical columns or a Fitbit dailyActivity_merged.csv export).
-
-    With --cluster, FILE may be a folder: each file in it is read and validated by its own task.
-    """
+    """Daily wearable activity (canonical columns or a Fitbit dailyActivity_merged.csv export)."""
     _ingest("activity", file, as_json, cluster)
 
 
@@ -420,7 +409,6 @@ def serve() -> None:
     from balanceit.flows.schedule import serve_schedules
 
     serve_schedules(str(_State.home) if _State.home else None)
-
 
 
 @app.command()

@@ -47,8 +47,7 @@ class IngestionSummary:
 
 
 def content_sha256(path: Path, not_asked: Sequence[str] = ()) -> str:
-    """The content's digest; questions declared not asked are part of it (declared otherwise, it is
-    another ingestion)."""
+    """The content's digest with the questions declared not asked: declared otherwise, it is another ingestion."""
     digest = hashlib.sha256()
     if not_asked:
         digest.update(f"not asked: {','.join(sorted(set(not_asked)))}".encode())
@@ -84,16 +83,14 @@ def _now() -> datetime:
 
 def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind,
            not_asked: Sequence[str] = ()) -> IngestionSummary:
-    """Validate one file and load it: accepted rows, quarantined rows, lineage, and its batch.
-
-    Questions declared `not_asked` are stored blank, so the batch is scored without them."""
+    """Validate one file and load it: accepted rows, quarantined rows, lineage, and its batch."""
     path = Path(path)
     if not path.exists():
         return IngestionSummary(str(path), kind, "refused", message=f"{path}: no such file or folder")
-    unknown = [name for name in not_asked if name not in OPTIONAL_ANSWERS]
+    unknown = ", ".join(repr(name) for name in not_asked if name not in OPTIONAL_ANSWERS)
     if unknown:
-        return IngestionSummary(str(path), kind, "refused", message=f"cannot be declared not asked: "
-                                f"{', '.join(map(repr, unknown))} (a survey may leave out {', '.join(OPTIONAL_ANSWERS)})")
+        return IngestionSummary(str(path), kind, "refused", message=f"cannot be declared not asked: {unknown} "
+                                f"(a survey may leave out {', '.join(OPTIONAL_ANSWERS)})")
     sha = content_sha256(path, not_asked)
     ingestion_id = ingestion_id_for(kind, sha)
     previous = con.execute(

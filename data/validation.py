@@ -144,9 +144,7 @@ def load_activity(path: str | Path, now: pd.Timestamp | None = None) -> Validate
 
 def validate_questionnaire(raw: pd.DataFrame, source: str, now: pd.Timestamp | None = None,
                            not_asked: Sequence[str] = ()) -> Validated:
-    """Questionnaire rows (contract section 1). `row_number` is the frame's index + 1.
-
-    Questions declared `not_asked` are dropped unread: whatever the file holds there, nobody was asked."""
+    """Questionnaire rows (contract section 1), `not_asked` columns dropped unread. `row_number` is the index + 1."""
     if not_asked:
         raw = normalise_column_names(raw, source).drop(columns=[*not_asked], errors="ignore")
     return _validate(raw, source, now, QUESTIONNAIRE_KIND)
