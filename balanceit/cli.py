@@ -33,9 +33,10 @@ STATUS_WORDS = {"loaded": "loaded", "already_loaded": "already loaded, nothing c
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
 
-# A flag takes no value, but Typer prints `<bool>` beside every one (--help, bench's too): print none.
-_value_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _value_type(self, ctx)
+# A flag takes no value, but Typer 0.29 prints `<bool>` beside every one (--help, bench's too): print none.
+if hasattr(TyperOption, "display_type_rich"):
+    _value_type = TyperOption.display_type_rich
+    TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _value_type(self, ctx)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 RespondentArgument = Annotated[str, typer.Argument(help="The respondent's id, as in the questionnaire.")]
@@ -63,7 +64,7 @@ def _prepare() -> Settings:
     settings = load_settings(_State.home)
     os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Prefect's temporary server sets up its database on its first start: 20 s or more, where its default gives up.
+    # The temporary Prefect server's first start sets up its database (20 s or more); Prefect waits only 20 s.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
@@ -204,8 +205,8 @@ def _show_ingestion(summary: Any, as_json: bool) -> None:
 @ingest_app.command("questionnaire")
 def ingest_questionnaire(file: Annotated[Path, typer.Argument(help="The questionnaire file (or, with --cluster, "
                                                                 "a folder of them).")],
-                         not_asked: NotAskedOption = "", as_json: JsonOption = False,
-                         cluster: ClusterOption = None) -> None:
+                         as_json: JsonOption = False, cluster: ClusterOption = None,
+                         not_asked: NotAskedOption = "") -> None:
     """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says)."""
     _ingest("questionnaire", file, as_json, cluster, not_asked)
 
