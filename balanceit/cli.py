@@ -58,19 +58,26 @@ class _State:
 
 
 def _prepare() -> Settings:
-    """Workspace settings, with Prefect pointed into the workspace before it is imported."""
+    """Workspace settings, for a command that runs no flow (Prefect is never imported)."""
     # Health data on a shared machine: whatever this command and its processes create is its owner's only.
     os.umask(0o077)
     settings = load_settings(_State.home)
-    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    os.environ["BALANCEIT_HOME"] = str(settings.root)
+    return settings
+
+
+def _prepare_flows() -> Settings:
+    """Workspace settings, with Prefect's home made inside the workspace before Prefect is imported."""
+    settings = _prepare()
+    prefect_home = Path(os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home)))
+    prefect_home.mkdir(mode=0o700, parents=True, exist_ok=True)  # Prefect makes only the last folder
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # The temporary Prefect server's first start sets up its database (20 s or more); Prefect waits only 20 s.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
-    os.environ["BALANCEIT_HOME"] = str(settings.root)
     return settings
 
 
@@ -146,7 +153,7 @@ def _check_cluster(cluster: str | None, as_json: bool) -> str | None:
 
 def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None, not_asked: str = "") -> None:
     """A file, or a folder of files, each read and validated by its own task."""
-    _prepare()
+    _prepare_flows()
     cluster = _check_cluster(cluster, as_json)
     from balanceit.flows.ingest import ingest_flow
 
@@ -231,7 +238,7 @@ def train(data: Annotated[Path | None, typer.Option(help="Labelled questionnaire
 
     With --cluster, the training features are computed per partition on the Dask cluster.
     """
-    _prepare()
+    _prepare_flows()
     cluster = _check_cluster(cluster, as_json)
     from balanceit.flows.train import InputRefused, train_flow
 
@@ -250,7 +257,7 @@ def score(file: Annotated[Path, typer.Argument(help="The survey batch to score: 
           output: Annotated[Path | None, typer.Option(help="Write one row per person (.csv or .parquet).")] = None,
           as_json: JsonOption = False, cluster: ClusterOption = None, not_asked: NotAskedOption = "") -> None:
     """Score a survey batch with the champion model, with drivers, signs and what-ifs."""
-    _prepare()
+    _prepare_flows()
     cluster = _check_cluster(cluster, as_json)
     from balanceit.flows.score import score_flow
     from balanceit.flows.train import InputRefused
@@ -272,7 +279,7 @@ def report_population(batch: Annotated[str | None, typer.Option(
                                "or reference rows (CSV/Parquet, weighted by survey_weight).")] = None,
                       as_json: JsonOption = False) -> None:
     """The population report: risk bands, segments, drivers, what-ifs, model card, data quality, drift."""
-    _prepare()
+    _prepare_flows()
     from balanceit.flows.report import population_report_flow
     from balanceit.reports.reweight import TargetRefused
 
@@ -391,7 +398,7 @@ def demo(rows: Annotated[int, typer.Option(help="Respondents in the built-in pop
 
     With --cluster, the training features and the new batch's partitions are computed on the Dask cluster.
     """
-    _prepare()
+    _prepare_flows()
     cluster = _check_cluster(cluster, as_json)
     from balanceit.flows.demo import demo_flow
 
@@ -402,7 +409,7 @@ def demo(rows: Annotated[int, typer.Option(help="Respondents in the built-in pop
 @app.command()
 def serve() -> None:
     """Run the schedules: nightly retraining and inbox scoring (Ctrl-C stops)."""
-    settings = _prepare()
+    settings = _prepare_flows()
     from balanceit.flows.schedule import serve_schedules
 
     serve_schedules(settings)
@@ -417,7 +424,7 @@ def deploy(pool: Annotated[str, typer.Option(help="Prefect work pool (type proce
     For a team: `prefect server start`, PREFECT_API_URL pointing at it, `prefect work-pool create POOL
     --type process`, this command, then `prefect worker start --pool POOL` (see the README).
     """
-    settings = _prepare()
+    settings = _prepare_flows()
     from balanceit.flows.schedule import deploy_schedules
 
     try:

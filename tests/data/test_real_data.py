@@ -108,3 +108,9 @@ def test_nhanes_files_from_different_cycles_are_refused(tmp_path):
     folder = link(tmp_path, **{"P_DEMO.xpt": "P_DEMO.xpt", "PAQ_J.XPT": "P_PAQ.xpt"})
     with pytest.raises(FileRefused, match="different cycles"):
         load_nhanes(folder)
+
+
+def test_an_nhanes_cycle_may_declare_questions_too():
+    validated = load_nhanes(shared(NHANES_P), not_asked=("height_cm", "weight_kg"))
+    assert len(validated.accepted) == 9610
+    assert validated.accepted[["height_cm", "weight_kg"]].isna().all().all()

@@ -32,9 +32,7 @@ def survey(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    settings = Settings(home=tmp_path / "ws")
-    settings.ensure_dirs()
-    return settings
+    return Settings(home=tmp_path / "ws")
 
 
 def test_declared_questions_are_stored_blank_and_never_judged(settings, survey):
@@ -77,12 +75,3 @@ def test_a_scored_batch_is_scored_and_reported_without_the_declared_questions(de
     assert "Not asked in this survey:</strong> back_pain, neck_pain." in Path(report["path"]).read_text("utf-8")
     missing = pd.read_csv(tmp_path / "s.csv")["missing_answers"].fillna("")
     assert not missing.str.contains("back|neck").any()
-
-
-def test_an_nhanes_cycle_may_declare_questions_too():
-    from balanceit.data.nhanes import load_nhanes
-    from test_real_data import NHANES_P, shared
-
-    validated = load_nhanes(shared(NHANES_P), not_asked=("height_cm", "weight_kg"))
-    assert len(validated.accepted) == 9610
-    assert validated.accepted[["height_cm", "weight_kg"]].isna().all().all()
