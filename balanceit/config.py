@@ -37,8 +37,18 @@ def masked_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+class _InWorkspace:
+    """A file or folder of the workspace as a read-only attribute, so every path derives from `home`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, settings: Settings, owner: type[Settings]) -> Path:
+        return settings.root / self.name
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BALANCEIT_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="BALANCEIT_", frozen=True, ignored_types=(_InWorkspace,))
 
     home: Path = Field(default=Path(".balanceit"), description="Workspace folder holding all state.")
 
@@ -94,44 +104,17 @@ class Settings(BaseSettings):
         return self.home.expanduser().resolve()
 
     @property
-    def warehouse_path(self) -> Path:
-        return self.root / "warehouse.duckdb"
-
-    @property
-    def lock_path(self) -> Path:
-        return self.root / "warehouse.lock"
-
-    @property
-    def mlflow_db_path(self) -> Path:
-        return self.root / "mlflow.db"
-
-    @property
     def mlflow_tracking_uri(self) -> str:
-        return user_tracking_uri() or f"sqlite:///{self.mlflow_db_path}"
+        return user_tracking_uri() or f"sqlite:///{self.root / 'mlflow.db'}"
 
-    @property
-    def mlflow_artifacts_path(self) -> Path:
-        return self.root / "mlartifacts"
-
-    @property
-    def prefect_home(self) -> Path:
-        return self.root / "prefect"
-
-    @property
-    def reports_path(self) -> Path:
-        return self.root / "reports"
-
-    @property
-    def inbox_path(self) -> Path:
-        return self.root / "inbox"
-
-    @property
-    def partitions_path(self) -> Path:
-        return self.root / "partitions"
-
-    @property
-    def exports_path(self) -> Path:
-        return self.root / "exports"
+    warehouse_path = _InWorkspace("warehouse.duckdb")
+    lock_path = _InWorkspace("warehouse.lock")
+    mlflow_artifacts_path = _InWorkspace("mlartifacts")
+    prefect_home = _InWorkspace("prefect")
+    reports_path = _InWorkspace("reports")
+    inbox_path = _InWorkspace("inbox")
+    partitions_path = _InWorkspace("partitions")
+    exports_path = _InWorkspace("exports")
 
     def bands(self, risk: np.ndarray) -> np.ndarray:
         """The band of every risk: the one place the cut-offs are applied (NaN falls in "moderate")."""
