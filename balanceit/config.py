@@ -1,8 +1,5 @@
-"""All configuration in one typed place.
-
-Every setting has a default that works on a laptop; each can be overridden with an environment
-variable named `BALANCEIT_<SETTING>` (for example `BALANCEIT_HOME=/data/balanceit`).
-Paths are derived from `home`, so one folder holds all state.
+"""All configuration in one typed place: every setting has a default that works on a laptop and an
+environment variable `BALANCEIT_<SETTING>` to override it; paths derive from `home`, one folder for all state.
 """
 
 from __future__ import annotations
@@ -59,9 +56,8 @@ class Settings(BaseSettings):
     # Privacy: population tables never show a group smaller than this.
     min_group_size: int = 10
 
-    # Reweighting a batch to a target population (`report population --target`): raking keeps every
-    # weight under this many times the median weight where the margins allow it, and the report warns
-    # when the weighted batch's effective sample size is below the minimum.
+    # Reweighting to a target population (`report population --target`): raking keeps every weight under
+    # this many times the median where the margins allow; the report warns below this effective sample size.
     reweight_trim_ratio: float = 10.0
     reweight_min_effective_size: int = 100
 
@@ -76,9 +72,8 @@ class Settings(BaseSettings):
     random_seed: int = 42
     promotion_auc_tolerance: float = 0.002
     promotion_brier_tolerance: float = 0.002
-    # Label sanity before training (data/labels.py): a file's label rate may differ from the reference
-    # set's by at most this much, and a known association (more sitting, less stretching -> more
-    # imbalance) may not be reversed by a correlation stronger than this (nor than 3/sqrt(rows)).
+    # Label sanity before training (data/labels.py): a file's label rate may differ from the reference set's
+    # by at most this, and a correlation above this (and 3/sqrt(rows)) may not reverse a known association.
     label_rate_tolerance: float = 0.15
     label_contradiction_correlation: float = 0.05
 
