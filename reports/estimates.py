@@ -1,14 +1,12 @@
 """Population estimates with 95% intervals that respect how the respondents were sampled.
 
-Surveys such as NHANES draw people in clusters (PSUs) within strata with unequal probabilities (the
-plain mean of sitting over its 2017-2020 adults is 335 minutes a day, weighted 356), so every figure is
-weighted when the frame has survey weights (`aggregate.survey_weights`), with design-based intervals
-(Taylor linearisation, by `svy`, never hand-written variance code). `design_of` reads `survey_stratum`
-and `survey_psu` when complete (PSUs nested in strata); weights without PSUs make each row its own PSU;
-a single-PSU stratum is centred on the grand mean (R's `lonely.psu = "adjust"`). Unweighted frames get
-ordinary intervals for the respondents only. Shares use Korn-Graubard intervals (the NCHS standard),
-means t intervals with the design's degrees of freedom. A missing value is a domain, not a filter; a
-domain in a single PSU of a single stratum has no interval (NaN, null in JSON).
+Surveys such as NHANES draw people in clusters (PSUs) within strata with unequal probabilities (its
+2017-2020 adults sit 335 minutes a day unweighted, 356 weighted), so a frame with survey weights gets
+weighted figures with design-based intervals (Taylor linearisation by `svy`, no hand-written variance
+code): PSUs nested in strata, each row its own PSU when there are none, a single-PSU stratum centred on
+the grand mean (R's `lonely.psu = "adjust"`). Unweighted frames get ordinary intervals for the
+respondents only. Shares use Korn-Graubard intervals (the NCHS standard), means t intervals. A missing
+value is a domain, not a filter; a domain in a single PSU of a single stratum has no interval (NaN).
 """
 
 from __future__ import annotations
@@ -51,6 +49,9 @@ class Estimate:
     def as_dict(self) -> dict[str, float | None]:
         """{"value", "ci_low", "ci_high"}, with NaN as None so that it is valid JSON."""
         return {name: _finite_or_none(getattr(self, name)) for name in ("value", "ci_low", "ci_high")}
+
+
+UNKNOWN = Estimate(math.nan, math.nan, math.nan)
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,9 +119,13 @@ def estimate_share(indicator: pd.Series, frame: pd.DataFrame) -> Estimate:
 
 
 def _estimate(y: np.ndarray, frame: pd.DataFrame, estimates: Callable[[svy.Sample, str], list[Estimate]]) -> Estimate:
-    if not np.isfinite(y).any():
-        return Estimate(math.nan, math.nan, math.nan)
-    return estimates(_sample(design_of(frame), {"y": y}), "y")[0]
+    return _figure(_sample(design_of(frame), {"y": y}), "y", y, estimates)
+
+
+def _figure(sample: svy.Sample, column: str, y: np.ndarray,
+            estimates: Callable[[svy.Sample, str], list[Estimate]]) -> Estimate:
+    """One figure of the sample's column `y`; NaN when nobody has a value."""
+    return estimates(sample, column)[0] if np.isfinite(y).any() else UNKNOWN
 
 
 def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
@@ -143,15 +148,9 @@ def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
            for name, value in band_of.items()},
         "share_sitting_over_8h": np.where(np.isnan(sitting), np.nan, sitting > LONG_SITTING_HOURS),
     }
-    sample = _sample(design, columns) if len(people) else None
-    estimates = {}
-    for name, y in columns.items():
-        if sample is None or not np.isfinite(y).any():
-            estimates[name] = Estimate(math.nan, math.nan, math.nan)
-        elif name.startswith("share_"):
-            estimates[name] = _share_estimates(sample, name)[0]
-        else:
-            estimates[name] = _mean_estimates(sample, name)[0]
+    sample = _sample(design, columns)
+    estimates = {name: _figure(sample, name, y, _share_estimates if name.startswith("share_") else _mean_estimates)
+                 for name, y in columns.items()}
     return {
         "weighted": design is not None,
         "n": int(len(people)),
@@ -194,15 +193,11 @@ def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = 
 
 def _sample(design: Design | None, columns: dict[str, np.ndarray]) -> svy.Sample:
     """An svy sample of the given row-aligned columns (NaN = missing) under `design` (None: SRS)."""
-    data = {name: pl.Series(name, np.asarray(values, dtype=float), nan_to_null=True)
-            for name, values in columns.items()}
+    data = [pl.Series(name, np.asarray(values, dtype=float), nan_to_null=True) for name, values in columns.items()]
     if design is None:
         return svy.Sample(pl.DataFrame(data))
-    data[_W] = pl.Series(_W, design.weight)
-    if design.stratum is not None:
-        data[_S] = pl.Series(_S, design.stratum)
-    if design.psu is not None:
-        data[_P] = pl.Series(_P, design.psu)
+    data += [pl.Series(name, codes) for name, codes in ((_W, design.weight), (_S, design.stratum), (_P, design.psu))
+             if codes is not None]
     return svy.Sample(pl.DataFrame(data), design.svy_design())
 
 
@@ -211,7 +206,7 @@ def _mean_estimates(sample: svy.Sample, column: str, by: str | None = None,
     rows = sample.estimation.mean(column, by=by, alpha=ALPHA, drop_nulls=True).to_polars()
     found = {_domain_key(row, by): Estimate(row["est"], row["lci"], row["uci"])
              for row in rows.iter_rows(named=True)}
-    return [_nan_if_absent(found, key if by else None) for key in range(n_domains)]
+    return [found.get(key if by else None, UNKNOWN) for key in range(n_domains)]
 
 
 def _share_estimates(sample: svy.Sample, column: str, by: str | None = None,
@@ -227,15 +222,11 @@ def _share_estimates(sample: svy.Sample, column: str, by: str | None = None,
             found[key] = Estimate(row["est"], row["lci"], row["uci"])
         else:
             found.setdefault(key, Estimate(1.0 - row["est"], 1.0 - row["uci"], 1.0 - row["lci"]))
-    return [_clipped(_nan_if_absent(found, key if by else None)) for key in range(n_domains)]
+    return [_clipped(found.get(key if by else None, UNKNOWN)) for key in range(n_domains)]
 
 
 def _domain_key(row: dict, by: str | None) -> int | None:
     return None if by is None else int(row[by])
-
-
-def _nan_if_absent(found: dict, key: int | None) -> Estimate:
-    return found.get(key, Estimate(math.nan, math.nan, math.nan))
 
 
 def _clipped(estimate: Estimate) -> Estimate:
@@ -256,13 +247,7 @@ def _codes(frame: pd.DataFrame, column: str) -> np.ndarray | None:
 
 def _aligned(values: pd.Series, frame: pd.DataFrame) -> pd.Series:
     """`values` in the frame's row order: by index when the indexes differ, else as given."""
-    if isinstance(values, pd.Series) and not values.index.equals(frame.index):
-        values = values.reindex(frame.index)
-    elif not isinstance(values, pd.Series):
-        values = pd.Series(values, index=frame.index)
-    if len(values) != len(frame):
-        raise ValueError(f"values have {len(values)} rows, the frame {len(frame)}")
-    return values
+    return values if values.index.equals(frame.index) else values.reindex(frame.index)
 
 
 def _floats(values: pd.Series, frame: pd.DataFrame) -> np.ndarray:

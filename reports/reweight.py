@@ -1,12 +1,11 @@
 """Reweighting a batch to the population it should describe (raking to a target's margins).
 
 Most batches are convenience samples: those who sit and hurt the most answer more often. Raking (svy's
-iterative proportional fitting, alternated with trimming extreme weights) weights each respondent so
-that the batch matches the target's shares on every margin at once. A target is margins (a CSV
-`column,level,share` or YAML `{column: {level: share}}`) or reference rows (any other CSV or Parquet of
-contract columns, such as an NHANES cycle, weighted by its `survey_weight`): every category column is a
-margin, every number column a margin over the reference's deciles. A number's level is a band `lo-hi`
-(lo <= value < hi) or `lo+`. Missing answers form their own level at their batch share: nobody is dropped.
+iterative proportional fitting, alternated with trimming extreme weights) makes the batch match the
+target's shares on every margin at once. A target is margins (CSV `column,level,share` or YAML
+`{column: {level: share}}`) or reference rows (any other CSV or Parquet of contract columns, weighted by
+`survey_weight`): a margin per category column, and per number column over the reference's deciles, as
+bands `lo-hi` (lo <= value < hi) or `lo+`. Missing answers are a level at their batch share: nobody is dropped.
 """
 
 from __future__ import annotations
@@ -70,7 +69,6 @@ class Reweighting:
 
 def read_target(path: Path) -> Target:
     """The target population in `path`: margins (CSV `column,level,share` or YAML) or reference rows."""
-    path = Path(path)
     if not path.is_file():
         raise TargetRefused(f"target {path}: no such file")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -171,9 +169,7 @@ def store_weights(con: duckdb.DuckDBPyConnection, batch_id: str, answers: pd.Dat
     con.execute("INSERT INTO reweightings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [batch_id, result.target.file, result.target.sha256, METHOD, computed_at.replace(tzinfo=None),
                  result.design_effect, result.effective_size, json.dumps(result.target.margins)])
-    con.register("_batch_weights", rows)
-    con.execute("INSERT INTO batch_weights SELECT * FROM _batch_weights")
-    con.unregister("_batch_weights")
+    con.execute("INSERT INTO batch_weights SELECT * FROM rows")  # DuckDB reads the local frame `rows`
     con.execute("COMMIT")
 
 
@@ -223,14 +219,10 @@ def _margins_from_rows(frame: pd.DataFrame, path: Path) -> dict[str, dict[str, f
 def _band_labels(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """`lo-hi` / `lo+` band names of numbers cut at `edges` (the first band starts at 0, as every number
     column's contract minimum is at least 0)."""
-    names = [f"0-{_number(edges[0])}"] + [f"{_number(lo)}-{_number(hi)}" for lo, hi in zip(edges[:-1], edges[1:])] \
-        + [f"{_number(edges[-1])}+"]
+    bounds = [f"{edge:g}" for edge in edges]
+    names = [f"0-{bounds[0]}", *(f"{lo}-{hi}" for lo, hi in zip(bounds[:-1], bounds[1:])), f"{bounds[-1]}+"]
     codes = np.searchsorted(edges, values, side="right")
     return np.where(np.isnan(values), None, np.array(names, dtype=object)[codes])
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
 
 
 def _checked(margins: dict[str, dict[str, float]], path: Path) -> dict[str, dict[str, float]]:
@@ -285,8 +277,7 @@ def _margin_levels(answers: pd.DataFrame, target: Target, column: str) -> np.nda
 def _batch_margin(target: Target, column: str, levels: np.ndarray, rows: int) -> dict[str, float]:
     """The target's shares for this batch: missing answers keep their batch share, the rest are scaled."""
     wanted = target.margins[column]
-    present, counts = np.unique(levels, return_counts=True)
-    found = dict(zip(present, counts))
+    found = dict(zip(*np.unique(levels, return_counts=True)))
     absent = [level for level in wanted if level not in found]
     if absent:
         raise TargetRefused(f"target {target.file}, column '{column}': nobody in the batch has "
