@@ -1,8 +1,6 @@
-"""What every flow shares: a task decorator that never caches, and refusals (a bad file, an unknown
-batch, person or version) logged by Prefect without a traceback.
-
-Nothing is cached between runs because every stage is idempotent on its own terms
-(content-addressed ingestions, keyed upserts, partition files written once).
+"""What every flow shares: a task decorator that never caches (every stage is idempotent on its own:
+content-addressed ingestions, keyed upserts, partition files written once), and refusals (a bad file,
+an unknown batch, person or version) logged by Prefect without a traceback.
 """
 
 from __future__ import annotations

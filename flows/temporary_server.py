@@ -1,9 +1,8 @@
 """Prefect's temporary API server dies with the command that started it, even one killed by `kill -9`.
 
-Without PREFECT_API_URL, Prefect 3 starts a uvicorn subprocess for the run and stops it at exit
-(atexit), which a killed process never reaches, so the server was left running. On Linux the server
-is started with a parent-death signal (prctl PR_SET_PDEATHSIG): the kernel sends it SIGTERM, which
-uvicorn answers by shutting down, the moment the process that started it ends, however it ends.
+Without PREFECT_API_URL, Prefect 3 starts a uvicorn subprocess and stops it at exit (atexit), which a
+killed process never reaches. On Linux the server gets a parent-death signal (prctl PR_SET_PDEATHSIG):
+SIGTERM, on which uvicorn shuts down, as soon as its starter ends, however it ends.
 """
 
 from __future__ import annotations

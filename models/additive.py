@@ -1,10 +1,8 @@
-"""A glass-box additive risk model: one spline (or one-hot) term per feature, logistic link.
+"""A glass-box additive risk model: logit(risk) = intercept + sum over catalogue features f of g_f(x_f),
+each g_f a spline or one-hot term.
 
-logit(risk) = intercept + sum over catalogue features f of g_f(x_f), each g_f a spline or a
-one-hot term. Because the model is additive on the logit scale, a person's explanation is exact
-and cheap: contribution_f = g_f(x_f) - mean over the training population of
-g_f, and base + sum of contributions reproduces the logit (to rounding). What-ifs recompute
-only the terms of the features they change.
+Being additive, a person's explanation is exact and cheap: contribution_f = g_f(x_f) minus its training
+mean, and base + contributions reproduce the logit. What-ifs recompute only the terms they change.
 """
 
 from __future__ import annotations
@@ -109,11 +107,8 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator, AdditiveTerms):
         return self
 
     def _shrink_missing_terms(self, X: pd.DataFrame) -> None:
-        """Pull each column's "answer missing" term toward the answered rows' average term.
-
-        It is estimated from the few training rows with a blank (a few hundred of 15,000), so with n
-        blank rows it keeps n / (n + `missing_prior_rows`) of its difference from that average.
-        """
+        """Pull each column's "answer missing" term, estimated from few blank rows (hundreds of 15,000),
+        toward the answered rows' average term: n blanks keep n / (n + `missing_prior_rows`) of the gap."""
         encoders = [encoder for feature_encoders in self.encoders_ for encoder in feature_encoders]
         for encoder, coef in zip(encoders, self.coef_slices_, strict=True):
             values = X[encoder.column.name]

@@ -1,7 +1,7 @@
 """Training: candidates compared on the same folds, the chosen one refit and measured on held-out rows.
 
-Only the additive candidates can be chosen, since explanations must be exact and cheap; a plain
-gradient-boosted peer is fitted alongside so every run records how the chosen model compares.
+Only additive candidates can be chosen (explanations must be exact and cheap); a gradient-boosted peer
+is fitted alongside so every run records how the chosen model compares.
 """
 
 from __future__ import annotations

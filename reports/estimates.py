@@ -102,19 +102,14 @@ def design_of(frame: pd.DataFrame) -> Design | None:
 
 
 def estimate_mean(values: pd.Series, frame: pd.DataFrame) -> Estimate:
-    """Mean of `values` (aligned with `frame`'s rows); rows whose value is missing are left out as a domain.
-
-    Weighted with a design-based interval when the frame has a design, else the plain mean with a t interval.
-    """
+    """Mean of `values` (aligned with `frame`'s rows), missing values left out as a domain; design-based
+    when the frame has a design, else the plain mean with a t interval."""
     return _estimate(_floats(values, frame), frame, _mean_estimates)
 
 
 def estimate_share(indicator: pd.Series, frame: pd.DataFrame) -> Estimate:
-    """Share of rows where `indicator` (booleans or 0/1, aligned with `frame`) is true; missing rows are a domain.
-
-    Weighted with a design-based Korn-Graubard interval when the frame has a design; otherwise an
-    ordinary one. The estimate and its interval are always within [0, 1].
-    """
+    """Share of rows where `indicator` (booleans or 0/1, aligned with `frame`) is true, missing rows a
+    domain; a Korn-Graubard interval (design-based when the frame has a design), always within [0, 1]."""
     return _estimate(_indicator(indicator, frame), frame, _share_estimates)
 
 
@@ -129,13 +124,9 @@ def _figure(sample: svy.Sample, column: str, y: np.ndarray,
 
 
 def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
-    """The population's headline figures, each with its 95% interval.
-
-    `people` has `risk`, `band`, `sitting_hours_per_day` and optionally the survey design columns.
-    Returns {"weighted", "n" (people), "population" (what the figures describe), "intervals" (how they
-    were computed), "estimates": {name: {"value", "ci_low", "ci_high"}}} with the names mean_risk,
-    share_low_risk, share_moderate_risk, share_high_risk (the share in `high_band`), mean_sitting_hours
-    and share_sitting_over_8h (strictly more than 8 hours). Missing answers leave only their own figure.
+    """The headline figures of `people` (`risk`, `band`, `sitting_hours_per_day`, maybe a design), each
+    with its 95% interval: {"weighted", "n", "population" (what they describe), "intervals" (how computed),
+    "estimates": {name: {"value", "ci_low", "ci_high"}}}. A missing answer leaves out only its own figure.
     """
     design = design_of(people)
     band = people["band"]
@@ -161,12 +152,9 @@ def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
 
 
 def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = "high") -> pd.DataFrame:
-    """Mean risk and share in `high_band` per segment, with 95% intervals (domain estimation).
-
-    `labels` gives each person's segment (aligned with `people`); people without a label are in no
-    segment but stay in the design. Segments come in the order of a categorical's categories, else of
-    first appearance. Columns: label, n (people), mean_risk, mean_risk_ci_low, mean_risk_ci_high,
-    share_high, share_high_ci_low, share_high_ci_high.
+    """Mean risk and share in `high_band` with 95% intervals per segment of `labels` (aligned with
+    `people`), each a domain: people without a label stay in the design. Segments come in a categorical's
+    order, else as they first appear; columns: label, n (people) and SEGMENT_FIGURES.
     """
     columns = ["label", "n", *SEGMENT_FIGURES]
     labels = _aligned(labels, people)
@@ -211,8 +199,7 @@ def _mean_estimates(sample: svy.Sample, column: str, by: str | None = None,
 
 def _share_estimates(sample: svy.Sample, column: str, by: str | None = None,
                      n_domains: int = 1) -> list[Estimate]:
-    """Share of 1s in a 0/1 column: svy returns one row per level found, so a share of 0 or 1 comes
-    from the other level's row, mirrored."""
+    """Share of 1s in a 0/1 column; svy gives a row per level found, so a share of 0 or 1 is mirrored."""
     rows = sample.estimation.prop(column, by=by, alpha=ALPHA, ci_method=SHARE_INTERVAL,
                                   drop_nulls=True).to_polars()
     found: dict[int | None, Estimate] = {}

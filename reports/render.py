@@ -1,11 +1,8 @@
-"""Write the population and personal HTML reports: one self-contained file each.
+"""Write the population and personal HTML reports (a screening aid, not a diagnosis), one file each.
 
-Readers open the files by double click, offline, so the stylesheet is inlined, charts are inline
-SVG (see charts.py), and a Content-Security-Policy forbids every fetch. Everything from the context
-is escaped by jinja2's autoescape; nothing from a user is ever marked safe. Contexts (built by
-`build.population_context` and `build.person_explanation`) are checked against the keys below, and a
-personal report refuses any key it does not know, so no one else's data can ride along into it.
-Both reports state that balanceit is a screening aid, not a diagnosis.
+Readers open them offline: stylesheet and SVG charts are inline, a Content-Security-Policy forbids every
+fetch, jinja2 escapes the whole context. A personal report refuses any context key it does not know, so
+no one else's data can ride along into it.
 """
 
 from __future__ import annotations
@@ -129,9 +126,7 @@ def _odds_times(contribution: float) -> str:
 
 
 def _when(moment: datetime | str) -> str:
-    if isinstance(moment, datetime):
-        return moment.strftime("%Y-%m-%d %H:%M %Z").strip()
-    return str(moment)
+    return moment.strftime("%Y-%m-%d %H:%M %Z").strip() if isinstance(moment, datetime) else str(moment)
 
 
 def _blank(value: float | None) -> bool:

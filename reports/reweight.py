@@ -115,10 +115,9 @@ def reweight(answers: pd.DataFrame, target: Target, trim_ratio: float) -> Reweig
 
 def reweighting_report(people: pd.DataFrame, result: Reweighting, min_effective_size: float,
                        min_group_size: int, stored_at: datetime) -> dict[str, object]:
-    """What the report and its JSON say: weighted and unweighted figures side by side, the balance on every
-    margin before and after, the design effect and effective sample size, and a warning when it is small.
-    A margin level held by fewer than `min_group_size` people (and the next-smallest, as for segments) shows
-    no unweighted share: it would tell how many people are in it."""
+    """What the report and its JSON say: weighted and unweighted figures, each margin's balance before and
+    after, the design effect and effective size (flagged when small). Small margin levels (as segments'
+    `suppressed_groups`) show no unweighted share: it would tell how many people are in them."""
     before = population_estimates(people)
     after = population_estimates(people.assign(**{WEIGHT: result.weights}))
     balance = _shown_balance(result.balance, min_group_size)
