@@ -92,12 +92,12 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator, AdditiveTerms):
             [_ColumnEncoder.fit(column, X[column.name], self.n_knots) for column in feature.columns]
             for feature in self.features_
         ]
-        design = np.hstack([e.transform(X[e.column.name]) for encoders in self.encoders_ for e in encoders])
-        self.logistic_ = self._logistic().fit(design, y)
+        columns = [encoder for encoders in self.encoders_ for encoder in encoders]
+        self.logistic_ = self._logistic().fit(np.hstack([e.transform(X[e.column.name]) for e in columns]), y)
         self.classes_ = self.logistic_.classes_
-        widths = [e.width for encoders in self.encoders_ for e in encoders]
-        self.coef_slices_ = [coef.copy() for coef in np.split(self.logistic_.coef_[0], np.cumsum(widths)[:-1])]
-        self._shrink_missing_terms(X)
+        ends = np.cumsum([e.width for e in columns])[:-1]
+        self.coef_slices_ = [coef.copy() for coef in np.split(self.logistic_.coef_[0], ends)]
+        self._shrink_missing_terms(X, columns)
         terms = self.terms(X)
         self.mean_terms_ = terms.mean(axis=0)
         self._without_interactions()
@@ -106,11 +106,10 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator, AdditiveTerms):
         self.base_logit_ = float(self.intercept_ + self.weights_ @ self.mean_terms_)
         return self
 
-    def _shrink_missing_terms(self, X: pd.DataFrame) -> None:
+    def _shrink_missing_terms(self, X: pd.DataFrame, columns: list[_ColumnEncoder]) -> None:
         """Pull each column's "answer missing" term, estimated from few blank rows (hundreds of 15,000),
         toward the answered rows' average term: n blanks keep n / (n + `missing_prior_rows`) of the gap."""
-        encoders = [encoder for feature_encoders in self.encoders_ for encoder in feature_encoders]
-        for encoder, coef in zip(encoders, self.coef_slices_, strict=True):
+        for encoder, coef in zip(columns, self.coef_slices_, strict=True):
             values = X[encoder.column.name]
             missing = pd.isna(values).to_numpy()
             blanks = int(missing.sum())

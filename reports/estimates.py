@@ -29,8 +29,7 @@ SINGLETON_RULE = "center"
 LONG_SITTING_HOURS = 8.0  # "sitting over 8 hours" is strictly more than this, as the report's "over 8 h" band
 
 WEIGHTED_POPULATION = "Weighted to the population the survey represents."
-UNWEIGHTED_POPULATION = ("Unweighted: figures describe the respondents only, "
-                         "not the population they came from.")
+UNWEIGHTED_POPULATION = "Unweighted: figures describe the respondents only, not the population they came from."
 ORDINARY_INTERVALS = ("95% intervals are ordinary ones for a simple random sample of the respondents "
                       "(t for means, Korn-Graubard for shares).")
 

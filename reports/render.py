@@ -94,7 +94,7 @@ def _write(template: str, values: Mapping[str, Any], out_path: Path) -> Path:
 def _environment() -> Environment:
     environment = Environment(loader=PackageLoader("balanceit.reports", "templates"), autoescape=True,
                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    environment.filters.update(percent=_percent, number=_number, points=_points, when=_when)
+    environment.filters.update(percent=_percent, number=_number, when=_when)
     environment.globals["shown_difference"] = _shown_difference
     environment.tests["blank"] = _blank
     return environment
@@ -108,16 +108,11 @@ def _number(value: float | None, digits: int = 0) -> str:
     return "—" if _blank(value) else f"{value:,.{digits}f}"
 
 
-def _points(difference: float) -> str:
-    """A change in risk as percentage points, with a true minus sign."""
-    return f"{difference * 100:+.0f} pts".replace("-", "−")
-
-
 def _shown_difference(before: float, after: float) -> str:
-    """The difference of two risks as the reader can check it: the shown (rounded) after minus the
-    shown before, so "38% → 32%" reads "−6 pts", never the unrounded −7."""
+    """The difference of two risks in percentage points as the reader can check it: the shown (rounded)
+    after minus the shown before, so "38% → 32%" reads "−6 pts" (a true minus), never the unrounded −7."""
     shown = [int(_percent(value).removesuffix("%")) for value in (before, after)]
-    return _points((shown[1] - shown[0]) / 100)
+    return f"{shown[1] - shown[0]:+d} pts".replace("-", "−")
 
 
 def _odds_times(contribution: float) -> str:
