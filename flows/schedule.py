@@ -34,9 +34,7 @@ def _take(settings: Settings, wanted: set[InboxFile]) -> list[dict[str, object]]
     inbox = settings.inbox_path
     handled = []
     for path in sorted(inbox.iterdir() if inbox.is_dir() else ()):
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        kind = classify(path)
+        kind = classify(path) if path.is_file() and not path.name.startswith(".") else None
         if kind not in wanted:
             continue
         summary = ingest_file(settings, str(path), "activity" if kind == "activity" else "questionnaire")

@@ -23,14 +23,12 @@ from prefect._internal.concurrency.threads import in_global_loop, in_run_sync_lo
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def _terminate_with(parent: int) -> Callable[[], None]:
+def _terminate_with(parent: int) -> None:
     """Runs in the child between fork and exec: ask for SIGTERM when the parent ends, and act on it now
     if the parent ended before the request was made."""
-    def request() -> None:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
-    return request
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _tied_to_this_process(run_server: Callable[[Any], subprocess.Popen]) -> Callable[[Any], subprocess.Popen]:
@@ -40,7 +38,7 @@ def _tied_to_this_process(run_server: Callable[[Any], subprocess.Popen]) -> Call
         # process qualify: the main thread and Prefect's two process-wide event-loop threads.
         if not (threading.current_thread() is threading.main_thread() or in_global_loop() or in_run_sync_loop()):
             return run_server(server)
-        tied = partial(subprocess.Popen, preexec_fn=_terminate_with(os.getpid()))
+        tied = partial(subprocess.Popen, preexec_fn=partial(_terminate_with, os.getpid()))
         with mock.patch.object(subprocess, "Popen", tied):
             return run_server(server)
     run_tied.tied = True  # type: ignore[attr-defined]

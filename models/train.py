@@ -45,13 +45,9 @@ def gradient_boosting_peer(seed: int) -> object:
     columns = model_columns()
     categorical = [c.name for c in columns if c.encoding == "category"]
     numeric = [c.name for c in columns if c.encoding == "numeric"]
-    encode = make_column_transformer(
-        (OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
-                        encoded_missing_value=np.nan), categorical),
-        ("passthrough", numeric),
-    )
-    booster = HistGradientBoostingClassifier(
-        categorical_features=list(range(len(categorical))), random_state=seed)
+    ordinal = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan)
+    encode = make_column_transformer((ordinal, categorical), ("passthrough", numeric))
+    booster = HistGradientBoostingClassifier(categorical_features=list(range(len(categorical))), random_state=seed)
     return make_pipeline(encode, FillEmptyColumns(), booster)
 
 

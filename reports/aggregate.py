@@ -238,7 +238,5 @@ def _bin_shares(expected: pd.Series, actual: pd.Series, bins: int) -> tuple[np.n
         return values.astype("string").fillna("\0missing")
 
     categories = sorted(set(labelled(expected)) | set(labelled(actual)))
-    return tuple(
-        labelled(values).value_counts().reindex(categories, fill_value=0).to_numpy() / max(len(values), 1)
-        for values in (expected, actual)
-    )
+    return tuple(labelled(values).value_counts().reindex(categories, fill_value=0).to_numpy() / max(len(values), 1)
+                 for values in (expected, actual))

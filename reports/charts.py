@@ -54,10 +54,9 @@ def histogram(bin_edges: Sequence[float], counts: Sequence[int], title: str, x_l
         parts.append(_text(left - 6, y(tick) + 4, f"{tick:,.0f}", anchor="end", colour=MUTED))
     for start, end, count in zip(bin_edges[:-1], bin_edges[1:], counts):
         tip = f"{format(start, x_format)}–{format(end, x_format)}: {count:,} people"
-        parts.append(
-            f'<rect x="{x(start) + 1:.1f}" y="{y(count):.1f}" width="{max(x(end) - x(start) - 2, 1):.1f}" '
-            f'height="{plot_height + top - y(count):.1f}" fill="{BAR_COLOUR}"><title>{escape(tip)}</title></rect>'
-        )
+        parts.append(f'<rect x="{x(start) + 1:.1f}" y="{y(count):.1f}" width="{max(x(end) - x(start) - 2, 1):.1f}" '
+                     f'height="{plot_height + top - y(count):.1f}" fill="{BAR_COLOUR}">'
+                     f'<title>{escape(tip)}</title></rect>')
     step = math.ceil((len(bin_edges) - 1) / 5)
     for edge in bin_edges[::step]:
         parts.append(_text(x(edge), height - bottom + 18, format(edge, x_format), anchor="middle", colour=MUTED))
@@ -184,11 +183,9 @@ def contribution_bars(rows: Sequence[tuple[str, float]], title: str, *,
 
 def _svg(kind: str, title: str, description: str, height: float, body: str) -> Markup:
     """Wrap chart parts in an accessible, scalable <svg> element; only `body` is trusted markup."""
-    return Markup(
-        f'<svg class="chart" data-chart="{kind}" role="img" aria-label="{escape(description)}" '
-        f'viewBox="0 0 {WIDTH} {height:.0f}" font-size="{FONT_SIZE}">'
-        f"<title>{escape(title)}</title>{body}</svg>"
-    )
+    return Markup(f'<svg class="chart" data-chart="{kind}" role="img" aria-label="{escape(description)}" '
+                  f'viewBox="0 0 {WIDTH} {height:.0f}" font-size="{FONT_SIZE}">'
+                  f"<title>{escape(title)}</title>{body}</svg>")
 
 
 def _effect(value: float) -> str:
