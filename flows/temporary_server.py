@@ -24,8 +24,7 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def _terminate_with(parent: int) -> None:
-    """Runs in the child between fork and exec: ask for SIGTERM when the parent ends, and act on it now
-    if the parent ended before the request was made."""
+    """In the child before exec: ask for SIGTERM when the parent ends, and send it now if it already has."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)

@@ -95,8 +95,7 @@ def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settin
 
 
 def _keys_as_sent(result: pd.DataFrame, raw: pd.DataFrame, scored_rows: np.ndarray) -> pd.DataFrame:
-    """A row that could not be scored keeps its respondent_id and submitted_at as sent, so the caller
-    can tell whose answers the error is about."""
+    """An unscored row keeps respondent_id and submitted_at as sent: the caller can tell whose error it is."""
     if scored_rows.all():
         return result
     sent = normalise_column_names(raw, "request").reset_index(drop=True)

@@ -193,8 +193,7 @@ def _effect(value: float) -> str:
 
 
 def _label_lines(label: str, note: str = "") -> list[str]:
-    """A label wrapped at word boundaries to fit the chart's width, leaving room for the note on the last
-    line (a line of its own when the last line is full): labels are never cut."""
+    """A label wrapped at word boundaries (never cut), with room for the note on its last line or a new one."""
     lines = textwrap.wrap(label, LABEL_MAX_CHARS, break_long_words=True) or [""]
     if note and len(lines[-1]) + len(note) + 3 > LABEL_MAX_CHARS:
         lines.append("")

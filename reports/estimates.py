@@ -101,8 +101,7 @@ def design_of(frame: pd.DataFrame) -> Design | None:
 
 
 def estimate_mean(values: pd.Series, frame: pd.DataFrame) -> Estimate:
-    """Mean of `values` (aligned with `frame`'s rows), missing values left out as a domain; design-based
-    when the frame has a design, else the plain mean with a t interval."""
+    """Mean of `values` (aligned with `frame`), missing values a domain; design-based when the frame has one."""
     return _estimate(_floats(values, frame), frame, _mean_estimates)
 
 

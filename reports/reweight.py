@@ -33,9 +33,8 @@ METHOD = "raking"
 MISSING = "(missing)"
 SHARE_TOLERANCE = 0.02  # a margin's shares must add up to 1 within this
 REFERENCE_QUANTILES = tuple(np.arange(1, 10) / 10)  # deciles
-MARGIN_TYPES = {"category", "number", "integer"}
 MARGIN_COLUMNS = {spec.name: spec for spec in QUESTIONNAIRE
-                  if spec.type in MARGIN_TYPES and not spec.name.startswith("survey_")}
+                  if spec.type in {"category", "number", "integer"} and not spec.name.startswith("survey_")}
 _BAND = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:-\s*(-?\d+(?:\.\d+)?)|(\+))\s*$")
 _RAKED = "_raked_weight"
 
@@ -216,8 +215,7 @@ def _margins_from_rows(frame: pd.DataFrame, path: Path) -> dict[str, dict[str, f
 
 
 def _band_labels(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """`lo-hi` / `lo+` band names of numbers cut at `edges` (the first band starts at 0, as every number
-    column's contract minimum is at least 0)."""
+    """`lo-hi` / `lo+` names of numbers cut at `edges`; the first band starts at 0, every contract minimum."""
     bounds = [f"{edge:g}" for edge in edges]
     names = [f"0-{bounds[0]}", *(f"{lo}-{hi}" for lo, hi in zip(bounds[:-1], bounds[1:])), f"{bounds[-1]}+"]
     codes = np.searchsorted(edges, values, side="right")
@@ -254,8 +252,7 @@ def _checked(margins: dict[str, dict[str, float]], path: Path) -> dict[str, dict
 # --- raking -------------------------------------------------------------------------------------------
 
 def _margin_levels(answers: pd.DataFrame, target: Target, column: str) -> np.ndarray:
-    """Each row's level of a margin as text: the category, or the target's band holding the number;
-    MISSING when blank. A number in no band of the target is refused."""
+    """Each row's margin level as text: the category, or the target's band holding the number; MISSING if blank."""
     if column not in answers:
         raise TargetRefused(f"target {target.file}, column '{column}': the batch has no such column")
     if MARGIN_COLUMNS[column].type == "category":
