@@ -106,15 +106,13 @@ def train_model(features: pd.DataFrame, labels: pd.Series, settings: Settings,
     model = clone(candidates(settings.random_seed)[chosen]).fit(X_train, y_train)
     fit_seconds = time.perf_counter() - started
     peer = clone(candidates(settings.random_seed)["gradient_boosting"]).fit(X_train, y_train)
-    risk = model.predict_proba(X_test)[:, 1]
-    peer_risk = peer.predict_proba(X_test)[:, 1]
+    risk, peer_risk = (fitted.predict_proba(X_test)[:, 1] for fitted in (model, peer))
     result = TrainingResult(
         model=model, chosen=chosen, cross_validation=cv, fit_seconds=fit_seconds,
         holdout_metrics=classification_metrics(y_test, risk),
         peer_holdout_metrics=classification_metrics(y_test, peer_risk),
         subgroups=subgroup_metrics(y_test, risk, features.loc[X_test.index, ["sex", "age_band"]]),
-        holdout_index=X_test.index, holdout_risk=risk, peer_holdout_risk=peer_risk,
-    )
+        holdout_index=X_test.index, holdout_risk=risk, peer_holdout_risk=peer_risk)
     if true_risk is not None:
         result.truth_metrics = against_truth(y_test, risk, peer_risk, true_risk.loc[X_test.index].to_numpy())
     return result

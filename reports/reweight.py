@@ -1,11 +1,11 @@
 """Reweighting a batch to the population it should describe (raking to a target's margins).
 
-Most batches are convenience samples: those who sit and hurt the most answer more often. Raking (svy's
-iterative proportional fitting, alternated with trimming extreme weights) makes the batch match the
-target's shares on every margin at once. A target is margins (CSV `column,level,share` or YAML
-`{column: {level: share}}`) or reference rows (any other CSV or Parquet of contract columns, weighted by
-`survey_weight`): a margin per category column, and per number column over the reference's deciles, as
-bands `lo-hi` (lo <= value < hi) or `lo+`. Missing answers are a level at their batch share: nobody is dropped.
+Most batches are convenience samples (those who sit and hurt the most answer more often). Raking (svy's
+iterative proportional fitting, alternated with trimming extreme weights) matches the target's shares on
+every margin at once. A target is margins (CSV `column,level,share` or YAML `{column: {level: share}}`)
+or reference rows (other CSV or Parquet of contract columns, weighted by `survey_weight`; numbers over
+its deciles, as bands `lo-hi` (lo <= value < hi) or `lo+`). Missing answers are a level at their batch
+share: nobody is dropped.
 """
 
 from __future__ import annotations
