@@ -74,11 +74,7 @@ def suppressed_groups(counts: pd.Series, min_group_size: int) -> pd.Series:
     next-smallest until at least two are hidden holding `min_group_size` people between them (else
     subtracting the shown groups from the total would give a hidden group away)."""
     hidden = counts < min_group_size
-
-    def recoverable() -> bool:
-        return hidden.sum() < 2 or counts[hidden].sum() < min_group_size
-
-    while hidden.any() and not hidden.all() and recoverable():
+    while hidden.any() and not hidden.all() and (hidden.sum() < 2 or counts[hidden].sum() < min_group_size):
         hidden[counts[~hidden].idxmin()] = True
     return hidden
 

@@ -160,12 +160,9 @@ def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = 
     if not len(uniques):
         return pd.DataFrame(columns=columns)
     band = people["band"]
-    domain = np.where(codes >= 0, codes, np.nan)
-    sample = _sample(design_of(people), {
-        "risk": _floats(people["risk"], people),
-        "high": _indicator((band == high_band).mask(band.isna()), people),
-        _DOMAIN: domain,
-    })
+    in_high = _indicator((band == high_band).mask(band.isna()), people)
+    sample = _sample(design_of(people), {"risk": _floats(people["risk"], people), "high": in_high,
+                                         _DOMAIN: np.where(codes >= 0, codes, np.nan)})
     risk = _mean_estimates(sample, "risk", by=_DOMAIN, n_domains=len(uniques))
     high = _share_estimates(sample, "high", by=_DOMAIN, n_domains=len(uniques))
     figures = {"label": list(uniques), "n": np.bincount(codes[codes >= 0], minlength=len(uniques))}
@@ -190,9 +187,9 @@ def _sample(design: Design | None, columns: dict[str, np.ndarray]) -> svy.Sample
 def _mean_estimates(sample: svy.Sample, column: str, by: str | None = None,
                     n_domains: int = 1) -> list[Estimate]:
     rows = sample.estimation.mean(column, by=by, alpha=ALPHA, drop_nulls=True).to_polars()
-    found = {_domain_key(row, by): Estimate(row["est"], row["lci"], row["uci"])
+    found = {int(row[by]) if by else 0: Estimate(row["est"], row["lci"], row["uci"])
              for row in rows.iter_rows(named=True)}
-    return [found.get(key if by else None, UNKNOWN) for key in range(n_domains)]
+    return [found.get(key, UNKNOWN) for key in range(n_domains)]
 
 
 def _share_estimates(sample: svy.Sample, column: str, by: str | None = None,
@@ -200,18 +197,14 @@ def _share_estimates(sample: svy.Sample, column: str, by: str | None = None,
     """Share of 1s in a 0/1 column; svy gives a row per level found, so a share of 0 or 1 is mirrored."""
     rows = sample.estimation.prop(column, by=by, alpha=ALPHA, ci_method=SHARE_INTERVAL,
                                   drop_nulls=True).to_polars()
-    found: dict[int | None, Estimate] = {}
+    found: dict[int, Estimate] = {}
     for row in rows.iter_rows(named=True):
-        key = _domain_key(row, by)
+        key = int(row[by]) if by else 0
         if row[column] == 1.0:
             found[key] = Estimate(row["est"], row["lci"], row["uci"])
         else:
             found.setdefault(key, Estimate(1.0 - row["est"], 1.0 - row["uci"], 1.0 - row["lci"]))
-    return [_clipped(found.get(key if by else None, UNKNOWN)) for key in range(n_domains)]
-
-
-def _domain_key(row: dict, by: str | None) -> int | None:
-    return None if by is None else int(row[by])
+    return [_clipped(found.get(key, UNKNOWN)) for key in range(n_domains)]
 
 
 def _clipped(estimate: Estimate) -> Estimate:
@@ -236,8 +229,7 @@ def _aligned(values: pd.Series, frame: pd.DataFrame) -> pd.Series:
 
 
 def _floats(values: pd.Series, frame: pd.DataFrame) -> np.ndarray:
-    numbers = pd.to_numeric(_aligned(values, frame), errors="coerce")
-    return numbers.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(_aligned(values, frame), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _indicator(indicator: pd.Series, frame: pd.DataFrame) -> np.ndarray:
