@@ -82,7 +82,6 @@ def _population_charts(context: Mapping[str, Any]) -> dict[str, Markup]:
 def _write(template: str, values: Mapping[str, Any], out_path: Path) -> Path:
     """Render and replace `out_path` atomically, so a reader never opens a half-written report."""
     html = _environment().get_template(template).render(values)
-    out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
     partial.write_text(html, encoding="utf-8")
