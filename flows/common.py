@@ -21,9 +21,8 @@ class InputRefused(RuntimeError):
 
 
 class _AnswersAreNotCrashes(logging.Filter):
-    """A refused file, or a batch, person or model version that does not exist, is an answer the command
-    prints in one line, not a crash: Prefect's records of the failed run (its engine's traceback, the
-    exception repeated) are not shown above it. The run is still recorded as failed in Prefect."""
+    """A refused file, or a batch, person or version that does not exist, is a one-line answer, not a crash:
+    Prefect's records of the failed run (traceback, exception repeated) are not shown; the run stays failed."""
 
     answers: tuple[type[Exception], ...] = (InputRefused, LookupError)
 

@@ -70,10 +70,9 @@ class _ColumnEncoder:
 class AdditiveRiskModel(ClassifierMixin, BaseEstimator, AdditiveTerms):
     """Spline logistic regression over the feature catalogue with exact per-feature contributions.
 
-    With `sign_interactions`, a second logistic fit re-weighs the features' shape terms and adds the
-    product of each sign's (pain, posture) term with every other feature's term: what a symptom says
-    about imbalance depends on the person's causes. Such a product is part of its sign's contribution
-    (half to each sign when both are signs), so a cause's contribution, and the drivers, stay its own.
+    With `sign_interactions`, a second logistic fit re-weighs the shape terms and adds the product of each
+    sign's (pain, posture) term with every other feature's: what a symptom says depends on the person's
+    causes. A product counts for its sign (half each when both are signs), so causes and drivers stay apart.
     """
 
     def __init__(self, n_knots: int = 5, C: float = 1.0, max_iter: int = 200, sign_interactions: bool = False,

@@ -60,9 +60,8 @@ class RiskModel(mlflow.pyfunc.PythonModel):
                         high_band_from=self.high_band_from)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        """`score_raw_rows`; in a scoring server a missing value is None, which the answer's JSON writes
-        as null: MLflow would write NaN (a what-if that does not apply, a row not scored), which is not
-        JSON, and strict parsers (a browser's JSON.parse) refuse the whole answer."""
+        """`score_raw_rows`; in a scoring server a missing value is None (JSON null): MLflow would write NaN,
+        which is not JSON, and strict parsers (a browser's JSON.parse) refuse the whole answer."""
         from balanceit.models.score import score_raw_rows
 
         settings = self.__dict__.get("scoring_settings") or self._settings()  # not yet loaded: while logging

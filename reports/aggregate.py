@@ -70,9 +70,8 @@ def risk_histogram(scored: pd.DataFrame, bins: int = 20) -> dict[str, list]:
 
 
 def suppressed_groups(counts: pd.Series, min_group_size: int) -> pd.Series:
-    """Which groups of one breakdown to hide: those under `min_group_size` people, and then the
-    next-smallest until at least two are hidden holding `min_group_size` people between them (else
-    subtracting the shown groups from the total would give a hidden group away)."""
+    """Groups of one breakdown to hide: those under `min_group_size` people, then the next-smallest until two
+    or more hidden hold `min_group_size` between them (else the total minus the shown gives one away)."""
     hidden = counts < min_group_size
     while hidden.any() and not hidden.all() and (hidden.sum() < 2 or counts[hidden].sum() < min_group_size):
         hidden[counts[~hidden].idxmin()] = True

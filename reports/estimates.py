@@ -124,8 +124,7 @@ def _figure(sample: svy.Sample, column: str, y: np.ndarray,
 def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
     """The headline figures of `people` (`risk`, `band`, `sitting_hours_per_day`, maybe a design), each
     with its 95% interval: {"weighted", "n", "population" (what they describe), "intervals" (how computed),
-    "estimates": {name: {"value", "ci_low", "ci_high"}}}. A missing answer leaves out only its own figure.
-    """
+    "estimates": {name: {"value", "ci_low", "ci_high"}}}. A missing answer leaves out only its own figure."""
     design = design_of(people)
     band = people["band"]
     sitting = _floats(people["sitting_hours_per_day"], people)
@@ -152,8 +151,7 @@ def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
 def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = "high") -> pd.DataFrame:
     """Mean risk and share in `high_band` with 95% intervals per segment of `labels` (aligned with
     `people`), each a domain: people without a label stay in the design. Segments come in a categorical's
-    order, else as they first appear; columns: label, n (people) and SEGMENT_FIGURES.
-    """
+    order, else as they first appear; columns: label, n (people) and SEGMENT_FIGURES."""
     columns = ["label", "n", *SEGMENT_FIGURES]
     labels = _aligned(labels, people)
     codes, uniques = pd.factorize(labels, sort=isinstance(labels.dtype, pd.CategoricalDtype))

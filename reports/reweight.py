@@ -90,9 +90,8 @@ def read_target(path: Path) -> Target:
 
 
 def reweight(answers: pd.DataFrame, target: Target, trim_ratio: float) -> Reweighting:
-    """Rake the batch's rows (`answers`, contract columns) to the target's margins, trimming weights above
-    `trim_ratio` times the median. Refuses a target the batch cannot reach (a level with a share that
-    nobody in the batch has, or batch people in a level the target lacks)."""
+    """Rake the batch's rows to the target's margins, trimming weights above `trim_ratio` times the median;
+    refuses a target it cannot reach (a level nobody in the batch has, or people in a level it lacks)."""
     levels = {column: _margin_levels(answers, target, column) for column in target.margins}
     shares = {column: _batch_margin(target, column, levels[column], len(answers)) for column in target.margins}
     base = survey_weights(answers)  # the batch's own (an NHANES cycle), else 1 for everyone
