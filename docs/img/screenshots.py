@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1] / "tests"))
+sys.path.insert(0, str(HERE.parents[1] / "tests" / "e2e"))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 from test_reports_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORTS  # noqa: E402
