@@ -29,11 +29,12 @@ def bspline(knots: np.ndarray, coef: np.ndarray, degree: int, x: np.ndarray, der
     """
     last = len(knots) - degree - 2
     interval = np.clip(np.searchsorted(knots, x, side="right") - 1, degree, last)
-    basis = [np.ones_like(x)]
+    knot = {shift: knots[interval + shift] for shift in range(1 - degree, degree + 1)}  # t[i + shift], read once
+    basis = [1.0]
     for order in range(1, degree + 1):
-        previous, basis = basis, [np.zeros_like(x)]
+        previous, basis = basis, [0.0]
         for n in range(1, order + 1):
-            right, left = knots[interval + n], knots[interval + n - order]
+            right, left = knot[n], knot[n - order]
             if order <= degree - derivative:
                 weight = previous[n - 1] / (right - left)
                 basis[n - 1] = basis[n - 1] + weight * (right - x)
@@ -42,7 +43,7 @@ def bspline(knots: np.ndarray, coef: np.ndarray, degree: int, x: np.ndarray, der
                 weight = order * previous[n - 1] / (right - left)
                 basis[n - 1] = basis[n - 1] - weight
                 basis.append(weight)
-    value = np.zeros_like(x)
+    value = 0.0
     for offset, values in enumerate(basis):
         value = value + coef[interval - degree + offset] * values
     return value
