@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperOption
 
 from balanceit.benchmarks.cli import bench_app
 from balanceit.config import Settings, load_settings
@@ -32,13 +33,24 @@ STATUS_WORDS = {"loaded": "loaded", "already_loaded": "already loaded, nothing c
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
 
-# metavar="": a flag takes no value, so its help shows none (Typer would print `<bool>`).
-JsonOption = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object instead of text.")]
+# A flag takes no value, but Typer 0.29 prints `<bool>` beside every one (--help, bench's too): print none.
+if hasattr(TyperOption, "display_type_rich"):
+    _value_type = TyperOption.display_type_rich
+    TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _value_type(self, ctx)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 RespondentArgument = Annotated[str, typer.Argument(help="The respondent's id, as in the questionnaire.")]
 ClusterOption = Annotated[str | None, typer.Option(
     "--cluster", envvar="BALANCEIT_CLUSTER",
     help="Run the partition tasks on Dask: local:N (N worker processes on this machine) or "
          "tcp://HOST:PORT (an existing scheduler). Default: in this process.")]
+NotAskedOption = Annotated[str, typer.Option(
+    "--not-asked", metavar="Q1,Q2", help="Questions this survey did not ask (contract names, comma-separated): "
+                                         "stored blank whatever the file holds, and scored as unknown.")]
+
+
+def _questions(names: str) -> tuple[str, ...]:
+    return tuple(name.strip().lower() for name in names.split(",") if name.strip())
 
 
 class _State:
@@ -46,27 +58,31 @@ class _State:
 
 
 def _prepare() -> Settings:
-    """Workspace settings, with Prefect pointed into the workspace before it is imported."""
-    # Health data on a shared machine: everything this command (and the processes it starts) creates,
-    # the workspace, warehouse, reports and exports, is readable by its owner only.
+    """Workspace settings, for a command that runs no flow (Prefect is never imported)."""
+    # Health data on a shared machine: whatever this command and its processes create is its owner's only.
     os.umask(0o077)
     settings = load_settings(_State.home)
-    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # The first start of Prefect's temporary server sets up its database (about 20 s here, more on a
-    # busy machine); Prefect's own default gives up after 20 s.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     os.environ["BALANCEIT_HOME"] = str(settings.root)
     return settings
 
 
+def _prepare_flows() -> Settings:
+    """Workspace settings, with Prefect's home made inside the workspace before Prefect is imported."""
+    settings = _prepare()
+    prefect_home = Path(os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home)))
+    prefect_home.mkdir(mode=0o700, parents=True, exist_ok=True)  # Prefect makes only the last folder
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary Prefect server's first start sets up its database (20 s or more); Prefect waits only 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+    return settings
+
+
 def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
-    """One JSON object for scripts, or for people `key: value` lines (paths never truncated) and a
-    table per group of figures (as `models` prints), never a raw JSON blob."""
+    """One JSON object for scripts; for people, `key: value` lines (paths never cut) and a table per group."""
     if as_json:
         print(json.dumps(result, default=str))
         return
@@ -103,8 +119,7 @@ def _print_version(asked: bool) -> None:
 
 @app.callback()
 def main(home: Annotated[Path | None, typer.Option(
-        "--home", envvar="BALANCEIT_HOME",
-        help="Workspace folder for all state (default ./.balanceit).")] = None,
+        "--home", envvar="BALANCEIT_HOME", help="Workspace folder for all state (default ./.balanceit).")] = None,
          _version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                                 help="Print the installed version and exit.")] = False) -> None:
     _State.home = home
@@ -114,8 +129,7 @@ def main(home: Annotated[Path | None, typer.Option(
 def generate(rows: Annotated[int, typer.Option(help="Respondents to generate.")] = 1000,
              out: Annotated[Path, typer.Option(help="Folder for questionnaire.csv, activity.csv, truth.csv.")]
              = Path("generated"),
-             labelled: Annotated[bool, typer.Option("--labelled", metavar="",
-                                                    help="Fill the `imbalance` column.")] = False,
+             labelled: Annotated[bool, typer.Option("--labelled", help="Fill the `imbalance` column.")] = False,
              seed: Annotated[int, typer.Option(help="Random seed (same seed, same population).")] = 0,
              as_json: JsonOption = False) -> None:
     """Write a synthetic population (questionnaire, wearable days, and the truth behind them)."""
@@ -137,13 +151,14 @@ def _check_cluster(cluster: str | None, as_json: bool) -> str | None:
         _fail(str(problem), as_json)
 
 
-def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None) -> None:
+def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None, not_asked: str = "") -> None:
     """A file, or a folder of files, each read and validated by its own task."""
-    _prepare()
+    _prepare_flows()
     cluster = _check_cluster(cluster, as_json)
     from balanceit.flows.ingest import ingest_flow
 
-    summaries = ingest_flow(str(path), kind, str(_State.home) if _State.home else None, cluster)
+    summaries = ingest_flow(str(path), kind, str(_State.home) if _State.home else None, cluster,
+                            _questions(not_asked))
     if len(summaries) == 1:
         _show_ingestion(summaries[0], as_json)
         return
@@ -153,27 +168,27 @@ def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None) ->
                           "refused": len(refused)}, default=str))
     else:
         for summary in summaries:
-            console.print(f"[bold]{escape(summary.file)}[/]: {STATUS_WORDS.get(summary.status, summary.status)}. rows read {summary.rows_read}, "
-                          f"accepted {summary.accepted}, quarantined {summary.quarantined}"
-                          + (f" ({escape(summary.message)})" if summary.status == "refused" else ""), highlight=False)
+            refusal = f" ({escape(summary.message)})" if summary.status == "refused" else ""
+            console.print(_ingestion_line(summary) + refusal, highlight=False)
     if refused:
         raise typer.Exit(2)
 
 
-def _show_ingestion(summary: Any, as_json: bool) -> None:
-    result = summary.to_dict()
-    if summary.status == "refused":
-        if as_json:
-            print(json.dumps(result, default=str))
-            raise typer.Exit(2)
-        _fail(summary.message, as_json)
-    if as_json:
-        print(json.dumps(result, default=str))
-        return
+def _ingestion_line(summary: Any) -> str:
     rules = f" for breaking {len(summary.reasons)} rules (a row can break several)" if len(summary.reasons) > 1 else ""
-    console.print(f"[bold]{escape(summary.file)}[/]: {STATUS_WORDS.get(summary.status, summary.status)}. "
-                  f"rows read {summary.rows_read:,}, accepted {summary.accepted:,}, "
-                  f"quarantined {summary.quarantined:,}{rules}", highlight=False)
+    return (f"[bold]{escape(summary.file)}[/]: {STATUS_WORDS.get(summary.status, summary.status)}. "
+            f"rows read {summary.rows_read:,}, accepted {summary.accepted:,}, quarantined {summary.quarantined:,}{rules}")
+
+
+def _show_ingestion(summary: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary.to_dict(), default=str))
+        if summary.status == "refused":
+            raise typer.Exit(2)
+        return
+    if summary.status == "refused":
+        _fail(summary.message, as_json)
+    console.print(_ingestion_line(summary), highlight=False)
     for reason, count in summary.reasons.items():
         rows = summary.first_rows.get(reason, [])
         where = f" (row{'s' if count > 1 else ''} {', '.join(map(str, rows))}{', …' if count > len(rows) else ''})" \
@@ -186,16 +201,19 @@ def _show_ingestion(summary: Any, as_json: bool) -> None:
 
 
 @ingest_app.command("questionnaire")
-def ingest_questionnaire(file: Annotated[Path, typer.Argument(help="The questionnaire file (or a folder of them).")], as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+def ingest_questionnaire(file: Annotated[Path, typer.Argument(help="The questionnaire file (or a folder of them).")],
+                         as_json: JsonOption = False, cluster: ClusterOption = None,
+                         not_asked: NotAskedOption = "") -> None:
     """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says).
 
     FILE may be a folder: each file in it is read and validated by its own task (on the cluster with --cluster).
     """
-    _ingest("questionnaire", file, as_json, cluster)
+    _ingest("questionnaire", file, as_json, cluster, not_asked)
 
 
 @ingest_app.command("activity")
-def ingest_activity(file: Annotated[Path, typer.Argument(help="The daily activity file (or a folder of them).")], as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+def ingest_activity(file: Annotated[Path, typer.Argument(help="The daily activity file (or a folder of them).")],
+                    as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
     """Daily wearable activity (canonical columns or a Fitbit dailyActivity_merged.csv export).
 
     FILE may be a folder: each file in it is read and validated by its own task (on the cluster with --cluster).
@@ -220,7 +238,7 @@ def train(data: Annotated[Path | None, typer.Option(help="Labelled questionnaire
 
     With --cluster, the training features are computed per partition on the Dask cluster.
     """
-    _prepare()
+    _prepare_flows()
     cluster = _check_cluster(cluster, as_json)
     from balanceit.flows.train import InputRefused, train_flow
 
@@ -237,16 +255,17 @@ def score(file: Annotated[Path, typer.Argument(help="The survey batch to score: 
                                                  "or an NHANES cycle folder.")],
           activity: Annotated[Path | None, typer.Option(help="Wearable days for the same people.")] = None,
           output: Annotated[Path | None, typer.Option(help="Write one row per person (.csv or .parquet).")] = None,
-          as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
+          as_json: JsonOption = False, cluster: ClusterOption = None, not_asked: NotAskedOption = "") -> None:
     """Score a survey batch with the champion model, with drivers, signs and what-ifs."""
-    _prepare()
+    _prepare_flows()
     cluster = _check_cluster(cluster, as_json)
     from balanceit.flows.score import score_flow
     from balanceit.flows.train import InputRefused
 
     try:
         result = score_flow(str(file), str(activity) if activity else None, str(output) if output else None,
-                            home=str(_State.home) if _State.home else None, cluster=cluster)
+                            home=str(_State.home) if _State.home else None, cluster=cluster,
+                            not_asked=_questions(not_asked))
     except (InputRefused, RuntimeError, LookupError) as problem:
         _fail(str(problem), as_json)
     _emit(result, as_json, "Scoring")
@@ -260,7 +279,7 @@ def report_population(batch: Annotated[str | None, typer.Option(
                                "or reference rows (CSV/Parquet, weighted by survey_weight).")] = None,
                       as_json: JsonOption = False) -> None:
     """The population report: risk bands, segments, drivers, what-ifs, model card, data quality, drift."""
-    _prepare()
+    _prepare_flows()
     from balanceit.flows.report import population_report_flow
     from balanceit.reports.reweight import TargetRefused
 
@@ -379,7 +398,7 @@ def demo(rows: Annotated[int, typer.Option(help="Respondents in the built-in pop
 
     With --cluster, the training features and the new batch's partitions are computed on the Dask cluster.
     """
-    _prepare()
+    _prepare_flows()
     cluster = _check_cluster(cluster, as_json)
     from balanceit.flows.demo import demo_flow
 
@@ -390,11 +409,10 @@ def demo(rows: Annotated[int, typer.Option(help="Respondents in the built-in pop
 @app.command()
 def serve() -> None:
     """Run the schedules: nightly retraining and inbox scoring (Ctrl-C stops)."""
-    settings = _prepare()
+    settings = _prepare_flows()
     from balanceit.flows.schedule import serve_schedules
 
     serve_schedules(settings)
-
 
 
 @app.command()
@@ -406,7 +424,7 @@ def deploy(pool: Annotated[str, typer.Option(help="Prefect work pool (type proce
     For a team: `prefect server start`, PREFECT_API_URL pointing at it, `prefect work-pool create POOL
     --type process`, this command, then `prefect worker start --pool POOL` (see the README).
     """
-    settings = _prepare()
+    settings = _prepare_flows()
     from balanceit.flows.schedule import deploy_schedules
 
     try:

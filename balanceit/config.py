@@ -1,8 +1,5 @@
-"""All configuration in one typed place.
-
-Every setting has a default that works on a laptop; each can be overridden with an environment
-variable named `BALANCEIT_<SETTING>` (for example `BALANCEIT_HOME=/data/balanceit`).
-Paths are derived from `home`, so one folder holds all state.
+"""All configuration in one typed place: every setting has a default that works on a laptop and an
+environment variable `BALANCEIT_<SETTING>` to override it; paths derive from `home`, one folder for all state.
 """
 
 from __future__ import annotations
@@ -37,8 +34,18 @@ def masked_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+class _InWorkspace:
+    """A file or folder of the workspace as a read-only attribute, so every path derives from `home`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, settings: Settings, owner: type[Settings]) -> Path:
+        return settings.root / self.name
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BALANCEIT_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="BALANCEIT_", frozen=True, ignored_types=(_InWorkspace,))
 
     home: Path = Field(default=Path(".balanceit"), description="Workspace folder holding all state.")
 
@@ -49,9 +56,8 @@ class Settings(BaseSettings):
     # Privacy: population tables never show a group smaller than this.
     min_group_size: int = 10
 
-    # Reweighting a batch to a target population (`report population --target`): raking keeps every
-    # weight under this many times the median weight where the margins allow it, and the report warns
-    # when the weighted batch's effective sample size is below the minimum.
+    # Reweighting to a target population (`report population --target`): raking keeps every weight under
+    # this many times the median where the margins allow; the report warns below this effective sample size.
     reweight_trim_ratio: float = 10.0
     reweight_min_effective_size: int = 100
 
@@ -66,9 +72,8 @@ class Settings(BaseSettings):
     random_seed: int = 42
     promotion_auc_tolerance: float = 0.002
     promotion_brier_tolerance: float = 0.002
-    # Label sanity before training (data/labels.py): a file's label rate may differ from the reference
-    # set's by at most this much, and a known association (more sitting, less stretching -> more
-    # imbalance) may not be reversed by a correlation stronger than this (nor than 3/sqrt(rows)).
+    # Label sanity before training (data/labels.py): a file's label rate may differ from the reference set's
+    # by at most this, and a correlation above this (and 3/sqrt(rows)) may not reverse a known association.
     label_rate_tolerance: float = 0.15
     label_contradiction_correlation: float = 0.05
 
@@ -94,44 +99,17 @@ class Settings(BaseSettings):
         return self.home.expanduser().resolve()
 
     @property
-    def warehouse_path(self) -> Path:
-        return self.root / "warehouse.duckdb"
-
-    @property
-    def lock_path(self) -> Path:
-        return self.root / "warehouse.lock"
-
-    @property
-    def mlflow_db_path(self) -> Path:
-        return self.root / "mlflow.db"
-
-    @property
     def mlflow_tracking_uri(self) -> str:
-        return user_tracking_uri() or f"sqlite:///{self.mlflow_db_path}"
+        return user_tracking_uri() or f"sqlite:///{self.root / 'mlflow.db'}"
 
-    @property
-    def mlflow_artifacts_path(self) -> Path:
-        return self.root / "mlartifacts"
-
-    @property
-    def prefect_home(self) -> Path:
-        return self.root / "prefect"
-
-    @property
-    def reports_path(self) -> Path:
-        return self.root / "reports"
-
-    @property
-    def inbox_path(self) -> Path:
-        return self.root / "inbox"
-
-    @property
-    def partitions_path(self) -> Path:
-        return self.root / "partitions"
-
-    @property
-    def exports_path(self) -> Path:
-        return self.root / "exports"
+    warehouse_path = _InWorkspace("warehouse.duckdb")
+    lock_path = _InWorkspace("warehouse.lock")
+    mlflow_artifacts_path = _InWorkspace("mlartifacts")
+    prefect_home = _InWorkspace("prefect")
+    reports_path = _InWorkspace("reports")
+    inbox_path = _InWorkspace("inbox")
+    partitions_path = _InWorkspace("partitions")
+    exports_path = _InWorkspace("exports")
 
     def bands(self, risk: np.ndarray) -> np.ndarray:
         """The band of every risk: the one place the cut-offs are applied (NaN falls in "moderate")."""

@@ -94,13 +94,10 @@ def open_warehouse(settings: Settings, read_only: bool = False,
             raise RuntimeError(f"the workspace {settings.root} is still busy after "
                                f"{wait_seconds:.0f} s; try again when the other command has ended") from None
     try:
-        con = duckdb.connect(str(settings.warehouse_path))
-        try:
+        with duckdb.connect(str(settings.warehouse_path)) as con:
             con.execute(SCHEMA)
             _drop_result_indexes(con)
             yield con
-        finally:
-            con.close()
     finally:
         lock.release()
 

@@ -72,6 +72,9 @@ QUESTIONNAIRE: tuple[ColumnSpec, ...] = (
 QUESTIONNAIRE_COLUMNS = tuple(c.name for c in QUESTIONNAIRE)
 QUESTIONNAIRE_KEY = ("respondent_id", "submitted_at")
 LABEL = "imbalance"
+# What a person answers: not the clinician's label, nor a survey's design columns.
+ANSWER_COLUMNS = tuple(c for c in QUESTIONNAIRE_COLUMNS if c != LABEL and not c.startswith("survey_"))
+OPTIONAL_ANSWERS = tuple(c.name for c in QUESTIONNAIRE if c.name in ANSWER_COLUMNS and not c.required)
 
 ACTIVITY: tuple[ColumnSpec, ...] = (
     ColumnSpec("respondent_id", "text", required=True),

@@ -48,25 +48,22 @@ def record_labels(con: duckdb.DuckDBPyConnection, accepted: pd.DataFrame, ingest
 
 def restore_labels(con: duckdb.DuckDBPyConnection, ingestion_id: str) -> int:
     """Make one ingestion's labels current again (the training view of the model trained on it)."""
-    changed = con.execute(f"""
+    return con.execute(f"""
         UPDATE questionnaire t SET imbalance = f.imbalance FROM label_history f
         WHERE f.ingestion_id = ? AND {_KEY_MATCH} AND t.imbalance IS DISTINCT FROM f.imbalance""",
-                          [ingestion_id]).fetchall()
-    return int(changed[0][0]) if changed else 0
+                       [ingestion_id]).fetchone()[0]
 
 
 def add_to_reference_set(con: duckdb.DuckDBPyConnection, keys_and_labels: pd.DataFrame, model_version: str,
                          ingestion_id: str | None) -> int:
     """Add a new champion's held-out rows; a key already in the set keeps its first, verified label."""
     with registered(con, "_held_out", keys_and_labels[[*QUESTIONNAIRE_KEY, LABEL]]):
-        added = con.execute(f"""
+        return con.execute(f"""
             INSERT INTO reference_set
             SELECT f.respondent_id, f.submitted_at, f.imbalance, ?, ?, ?
             FROM _held_out f
             WHERE NOT EXISTS (SELECT 1 FROM reference_set t WHERE {_KEY_MATCH})""",
-                            [model_version, ingestion_id,
-                             datetime.now(timezone.utc).replace(tzinfo=None)]).fetchall()
-    return int(added[0][0]) if added else 0
+                           [model_version, ingestion_id, datetime.now(timezone.utc).replace(tzinfo=None)]).fetchone()[0]
 
 
 def reference_answers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

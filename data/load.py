@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +21,7 @@ import pandas as pd
 from balanceit.data.contract import ACTIVITY_KEY, QUESTIONNAIRE_KEY
 from balanceit.data.labels import label_conflicts, record_labels
 from balanceit.data.validation import FileRefused, Validated, load_activity, load_questionnaire
+from balanceit.features.build import OPTIONAL_ANSWERS
 from balanceit.warehouse import transaction, upsert_frame
 
 Kind = Literal["questionnaire", "activity", "nhanes"]
@@ -45,8 +46,11 @@ class IngestionSummary:
         return asdict(self)
 
 
-def content_sha256(path: Path) -> str:
+def content_sha256(path: Path, not_asked: Sequence[str] = ()) -> str:
+    """The content's digest with the questions declared not asked: declared otherwise, it is another ingestion."""
     digest = hashlib.sha256()
+    if not_asked:
+        digest.update(f"not asked: {','.join(sorted(set(not_asked)))}".encode())
     if path.is_dir():
         for child in sorted(p for p in path.iterdir() if p.is_file()):
             digest.update(child.name.encode())
@@ -63,28 +67,41 @@ def ingestion_id_for(kind: str, sha: str) -> str:
     return f"{kind}-{sha[:16]}"
 
 
-def _validate(path: Path, kind: Kind) -> Validated:
+def _validate(path: Path, kind: Kind, not_asked: Sequence[str]) -> Validated:
     if kind == "activity":
         return load_activity(path)
     if kind == "nhanes":
         from balanceit.data.nhanes import load_nhanes
 
-        return load_nhanes(path)
-    return load_questionnaire(path)
+        return load_nhanes(path, not_asked=not_asked)
+    return load_questionnaire(path, not_asked=not_asked)
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind) -> IngestionSummary:
+def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind,
+           not_asked: Sequence[str] = ()) -> IngestionSummary:
     """Validate one file and load it: accepted rows, quarantined rows, lineage, and its batch."""
     path = Path(path)
     if not path.exists():
         return IngestionSummary(str(path), kind, "refused", message=f"{path}: no such file or folder")
-    sha = content_sha256(path)
+    refusal = not_askable(not_asked)
+    if refusal:
+        return IngestionSummary(str(path), kind, "refused", message=refusal)
+    sha = content_sha256(path, not_asked)
     started = now()
-    return loaded_before(con, path, kind, sha) or store_validated(con, validate(path, kind), path, kind, sha, started)
+    return (loaded_before(con, path, kind, sha)
+            or store_validated(con, validate(path, kind, not_asked), path, kind, sha, started))
+
+
+def not_askable(not_asked: Sequence[str]) -> str | None:
+    """Why these names cannot be declared not asked (only optional answers can), else None."""
+    unknown = [repr(name) for name in not_asked if name not in OPTIONAL_ANSWERS]
+    if not unknown:
+        return None
+    return f"cannot be declared not asked: {', '.join(unknown)} (a survey may leave out {', '.join(OPTIONAL_ANSWERS)})"
 
 
 def loaded_before(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind, sha: str) -> IngestionSummary | None:
@@ -100,12 +117,12 @@ def loaded_before(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind, sha: s
     return None
 
 
-def validate(path: Path, kind: Kind) -> Validated | str:
+def validate(path: Path, kind: Kind, not_asked: Sequence[str] = ()) -> Validated | str:
     """Read and validate one file (no warehouse needed, so a Dask worker can do it); a refused file gives
     the reason, an answer rather than an error."""
     with _collector_spares_older_objects():
         try:
-            return _validate(path, kind)
+            return _validate(path, kind, not_asked)
         except FileRefused as refused:
             return str(refused)
 

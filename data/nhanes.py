@@ -3,6 +3,7 @@ file; answers NHANES does not ask stay missing rather than guessed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,7 +43,7 @@ MIN_AGE = int(SPECS["age"].low)  # respondents under it are skipped and counted
 MAX_DAYS_A_WEEK = SPECS["exercise_days_per_week"].high
 
 
-def load_nhanes(folder: str | Path, now: pd.Timestamp | None = None) -> Validated:
+def load_nhanes(folder: str | Path, now: pd.Timestamp | None = None, not_asked: Sequence[str] = ()) -> Validated:
     """One NHANES cycle's DEMO + PAQ (+ BMX) as validated questionnaire rows (`row_number`: position in DEMO);
     respondents under 16 or without a PAQ record are counted in `skipped`, so rows_read + skipped = DEMO rows."""
     files, letter = _find_files(Path(folder))
@@ -58,7 +59,8 @@ def load_nhanes(folder: str | Path, now: pd.Timestamp | None = None) -> Validate
 
     too_young = joined["RIDAGEYR"] < MIN_AGE
     no_paq = ~too_young & (joined["in_paq"] == "left_only")
-    validated = validate_questionnaire(_as_questionnaire(joined[~too_young & ~no_paq], letter), str(folder), now)
+    kept = joined[~too_young & ~no_paq]
+    validated = validate_questionnaire(_as_questionnaire(kept, letter), str(folder), now, not_asked)
     skipped = {f"under {MIN_AGE}": int(too_young.sum()), "no PAQ record": int(no_paq.sum())}
     return replace(validated, skipped=skipped)
 

@@ -1,13 +1,9 @@
 """Partitions: selected rows as Parquet files any worker can read, and their results loaded back.
 
 Rows are split by a hash of respondent id, so a person's wearable days travel with their answers.
-Workers turn an input partition into result files (`models.score.score_partition`,
-`features.store.partition_features`); the flow then loads them in one transaction. File names are
-fixed and written atomically, so a rerun after a crash reuses what was finished.
-
-Locations are `UPath`s: a local folder, or any fsspec URL (s3://, gs://, abfs://, memory://, ...)
-that DuckDB, pandas and the workers all reach through fsspec. Object stores have no atomic folder
-rename, so a finished export is marked by a `_COMPLETE` file rather than renamed into place.
+Result files have fixed names and are written atomically, so a rerun after a crash reuses what was
+finished; the flow loads them in one transaction. Locations are `UPath`s (a folder or any fsspec URL)
+and object stores cannot rename a folder atomically, so a `_COMPLETE` file marks a finished export.
 """
 
 from __future__ import annotations
@@ -68,13 +64,10 @@ def export_batch(con: duckdb.DuckDBPyConnection, batch_id: str, root: UPath, ver
 
 def export_partitions(con: duckdb.DuckDBPyConnection, selection: str, folder: UPath, rows_per_partition: int,
                       version: str | None = None) -> list[Partition]:
-    """The answers a query selects and their people's wearable days as Parquet partitions by a hash of
-    respondent id, in one pass over each table; with a model `version`, each has a place for its scores.
-
-    Partition N is the folders `questionnaire/part=N` and `activity/part=N` (pandas, DuckDB and Dask
-    read a folder as one table; a partition without rows gets an empty file that keeps the columns).
-    A `_COMPLETE` file written last marks a finished export, which a rerun after a crash reuses.
-    """
+    """The answers a query selects and their people's wearable days as Parquet partitions, in one pass over
+    each table; with a model `version`, each has a place for its scores. Partition N is the folders
+    `questionnaire/part=N` and `activity/part=N` (read as one table each; an empty one gets a file that
+    keeps the columns)."""
     rows = con.execute(f"SELECT count(*) FROM ({selection})").fetchone()[0]
     count = max(1, math.ceil(rows / rows_per_partition))
     inputs = folder / f"input-{count}"
@@ -138,9 +131,7 @@ def write_atomically(frame: pd.DataFrame, path: UPath) -> None:
 def explanation_rows(scored: pd.DataFrame) -> pd.DataFrame:
     """One row per person and driver rank, with the answers behind the driver."""
     rows = pd.DataFrame({
-        "respondent_id": np.repeat(scored["respondent_id"].to_numpy(), len(DRIVER_RANKS)),
-        "submitted_at": np.repeat(scored["submitted_at"].to_numpy(), len(DRIVER_RANKS)),
-        "model_version": np.repeat(scored["model_version"].to_numpy(), len(DRIVER_RANKS)),
+        **{key: np.repeat(scored[key].to_numpy(), len(DRIVER_RANKS)) for key in SCORE_KEY},
         "kind": "driver",
         "rank": np.tile(np.array(DRIVER_RANKS), len(scored)),
         "feature": np.column_stack([scored[f"driver_{r}"].astype(object) for r in DRIVER_RANKS]).ravel(),

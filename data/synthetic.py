@@ -16,8 +16,8 @@ from scipy.special import expit
 from scipy.stats import binom, norm
 
 from balanceit.data.contract import (
-    EXERCISE_TYPES, LABEL, MINUTES_PER_DAY, PAIN, PAIN_COLUMNS, POSTURE, QUESTIONNAIRE, QUESTIONNAIRE_COLUMNS,
-    STRENGTH_TRAINING,
+    ANSWER_COLUMNS, EXERCISE_TYPES, LABEL, MINUTES_PER_DAY, OPTIONAL_ANSWERS, PAIN, PAIN_COLUMNS, POSTURE,
+    QUESTIONNAIRE, STRENGTH_TRAINING,
 )
 from balanceit.data.synthetic_config import DEFAULT, LATENTS, PopulationConfig
 from balanceit.data.synthetic_truth import (
@@ -26,9 +26,7 @@ from balanceit.data.synthetic_truth import (
     posture_probabilities,
 )
 
-ANSWER_COLUMNS = tuple(c for c in QUESTIONNAIRE_COLUMNS if c != LABEL and not c.startswith("survey_"))
 SPECS = {spec.name: spec for spec in QUESTIONNAIRE}
-OPTIONAL_ANSWERS = tuple(c for c in ANSWER_COLUMNS if not SPECS[c].required)
 SYMPTOM_ANSWERS = ("posture_self_report", *PAIN_COLUMNS)  # the truth sees them as exported, blanks marginalised
 EXERCISE_CHOICES = tuple(t for t in EXERCISE_TYPES if t != "none")  # "none" is written only alone
 NO_YES = ("no", "yes")  # boolean answers as a user exports them; index = the boolean

@@ -1,7 +1,8 @@
 """Every number of the synthetic population, in one typed, frozen config (override with `dataclasses.replace`).
 
 Sources tag shared/reference/domain-evidence.md: E# = evidence row, "table 3.x" = section 3's model,
-assumption, derived (arithmetic on sourced numbers), tuned (to hit the section 3.4 / 3.3 targets).
+assumption, derived (arithmetic on sourced numbers), tuned (to hit the section 3.4 / 3.3 targets, which
+tests/data/test_synthetic.py checks).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ FACTORS = (
 )
 
 Exposure = Literal["desk_like", "standing_like", "reference"]
-Range = tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -284,37 +284,6 @@ class TopFactorRule:
 
 
 @dataclass(frozen=True)
-class CalibrationTargets:
-    """Ranges the default population must hit (checked by tests/data/test_synthetic.py)."""
-
-    latent_prevalence: Mapping[str, Range] = field(default_factory=lambda: {  # section 3.4
-        "U": (0.25, 0.40), "Lc": (0.12, 0.30), "P": (0.30, 0.50), "A": (0.10, 0.20)})
-    upper_crossed_among_desk: Range = (0.35, 0.50)  # section 3.4
-    agonist_antagonist_among_lifters: Range = (0.25, 0.40)  # section 3.4
-    imbalance_any: Range = (0.45, 0.60)  # section 3.4
-    # Outcome share (pain: occasional or frequent; posture: poor) for "all" and per main occupation.
-    outcomes: Mapping[str, Mapping[str, Range]] = field(default_factory=lambda: {
-        # table 3.3: office 40-50% (E6, E7), else the general 20-30%; "standing" pools teachers (~47%, E12) with
-        # service work, so it is widened to 35% (assumption). "all" is the occupation-weighted mix (derived).
-        "neck_pain": {"all": (0.30, 0.42), "desk": (0.40, 0.50), "standing": (0.20, 0.35), "manual": (0.20, 0.30)},
-        # table 3.3: office 45-56% (E8, E9), teachers ~47% (E12, widened to 40-55%); manual = general 30-40% x
-        # lifting OR 1.7 (E24), widened to 58% for its Lc, P and BMI paths (assumption). "all": the weighted mix.
-        "back_pain": {"all": (0.43, 0.55), "desk": (0.45, 0.56), "standing": (0.40, 0.55), "manual": (0.42, 0.58)},
-        # table 3.3 gives lifters only (below); E8, E11, E12 report 33-50% in workers: assumption.
-        "shoulder_pain": {"all": (0.20, 0.40)},
-        # derived: 0.25 + 0.35 x P(U or Lc), with P(U or Lc) 25-55% overall and 15-62% within an occupation.
-        "posture_poor": {"all": (0.33, 0.45), "desk": (0.30, 0.47), "standing": (0.30, 0.47), "manual": (0.30, 0.47)},
-        "rounded_shoulders": {"all": (0.45, 0.65)},  # table 3.3
-        "forward_head": {"all": (0.30, 0.60)},  # table 3.3
-        "excessive_pelvic_tilt": {"all": (0.15, 0.25)},  # table 3.3
-        "tight_hamstrings": {"all": (0.30, 0.50)},  # table 3.3
-    })
-    # An outcome without its own per-occupation range must hit its "all" range in each of these.
-    main_occupations: tuple[str, ...] = ("desk", "standing", "manual")  # section 3.5
-    shoulder_pain_among_lifters: Range = (0.25, 0.40)  # table 3.3
-
-
-@dataclass(frozen=True)
 class PopulationConfig:
     latent: LatentModel = field(default_factory=LatentModel)
     terms: TermDefinitions = field(default_factory=TermDefinitions)
@@ -328,7 +297,6 @@ class PopulationConfig:
     steps: Steps = field(default_factory=Steps)
     wearable: Wearable = field(default_factory=Wearable)
     top_factor: TopFactorRule = field(default_factory=TopFactorRule)
-    targets: CalibrationTargets = field(default_factory=CalibrationTargets)
     missing_rate: float = 0.03  # per optional answer, MCAR: assumption
     blank_answer_draws: int = 64  # per person with a blank behaviour answer, for true_risk; AUC moves < 1e-4 vs 128
     submitted_between: tuple[str, str] = ("2025-01-01", "2026-01-01")  # reference period, end exclusive

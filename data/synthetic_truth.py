@@ -30,7 +30,6 @@ def design_terms(answers: pd.DataFrame, true_daily_steps: np.ndarray, config: Po
     occupation = level_index(answers["occupation"], list(occupations))
     exposure = np.array([p.exposure for p in occupations.values()])[occupation]
     strength = answers["strength_training"]
-    bmi = body_mass_index(answers)
     hourly_breaks = answers["movement_breaks_per_day"].to_numpy(float) >= (
         cuts.hourly_breaks_per_sitting_hour * sitting)
     sex_shares = config.demographics.sex_shares
@@ -54,7 +53,7 @@ def design_terms(answers: pd.DataFrame, true_daily_steps: np.ndarray, config: Po
         "stretching_3_plus_days": answers["stretching_days_per_week"] >= cuts.stretching_min_days,
         "female": np.array([1.0, 0.0, female_share])[level_index(answers["sex"], ["female", "male"])],
         "age_decades": (answers["age"].to_numpy(float) - cuts.age_reference_years) / 10,
-        "bmi_30_plus": bmi >= cuts.obese_bmi,
+        "bmi_30_plus": body_mass_index(answers) >= cuts.obese_bmi,
     }
     return pd.DataFrame({name: np.asarray(values, dtype=float) for name, values in columns.items()},
                         index=answers.index)

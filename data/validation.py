@@ -7,7 +7,7 @@ other rows go on. A missing required column, or a key that repeats, refuses the 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial, reduce
 from pathlib import Path
@@ -112,9 +112,9 @@ ACTIVITY_KIND = FileKind("activity", ACTIVITY, ACTIVITY_KEY, (
 FITBIT_ONLY_COLUMNS = frozenset(FITBIT_DAILY_ACTIVITY) - frozenset(ACTIVITY_COLUMNS)
 
 
-def load_questionnaire(path: str | Path, now: pd.Timestamp | None = None) -> Validated:
+def load_questionnaire(path: str | Path, now: pd.Timestamp | None = None, not_asked: Sequence[str] = ()) -> Validated:
     with system_allocator():
-        return validate_questionnaire(read_table(path), str(path), now)
+        return validate_questionnaire(read_table(path), str(path), now, not_asked)
 
 
 def load_activity(path: str | Path, now: pd.Timestamp | None = None) -> Validated:
@@ -122,8 +122,11 @@ def load_activity(path: str | Path, now: pd.Timestamp | None = None) -> Validate
         return validate_activity(read_table(path), str(path), now)
 
 
-def validate_questionnaire(raw: pd.DataFrame, source: str, now: pd.Timestamp | None = None) -> Validated:
-    """Questionnaire rows (contract section 1). `row_number` is the frame's index + 1."""
+def validate_questionnaire(raw: pd.DataFrame, source: str, now: pd.Timestamp | None = None,
+                           not_asked: Sequence[str] = ()) -> Validated:
+    """Questionnaire rows (contract section 1), `not_asked` columns dropped unread. `row_number` is the index + 1."""
+    if not_asked:
+        raw = normalise_column_names(raw, source).drop(columns=[*not_asked], errors="ignore")
     return _validate(raw, source, now, QUESTIONNAIRE_KIND)
 
 

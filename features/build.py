@@ -12,14 +12,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from balanceit.data.contract import ACTIVITY_COLUMNS, CHOICE_JOINER, PAIN_COLUMNS, QUESTIONNAIRE, QUESTIONNAIRE_KEY
+from balanceit.data.contract import ACTIVITY_COLUMNS, CHOICE_JOINER, OPTIONAL_ANSWERS, PAIN_COLUMNS, QUESTIONNAIRE_KEY
 from balanceit.features.catalogue import MODELLED_EXERCISES
 from balanceit.warehouse import registered, scratch_cursor
 
-OPTIONAL_ANSWERS: tuple[str, ...] = tuple(
-    c.name for c in QUESTIONNAIRE
-    if not c.required and c.name not in {"imbalance", "survey_weight", "survey_stratum", "survey_psu"}
-)
 ROW_INPUTS = (*QUESTIONNAIRE_KEY, "age", "sex", "sitting_hours_per_day", *OPTIONAL_ANSWERS)  # what `row_features` reads
 FLAGGED_EXERCISES = (*MODELLED_EXERCISES, "weightlifting")
 AGE_BANDS = ("16-34", "35-44", "45-64", "65+")

@@ -13,6 +13,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from balanceit.data.contract import PAIN_COLUMNS
+
 Role = Literal["cause", "sign"]
 Encoding = Literal["numeric", "category"]
 # Model columns by name: what the model reads, a frame or the arrays of `model_arrays`.
@@ -100,12 +102,11 @@ CATALOGUE: tuple[Feature, ...] = (
             "cause", ("height_cm", "weight_kg"), _num("bmi")),
     Feature("posture", "Self-rated posture", "How you rate your own posture.",
             "sign", ("posture_self_report",), _cat("posture")),
-    Feature("back_pain", "Back pain", "How often you have back pain.",
-            "sign", ("back_pain",), _cat("back_pain")),
-    Feature("neck_pain", "Neck pain", "How often you have neck pain.",
-            "sign", ("neck_pain",), _cat("neck_pain")),
-    Feature("shoulder_pain", "Shoulder pain", "How often you have shoulder pain.",
-            "sign", ("shoulder_pain",), _cat("shoulder_pain")),
+    *(
+        Feature(pain, pain.replace("_", " ").capitalize(), f"How often you have {pain.replace('_', ' ')}.",
+                "sign", (pain,), _cat(pain))
+        for pain in PAIN_COLUMNS
+    ),
 )
 
 BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOGUE}

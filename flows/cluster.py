@@ -1,9 +1,8 @@
 """Where partition tasks run: the one thing `cluster` (`--cluster`, `BALANCEIT_CLUSTER`) chooses.
 
-Unset, Prefect's default task runner in this process (nothing from Dask is imported); `local:N`, a
-Dask LocalCluster of N one-thread worker processes on 127.0.0.1, started for the run and reporting to
-the flow's Prefect API; `tcp://HOST:PORT`, an existing scheduler. Every stage runs the same code
-either way (docs/architecture.md): only the work on one partition or one file goes to the runner.
+Unset, Prefect's default task runner in this process (no Dask import); `local:N`, a Dask LocalCluster of
+N one-thread processes on 127.0.0.1 reporting to the flow's Prefect API; `tcp://HOST:PORT`, an existing
+scheduler. Every stage runs the same code either way: only the work on one partition or file is sent.
 """
 
 from __future__ import annotations
@@ -39,9 +38,9 @@ class ClusterSpec:
 
 def parse_cluster(text: str | None) -> ClusterSpec | None:
     """`None`/`""`/`"none"` -> None (in-process); `local[:N]` -> a LocalCluster; `tcp://HOST:PORT` -> that scheduler."""
-    if text is None or not text.strip() or text.strip().lower() in {"none", "in-process", "off"}:
+    text = (text or "").strip()
+    if text.lower() in {"", "none", "in-process", "off"}:
         return None
-    text = text.strip()
     local = _LOCAL.match(text)
     if local:
         workers = int(local.group(1)) if local.group(1) else (os.cpu_count() or 1)
@@ -72,17 +71,14 @@ def task_runner(spec: ClusterSpec | None) -> TaskRunner:
 
 def local_cluster_kwargs(workers: int) -> dict[str, Any]:
     """`LocalCluster` arguments: one-thread processes on loopback, no dashboard, and the flow's Prefect API
-    in the workers' environment, so that no worker starts a Prefect server of its own."""
-    return {"n_workers": workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
-            "dashboard_address": None, "env": {"PREFECT_API_URL": prefect_api_url()}}
-
-
-def prefect_api_url() -> str:
-    """`PREFECT_API_URL`, or else Prefect's temporary server, started here if need be (one per process)."""
+    (`PREFECT_API_URL`, else this process's temporary server, started if need be) in the workers'
+    environment, so that no worker starts a Prefect server of its own."""
     from prefect import get_client
 
     with get_client(sync_client=True) as client:
-        return str(client.api_url)
+        api_url = str(client.api_url)
+    return {"n_workers": workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
+            "dashboard_address": None, "env": {"PREFECT_API_URL": api_url}}
 
 
 @flow(validate_parameters=False)

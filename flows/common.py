@@ -1,8 +1,6 @@
-"""What every flow shares: a task decorator that never caches, and refusals (a bad file, an unknown
-batch, person or version) logged by Prefect without a traceback.
-
-Nothing is cached between runs because every stage is idempotent on its own terms
-(content-addressed ingestions, keyed upserts, partition files written once).
+"""What every flow shares: a task decorator that never caches (every stage is idempotent on its own:
+content-addressed ingestions, keyed upserts, partition files written once), and refusals (a bad file,
+an unknown batch, person or version) logged by Prefect without a traceback.
 """
 
 from __future__ import annotations
@@ -23,9 +21,8 @@ class InputRefused(RuntimeError):
 
 
 class _AnswersAreNotCrashes(logging.Filter):
-    """A refused file, or a batch, person or model version that does not exist, is an answer the command
-    prints in one line, not a crash: Prefect's records of the failed run (its engine's traceback, the
-    exception repeated) are not shown above it. The run is still recorded as failed in Prefect."""
+    """A refused file, or a batch, person or version that does not exist, is a one-line answer, not a crash:
+    Prefect's records of the failed run (traceback, exception repeated) are not shown; the run stays failed."""
 
     answers: tuple[type[Exception], ...] = (InputRefused, LookupError)
 

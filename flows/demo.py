@@ -1,8 +1,7 @@
 """Demo flow: the whole pipeline on a generated population (partition tasks on the cluster if one is set).
 
-Three quarters of the population (labelled) trains the model; the rest arrives as a new,
-unlabelled survey batch that is scored, explained and reported on. Files are written into the
-workspace with fixed names, so a second run re-ingests nothing and registers a second version.
+Three quarters (labelled) train the model; the rest arrive as a new, unlabelled batch that is scored,
+explained and reported on. Fixed file names: a second run re-ingests nothing, registers a second version.
 """
 
 from __future__ import annotations

@@ -11,18 +11,18 @@ from pathlib import Path
 from prefect import flow
 
 from balanceit.config import Settings, load_settings
-from balanceit.data.load import (IngestionSummary, Kind, content_sha256, ingest, loaded_before, now, store_validated,
-                                 validate)
+from balanceit.data.load import (IngestionSummary, Kind, content_sha256, ingest, loaded_before, not_askable, now,
+                                 store_validated, validate)
 from balanceit.data.validation import Validated
 from balanceit.flows.cluster import on_runner
 from balanceit.flows.common import stage
 from balanceit.warehouse import open_warehouse
 
 
-def ingest_file(settings: Settings, path: str, kind: Kind) -> IngestionSummary:
+def ingest_file(settings: Settings, path: str, kind: Kind, not_asked: tuple[str, ...] = ()) -> IngestionSummary:
     """One input of a train or score run, in this process."""
     with open_warehouse(settings) as con:
-        return ingest(con, path, kind)
+        return ingest(con, path, kind, not_asked)
 
 
 def input_files(path: Path, kind: Kind) -> list[Path]:
@@ -33,33 +33,37 @@ def input_files(path: Path, kind: Kind) -> list[Path]:
 
 
 @stage(name="read and validate a file", retries=2, retry_delay_seconds=1)
-def validate_file(path: Path, kind: Kind) -> Validated | str:
-    return validate(path, kind)
+def validate_file(path: Path, kind: Kind, not_asked: tuple[str, ...]) -> Validated | str:
+    return validate(path, kind, not_asked)
 
 
-def ingest_files(settings: Settings, path: Path, kind: Kind) -> list[IngestionSummary]:
+def ingest_files(settings: Settings, path: Path, kind: Kind,
+                 not_asked: tuple[str, ...] = ()) -> list[IngestionSummary]:
     """Every file of `path`, one batch each; content loaded before (or earlier in the folder) is
     answered as `ingest` answers it, without validating it again."""
-    if not path.exists():
-        return [IngestionSummary(str(path), kind, "refused", message=f"{path}: no such file or folder")]
+    refusal = not_askable(not_asked)
+    if refusal is None and not path.exists():
+        refusal = f"{path}: no such file or folder"
+    if refusal:
+        return [IngestionSummary(str(path), kind, "refused", message=refusal)]
     files = input_files(path, kind)
     if not files:
         return [IngestionSummary(str(path), kind, "refused", message=f"{path}: no files to ingest")]
     started = now()
-    shas = {file: content_sha256(file) for file in files}
+    shas = {file: content_sha256(file, not_asked) for file in files}
     firsts: dict[str, Path] = {}
     with open_warehouse(settings) as con:
         for file, sha in shas.items():
             if sha not in firsts and not loaded_before(con, file, kind, sha):
                 firsts[sha] = file
     todo = list(firsts.values())
-    checked = dict(zip(todo, on_runner(settings, validate_file, todo, kind), strict=True))
+    checked = dict(zip(todo, on_runner(settings, validate_file, todo, kind, not_asked), strict=True))
     with open_warehouse(settings) as con:
         return [store_validated(con, checked[file], file, kind, shas[file], started) if file in checked
-                else ingest(con, file, kind) for file in files]
+                else ingest(con, file, kind, not_asked) for file in files]
 
 
 @flow(name="ingest")
 def ingest_flow(path: str, kind: Kind = "questionnaire", home: str | None = None,
-                cluster: str | None = None) -> list[IngestionSummary]:
-    return ingest_files(load_settings(home, cluster), Path(path), kind)
+                cluster: str | None = None, not_asked: tuple[str, ...] = ()) -> list[IngestionSummary]:
+    return ingest_files(load_settings(home, cluster), Path(path), kind, not_asked)

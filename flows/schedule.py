@@ -1,10 +1,8 @@
-"""Scheduled flows: nightly retraining and inbox scoring, served by `balanceit serve` or deployed to a
-Prefect work pool by `balanceit deploy`.
+"""Scheduled flows: nightly retraining and inbox scoring (`balanceit serve`, or `deploy` to a work pool).
 
-Files dropped into the workspace's `inbox/` are sorted by what they hold: wearable days are
-ingested, labelled questionnaires join the training data, unlabelled ones are scored. Each file
-moves to `inbox/done/` once handled (or `inbox/refused/` with the reason beside it), so a
-crashed run simply handles it again next time.
+Files dropped into `inbox/` are sorted by what they hold: wearable days are ingested, labelled
+questionnaires join the training data, unlabelled ones are scored. Each moves to `inbox/done/` once
+handled (or `inbox/refused/` with the reason), so a crashed run simply handles it again next time.
 """
 
 from __future__ import annotations
@@ -23,12 +21,6 @@ from balanceit.flows.score import score_stage
 from balanceit.flows.train import fit_and_register, training_features
 
 
-def _inbox_files(settings: Settings) -> list[Path]:
-    if not settings.inbox_path.is_dir():
-        return []
-    return sorted(p for p in settings.inbox_path.iterdir() if p.is_file() and not p.name.startswith("."))
-
-
 def _file_away(settings: Settings, path: Path, refused_because: str | None = None) -> None:
     folder = settings.inbox_path / ("refused" if refused_because else "done")
     folder.mkdir(exist_ok=True)
@@ -39,9 +31,10 @@ def _file_away(settings: Settings, path: Path, refused_because: str | None = Non
 
 def _take(settings: Settings, wanted: set[InboxFile]) -> list[dict[str, object]]:
     """Ingest the inbox files of the wanted kinds; returns their ingestion summaries."""
+    inbox = settings.inbox_path
     handled = []
-    for path in _inbox_files(settings):
-        kind = classify(path)
+    for path in sorted(inbox.iterdir() if inbox.is_dir() else ()):
+        kind = classify(path) if path.is_file() and not path.name.startswith(".") else None
         if kind not in wanted:
             continue
         summary = ingest_file(settings, str(path), "activity" if kind == "activity" else "questionnaire")
@@ -84,11 +77,8 @@ def serve_schedules(settings: Settings) -> None:
 
 
 def deploy_schedules(settings: Settings, pool: str) -> dict[str, Any]:
-    """The two scheduled flows as deployments on `pool`, loaded by the pool's workers from this install.
-
-    The flows' source is the folder that holds this file (the repository for an editable install),
-    which every worker of a process pool on this machine can read.
-    """
+    """The two scheduled flows as deployments on `pool`, loaded by its workers from this install: the
+    source is this file's folder, which every worker of a process pool on this machine can read."""
     source = Path(__file__).resolve().parents[1]
     ids = {}
     for name, (scheduled, timing) in _schedules(settings).items():

@@ -50,11 +50,11 @@ def score_stage(settings: Settings, batch_id: str, output: str | None) -> dict[s
 
 
 @flow(name="score")
-def score_flow(path: str, activity: str | None = None, output: str | None = None,
-               home: str | None = None, cluster: str | None = None) -> dict[str, object]:
+def score_flow(path: str, activity: str | None = None, output: str | None = None, home: str | None = None,
+               cluster: str | None = None, not_asked: tuple[str, ...] = ()) -> dict[str, object]:
     settings = load_settings(home, cluster)
     if activity:
         ingest_or_fail(settings, activity, "activity")
     # A folder is an NHANES cycle, the only input that comes as one (DEMO + PAQ files, BMX optional).
-    ingestion = ingest_or_fail(settings, path, "nhanes" if Path(path).is_dir() else "questionnaire")
+    ingestion = ingest_or_fail(settings, path, "nhanes" if Path(path).is_dir() else "questionnaire", not_asked)
     return {"ingestion": ingestion.to_dict(), **score_stage(settings, ingestion.ingestion_id, output)}

@@ -1,9 +1,8 @@
 """Prefect's temporary API server dies with the command that started it, even one killed by `kill -9`.
 
-Without PREFECT_API_URL, Prefect 3 starts a uvicorn subprocess for the run and stops it at exit
-(atexit), which a killed process never reaches, so the server was left running. On Linux the server
-is started with a parent-death signal (prctl PR_SET_PDEATHSIG): the kernel sends it SIGTERM, which
-uvicorn answers by shutting down, the moment the process that started it ends, however it ends.
+Without PREFECT_API_URL, Prefect 3 starts a uvicorn subprocess and stops it at exit (atexit), which a
+killed process never reaches. On Linux the server gets a parent-death signal (prctl PR_SET_PDEATHSIG):
+SIGTERM, on which uvicorn shuts down, as soon as its starter ends, however it ends.
 """
 
 from __future__ import annotations
@@ -24,14 +23,11 @@ from prefect._internal.concurrency.threads import in_global_loop, in_run_sync_lo
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def _terminate_with(parent: int) -> Callable[[], None]:
-    """Runs in the child between fork and exec: ask for SIGTERM when the parent ends, and act on it now
-    if the parent ended before the request was made."""
-    def request() -> None:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
-    return request
+def _terminate_with(parent: int) -> None:
+    """In the child before exec: ask for SIGTERM when the parent ends, and send it now if it already has."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _tied_to_this_process(run_server: Callable[[Any], subprocess.Popen]) -> Callable[[Any], subprocess.Popen]:
@@ -41,7 +37,7 @@ def _tied_to_this_process(run_server: Callable[[Any], subprocess.Popen]) -> Call
         # process qualify: the main thread and Prefect's two process-wide event-loop threads.
         if not (threading.current_thread() is threading.main_thread() or in_global_loop() or in_run_sync_loop()):
             return run_server(server)
-        tied = partial(subprocess.Popen, preexec_fn=_terminate_with(os.getpid()))
+        tied = partial(subprocess.Popen, preexec_fn=partial(_terminate_with, os.getpid()))
         with mock.patch.object(subprocess, "Popen", tied):
             return run_server(server)
     run_tied.tied = True  # type: ignore[attr-defined]

@@ -24,8 +24,9 @@ from balanceit.models.train import train_model
 from balanceit.warehouse import open_warehouse, transaction, upsert_frame
 
 
-def ingest_or_fail(settings: Settings, path: str, kind: Kind) -> IngestionSummary:
-    summary = ingest_file(settings, path, kind)
+def ingest_or_fail(settings: Settings, path: str, kind: Kind,
+                   not_asked: tuple[str, ...] = ()) -> IngestionSummary:
+    summary = ingest_file(settings, path, kind, not_asked)
     if summary.status == "refused":
         raise InputRefused(summary.message)
     return summary

@@ -1,10 +1,8 @@
-"""A glass-box additive risk model: one spline (or one-hot) term per feature, logistic link.
+"""A glass-box additive risk model: logit(risk) = intercept + sum over catalogue features f of g_f(x_f),
+each g_f a spline or one-hot term.
 
-logit(risk) = intercept + sum over catalogue features f of g_f(x_f), each g_f a spline or a
-one-hot term. Because the model is additive on the logit scale, a person's explanation is exact
-and cheap: contribution_f = g_f(x_f) - mean over the training population of
-g_f, and base + sum of contributions reproduces the logit (to rounding). What-ifs recompute
-only the terms of the features they change.
+Being additive, a person's explanation is exact and cheap: contribution_f = g_f(x_f) minus its training
+mean, and base + contributions reproduce the logit. What-ifs recompute only the terms they change.
 """
 
 from __future__ import annotations
@@ -72,10 +70,9 @@ class _ColumnEncoder:
 class AdditiveRiskModel(ClassifierMixin, BaseEstimator, AdditiveTerms):
     """Spline logistic regression over the feature catalogue with exact per-feature contributions.
 
-    With `sign_interactions`, a second logistic fit re-weighs the features' shape terms and adds the
-    product of each sign's (pain, posture) term with every other feature's term: what a symptom says
-    about imbalance depends on the person's causes. Such a product is part of its sign's contribution
-    (half to each sign when both are signs), so a cause's contribution, and the drivers, stay its own.
+    With `sign_interactions`, a second logistic fit re-weighs the shape terms and adds the product of each
+    sign's (pain, posture) term with every other feature's: what a symptom says depends on the person's
+    causes. A product counts for its sign (half each when both are signs), so causes and drivers stay apart.
     """
 
     def __init__(self, n_knots: int = 5, C: float = 1.0, max_iter: int = 200, sign_interactions: bool = False,
@@ -94,12 +91,12 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator, AdditiveTerms):
             [_ColumnEncoder.fit(column, X[column.name], self.n_knots) for column in feature.columns]
             for feature in self.features_
         ]
-        design = np.hstack([e.transform(X[e.column.name]) for encoders in self.encoders_ for e in encoders])
-        self.logistic_ = self._logistic().fit(design, y)
+        columns = [encoder for encoders in self.encoders_ for encoder in encoders]
+        self.logistic_ = self._logistic().fit(np.hstack([e.transform(X[e.column.name]) for e in columns]), y)
         self.classes_ = self.logistic_.classes_
-        widths = [e.width for encoders in self.encoders_ for e in encoders]
-        self.coef_slices_ = [coef.copy() for coef in np.split(self.logistic_.coef_[0], np.cumsum(widths)[:-1])]
-        self._shrink_missing_terms(X)
+        ends = np.cumsum([e.width for e in columns])[:-1]
+        self.coef_slices_ = [coef.copy() for coef in np.split(self.logistic_.coef_[0], ends)]
+        self._shrink_missing_terms(X, columns)
         terms = self.terms(X)
         self.mean_terms_ = terms.mean(axis=0)
         self._without_interactions()
@@ -108,14 +105,10 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator, AdditiveTerms):
         self.base_logit_ = float(self.intercept_ + self.weights_ @ self.mean_terms_)
         return self
 
-    def _shrink_missing_terms(self, X: pd.DataFrame) -> None:
-        """Pull each column's "answer missing" term toward the answered rows' average term.
-
-        It is estimated from the few training rows with a blank (a few hundred of 15,000), so with n
-        blank rows it keeps n / (n + `missing_prior_rows`) of its difference from that average.
-        """
-        encoders = [encoder for feature_encoders in self.encoders_ for encoder in feature_encoders]
-        for encoder, coef in zip(encoders, self.coef_slices_, strict=True):
+    def _shrink_missing_terms(self, X: pd.DataFrame, columns: list[_ColumnEncoder]) -> None:
+        """Pull each column's "answer missing" term, estimated from few blank rows (hundreds of 15,000),
+        toward the answered rows' average term: n blanks keep n / (n + `missing_prior_rows`) of the gap."""
+        for encoder, coef in zip(columns, self.coef_slices_, strict=True):
             values = X[encoder.column.name]
             missing = pd.isna(values).to_numpy()
             blanks = int(missing.sum())

@@ -10,9 +10,8 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     """Mean |observed - predicted| over equal-width probability bins, weighted by bin size."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
     which = np.minimum((p * bins).astype(int), bins - 1)
-    counts = np.bincount(which, minlength=bins)
     gap = np.abs(np.bincount(which, weights=y, minlength=bins) - np.bincount(which, weights=p, minlength=bins))
-    return float(gap.sum() / max(counts.sum(), 1))
+    return float(gap.sum() / max(len(p), 1))
 
 
 def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:

@@ -1,9 +1,8 @@
 """The registered model as an MLflow pyfunc: questionnaire rows in, risk and reasons out.
 
-Loading `models:/balanceit-imbalance-risk@champion` gives the same answers as `balanceit score`
-for the same rows: validation, the features and the explanations all run inside `predict`.
-Bad rows get a per-row `error` (column and rule) instead of failing the whole request. The code
-that does this is copied into the model (`code_paths`), so loading needs no checkout of balanceit.
+It answers as `balanceit score` does for the same rows (validation, features and explanations run in
+`predict`); a bad row gets an `error` (column and rule) instead of failing the request. The code is
+copied into the model (`code_paths`), so loading needs no checkout of balanceit.
 """
 
 from __future__ import annotations
@@ -28,6 +27,9 @@ SERVING_PROCESS_VARIABLE = "__pyfunc_model_path__"
 
 
 class RiskModel(mlflow.pyfunc.PythonModel):
+    """The additive model with the settings scoring reads (window, band cut-offs) as plain values, which
+    every version has pickled alike; a `Settings` is built from them once, when the model is loaded."""
+
     def __init__(self, model: AdditiveRiskModel, settings: Settings, warm_up_rows: pd.DataFrame | None = None):
         self.model = model
         self.window_days = settings.activity_window_days
@@ -36,15 +38,15 @@ class RiskModel(mlflow.pyfunc.PythonModel):
         self.warm_up_rows = warm_up_rows
 
     def load_context(self, context) -> None:
-        """Score the warm-up rows once, and in a scoring server freeze the heap loading has built.
+        """Resolve the settings, score the warm-up rows once, and in a scoring server freeze the heap.
 
         The first prediction imports the scoring code and fills caches (~1 s): it belongs to loading,
-        not to a user's first request. A scoring server lives to serve this model, so what exists
-        after loading (~700k objects) stays until the process ends, yet every full garbage
-        collection walks it all: one request in ~200 was held up by 100-340 ms. Frozen, those objects
-        are left out of collections. Anywhere else (a notebook, the nightly flow) the heap is not
-        touched: objects frozen there would never be collected.
+        not to a user's first request. A scoring server's objects after loading (~700k) live until it
+        ends, yet every full garbage collection walked them all (one request in ~200 held up by
+        100-340 ms); frozen, collections skip them. Elsewhere (a notebook, the nightly flow) the heap is
+        not touched: objects frozen there would never be collected.
         """
+        self.scoring_settings = self._settings()
         if getattr(self, "warm_up_rows", None) is not None:  # models logged before warm-up rows have none
             self.predict(context, self.warm_up_rows)
         self.serving = bool(os.environ.get(SERVING_PROCESS_VARIABLE))
@@ -53,28 +55,26 @@ class RiskModel(mlflow.pyfunc.PythonModel):
             gc.collect()
             gc.freeze()
 
-    def settings(self) -> Settings:
+    def _settings(self) -> Settings:
         return Settings(activity_window_days=self.window_days, low_band_below=self.low_band_below,
                         high_band_from=self.high_band_from)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        """`score_raw_rows`; in a scoring server a missing value is None, which the answer's JSON writes
-        as null: MLflow would write NaN (a what-if that does not apply, a row not scored), which is not
-        JSON, and strict parsers (a browser's JSON.parse) refuse the whole answer."""
+        """`score_raw_rows`; in a scoring server a missing value is None (JSON null): MLflow would write NaN,
+        which is not JSON, and strict parsers (a browser's JSON.parse) refuse the whole answer."""
         from balanceit.models.score import score_raw_rows
 
-        scored = score_raw_rows(self.model, model_input, self.settings())
+        settings = self.__dict__.get("scoring_settings") or self._settings()  # not yet loaded: while logging
+        scored = score_raw_rows(self.model, model_input, settings)
         return scored.astype(object).where(scored.notna(), None) if getattr(self, "serving", False) else scored
 
 
 def refuse_json_too_deep_to_read() -> None:
     """In the scoring server, answer 400 with one line to a JSON body nested too deeply to parse.
 
-    MLflow's server (3.17) turns a body `json.loads` cannot decode into a 400, but only for
-    JSONDecodeError and UnicodeDecodeError: nesting deeper than the interpreter's recursion limit
-    raises RecursionError, which nothing catches, and the server answers 500 with no reason. There is
-    no supported hook before the body is parsed (the model only ever sees the parsed rows), so the
-    server's one decoding function is wrapped here, in the serving process only.
+    MLflow's server (3.17) answers 400 to JSONDecodeError and UnicodeDecodeError only: a RecursionError
+    from deep nesting became a 500 with no reason. With no hook before the body is parsed, the server's
+    one decoding function is wrapped, in the serving process only.
     """
     from mlflow.pyfunc import scoring_server
     from mlflow.utils.proto_json_utils import MlflowInvalidInputException
@@ -96,10 +96,9 @@ def refuse_json_too_deep_to_read() -> None:
 def request_contract() -> list[dict]:
     """The contract's request columns with their type, range and allowed values, for the model's metadata.
 
-    They are not the signature's inputs: MLflow enforces a named input schema by keeping only the
-    columns spelt exactly as declared, so ` Sex ` or `AGE` (which the contract accepts, matching names
-    case-insensitively and trimmed) would be dropped, and a request with only unknown columns would
-    lose its rows. With no input schema the rows reach `predict` whole and validation answers each one.
+    Not the signature's inputs: a named input schema keeps only columns spelt exactly as declared, so
+    ` Sex ` or `AGE` (which the contract accepts) would be dropped. Without one, rows reach `predict`
+    whole and validation answers each one.
     """
     from balanceit.models.score import REQUEST_COLUMNS
 

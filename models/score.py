@@ -35,11 +35,10 @@ def request_rows(answers: pd.DataFrame) -> pd.DataFrame:
 def _features_and_scores(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.DataFrame | None,
                          settings: Settings, not_asked: tuple[str, ...] | None = None,
                          ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The answers aligned to the features, the features, and the scores, all row for row.
+    """The answers aligned to the features, the features, and the scores, row for row.
 
-    Features for the whole batch are computed at once; explanations go slice by slice, so a large
-    batch's intermediate model input and contributions never exist for all rows at once. Questions
-    the answers never answer are not asked unless `not_asked` says which are."""
+    Explanations go slice by slice, so a large batch's model input and contributions never exist for all
+    rows at once. Questions nobody answered are not asked, unless `not_asked` says which are."""
     aligned, features = answers_and_features(answers, activity, settings.activity_window_days)
     not_asked = not_asked_questions(answers) if not_asked is None else not_asked
     starts = range(0, max(len(features), 1), EXPLAIN_SLICE_ROWS)
@@ -67,10 +66,8 @@ def score_partition(partition: Partition, model: AdditiveRiskModel, version: str
 
 
 def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """Score rows as a survey platform sends them; a bad row gets `error` (column and rule) instead of a risk.
-
-    Values may be text, JSON numbers or booleans: validation reads each column as text.
-    """
+    """Score rows as a survey platform sends them (text, JSON numbers or booleans: validation reads text);
+    a bad row gets `error` (column and rule) instead of a risk."""
     from balanceit.data.validation import FileRefused, validate_questionnaire
 
     row_numbers = np.arange(1, len(raw) + 1)
@@ -98,8 +95,7 @@ def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settin
 
 
 def _keys_as_sent(result: pd.DataFrame, raw: pd.DataFrame, scored_rows: np.ndarray) -> pd.DataFrame:
-    """A row that could not be scored keeps its respondent_id and submitted_at as sent, so the caller
-    can tell whose answers the error is about."""
+    """An unscored row keeps respondent_id and submitted_at as sent: the caller can tell whose error it is."""
     if scored_rows.all():
         return result
     sent = normalise_column_names(raw, "request").reset_index(drop=True)

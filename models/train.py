@@ -1,7 +1,7 @@
 """Training: candidates compared on the same folds, the chosen one refit and measured on held-out rows.
 
-Only the additive candidates can be chosen, since explanations must be exact and cheap; a plain
-gradient-boosted peer is fitted alongside so every run records how the chosen model compares.
+Only additive candidates can be chosen (explanations must be exact and cheap); a gradient-boosted peer
+is fitted alongside so every run records how the chosen model compares.
 """
 
 from __future__ import annotations
@@ -45,13 +45,9 @@ def gradient_boosting_peer(seed: int) -> object:
     columns = model_columns()
     categorical = [c.name for c in columns if c.encoding == "category"]
     numeric = [c.name for c in columns if c.encoding == "numeric"]
-    encode = make_column_transformer(
-        (OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
-                        encoded_missing_value=np.nan), categorical),
-        ("passthrough", numeric),
-    )
-    booster = HistGradientBoostingClassifier(
-        categorical_features=list(range(len(categorical))), random_state=seed)
+    ordinal = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan)
+    encode = make_column_transformer((ordinal, categorical), ("passthrough", numeric))
+    booster = HistGradientBoostingClassifier(categorical_features=list(range(len(categorical))), random_state=seed)
     return make_pipeline(encode, FillEmptyColumns(), booster)
 
 
@@ -110,15 +106,13 @@ def train_model(features: pd.DataFrame, labels: pd.Series, settings: Settings,
     model = clone(candidates(settings.random_seed)[chosen]).fit(X_train, y_train)
     fit_seconds = time.perf_counter() - started
     peer = clone(candidates(settings.random_seed)["gradient_boosting"]).fit(X_train, y_train)
-    risk = model.predict_proba(X_test)[:, 1]
-    peer_risk = peer.predict_proba(X_test)[:, 1]
+    risk, peer_risk = (fitted.predict_proba(X_test)[:, 1] for fitted in (model, peer))
     result = TrainingResult(
         model=model, chosen=chosen, cross_validation=cv, fit_seconds=fit_seconds,
         holdout_metrics=classification_metrics(y_test, risk),
         peer_holdout_metrics=classification_metrics(y_test, peer_risk),
         subgroups=subgroup_metrics(y_test, risk, features.loc[X_test.index, ["sex", "age_band"]]),
-        holdout_index=X_test.index, holdout_risk=risk, peer_holdout_risk=peer_risk,
-    )
+        holdout_index=X_test.index, holdout_risk=risk, peer_holdout_risk=peer_risk)
     if true_risk is not None:
         result.truth_metrics = against_truth(y_test, risk, peer_risk, true_risk.loc[X_test.index].to_numpy())
     return result

@@ -1,8 +1,7 @@
-"""Population figures for the reports, as pure pandas functions of a scored frame.
+"""Population figures for the reports, as pure pandas functions of a scored frame (a row per person:
+`risk`, `band`, the answers segments group by, `driver_1..3`, maybe `survey_weight`).
 
-A scored frame has one row per person: `risk`, `band`, the answers the segments group by, the drivers
-`driver_1..3` (catalogue feature names) and optionally `survey_weight`. Shares and means are weighted
-when every row has a positive weight (`survey_weights`); counts (`n`) are always people. Privacy: a
+Shares and means are weighted when every row has a positive weight; counts (`n`) are always people. A
 segment with fewer than `min_group_size` people is never shown (see `segment_table`).
 """
 
@@ -71,24 +70,18 @@ def risk_histogram(scored: pd.DataFrame, bins: int = 20) -> dict[str, list]:
 
 
 def suppressed_groups(counts: pd.Series, min_group_size: int) -> pd.Series:
-    """Which groups of one breakdown to hide: those under `min_group_size` people, and then the
-    next-smallest until at least two are hidden holding `min_group_size` people between them (else
-    subtracting the shown groups from the total would give a hidden group away)."""
+    """Groups of one breakdown to hide: those under `min_group_size` people, then the next-smallest until two
+    or more hidden hold `min_group_size` between them (else the total minus the shown gives one away)."""
     hidden = counts < min_group_size
-
-    def recoverable() -> bool:
-        return hidden.sum() < 2 or counts[hidden].sum() < min_group_size
-
-    while hidden.any() and not hidden.all() and recoverable():
+    while hidden.any() and not hidden.all() and (hidden.sum() < 2 or counts[hidden].sum() < min_group_size):
         hidden[counts[~hidden].idxmin()] = True
     return hidden
 
 
 def segment_table(scored: pd.DataFrame, dimension: str, min_group_size: int) -> pd.DataFrame:
-    """Mean risk and share in the high band, with 95% intervals (see `estimates`), per group of one
-    dimension (a key of SEGMENT_DIMENSIONS); missing answers form a "not answered" group. Groups that
-    `suppressed_groups` hides show n_shown "< {min}" (too small) or "≥ {min}" (hidden beside them) and
-    no figure."""
+    """Mean risk and high-band share with 95% intervals per group of one of SEGMENT_DIMENSIONS, missing
+    answers a "not answered" group. Groups `suppressed_groups` hides show no figure and n_shown "< {min}"
+    (too small) or "≥ {min}" (hidden beside them)."""
     people = scored.reset_index(drop=True)
     table = _order_groups(_segment_figures(people, _segment_labels(people, dimension)).set_index("label"))
     table = table.rename_axis("label").reset_index()
@@ -129,9 +122,8 @@ def segment_tables(scored: pd.DataFrame, min_group_size: int) -> list[dict]:
 
 
 def segments_json(segments: list[dict]) -> list[dict]:
-    """`segment_tables` for `report population --json`: per group its label, its people as a number (as
-    shown, "< 10" or "≥ 10", when hidden) and each figure as {"value", "ci_low", "ci_high"}, null where
-    hidden or unknown."""
+    """`segment_tables` for `report population --json`: per group its label, people (as shown when hidden)
+    and each figure as {"value", "ci_low", "ci_high"}, null where hidden or unknown."""
     def figure(row: dict, name: str) -> dict[str, float | None]:
         values = (row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"])
         return dict(zip(("value", "ci_low", "ci_high"), (None if pd.isna(v) else float(v) for v in values)))
@@ -153,21 +145,15 @@ def top_drivers(scored: pd.DataFrame) -> pd.DataFrame:
     total = weights.sum()
     in_top3 = weights.reindex(pairs["person"]).groupby(pairs["feature"].to_numpy()).sum() / total
     first = weights.groupby(people["driver_1"]).sum() / total
-    table = pd.DataFrame({"share_top3": in_top3, "share_first": first}).fillna(0.0)
-    table = table.rename_axis("feature").reset_index()
-    return table.sort_values(["share_top3", "feature"], ascending=[False, True], ignore_index=True)
+    table = pd.DataFrame({"share_top3": in_top3, "share_first": first}).fillna(0.0).rename_axis("feature")
+    return table.reset_index().sort_values(["share_top3", "feature"], ascending=[False, True], ignore_index=True)
 
 
 def psi(expected: pd.Series, actual: pd.Series, bins: int = 10) -> float:
-    """Population stability index of `actual` against `expected` (0: same distribution).
-
-    Numeric answers are cut at quantiles of `expected`; categories (and booleans) are compared by
-    their shares. Missing values are a bin of their own, so a jump in unanswered questions shows as
-    drift. Empty bins count as a tiny share (epsilon) so the log stays finite.
-    """
-    expected_shares, actual_shares = _bin_shares(expected, actual, bins)
-    e = np.clip(expected_shares, PSI_EPSILON, None)
-    a = np.clip(actual_shares, PSI_EPSILON, None)
+    """Population stability index of `actual` against `expected` (0: same distribution): numbers cut at
+    quantiles of `expected`, categories (and booleans) by their shares. Missing values are a bin of their
+    own, so a jump in unanswered questions shows as drift; an empty bin counts as epsilon (a finite log)."""
+    e, a = (np.clip(shares, PSI_EPSILON, None) for shares in _bin_shares(expected, actual, bins))
     return float(np.sum((a - e) * np.log(a / e)))
 
 
@@ -247,7 +233,5 @@ def _bin_shares(expected: pd.Series, actual: pd.Series, bins: int) -> tuple[np.n
         return values.astype("string").fillna("\0missing")
 
     categories = sorted(set(labelled(expected)) | set(labelled(actual)))
-    return tuple(
-        labelled(values).value_counts().reindex(categories, fill_value=0).to_numpy() / max(len(values), 1)
-        for values in (expected, actual)
-    )
+    return tuple(labelled(values).value_counts().reindex(categories, fill_value=0).to_numpy() / max(len(values), 1)
+                 for values in (expected, actual))

@@ -1,12 +1,9 @@
-"""Inline SVG charts for the HTML reports.
+"""Inline SVG charts for the HTML reports, which are opened offline: no JavaScript, nothing to fetch.
 
-The reports are opened offline by double click, so charts are plain SVG strings built here: no
-JavaScript, nothing to fetch. Labels can come from user data (occupations, file names), so every
-piece of text goes through `markupsafe.escape`, and each function returns `Markup` so jinja2 inserts
-the finished SVG without escaping it a second time. Every chart is an accessible image: role="img",
-a <title>, an aria-label that states the data in words, and a `data-chart` attribute naming its kind.
-
-Sizes are viewBox units; the stylesheet scales a chart to the width of its card.
+Labels can come from user data, so every text goes through `markupsafe.escape` and each chart is
+returned as `Markup` (jinja2 does not escape it twice). Every chart is an accessible image: role="img",
+a <title>, an aria-label stating the data in words, and `data-chart` naming its kind. Sizes are viewBox
+units; the stylesheet scales a chart to its card's width.
 """
 
 from __future__ import annotations
@@ -57,10 +54,9 @@ def histogram(bin_edges: Sequence[float], counts: Sequence[int], title: str, x_l
         parts.append(_text(left - 6, y(tick) + 4, f"{tick:,.0f}", anchor="end", colour=MUTED))
     for start, end, count in zip(bin_edges[:-1], bin_edges[1:], counts):
         tip = f"{format(start, x_format)}–{format(end, x_format)}: {count:,} people"
-        parts.append(
-            f'<rect x="{x(start) + 1:.1f}" y="{y(count):.1f}" width="{max(x(end) - x(start) - 2, 1):.1f}" '
-            f'height="{plot_height + top - y(count):.1f}" fill="{BAR_COLOUR}"><title>{escape(tip)}</title></rect>'
-        )
+        parts.append(f'<rect x="{x(start) + 1:.1f}" y="{y(count):.1f}" width="{max(x(end) - x(start) - 2, 1):.1f}" '
+                     f'height="{plot_height + top - y(count):.1f}" fill="{BAR_COLOUR}">'
+                     f'<title>{escape(tip)}</title></rect>')
     step = math.ceil((len(bin_edges) - 1) / 5)
     for edge in bin_edges[::step]:
         parts.append(_text(x(edge), height - bottom + 18, format(edge, x_format), anchor="middle", colour=MUTED))
@@ -80,24 +76,18 @@ def histogram(bin_edges: Sequence[float], counts: Sequence[int], title: str, x_l
 
 def bar_chart(rows: Sequence[tuple[str, float, float | None, float | None]], title: str,
               value_format: str) -> Markup:
-    """Horizontal bars (values >= 0), each label on its own line so long labels fit a phone.
-
-    Rows are (label, value, ci_low, ci_high); an interval, when given, is drawn as a whisker.
-    `value_format` is a format spec such as ".0%".
-    """
+    """Horizontal bars of rows (label, value >= 0, ci_low, ci_high), an interval drawn as a whisker; each
+    label on its own line so long labels fit a phone. `value_format` is a format spec such as ".0%"."""
     value_texts = [_value_text(value, low, high, value_format) for _, value, low, high in rows]
     value_room = max((_text_width(text) for text in value_texts), default=0) + 8
     labels = [_label_lines(label) for label, *_ in rows]
-    tops = _row_tops(labels, 0)
-    height = tops[-1] + 4
+    positions, height = _row_positions(labels, 0)
     largest = max((max(value, high if high is not None else value) for _, value, _, high in rows), default=0)
     scale = (WIDTH - value_room) / largest if largest > 0 else 0.0
 
     parts = []
-    for index, ((label, value, low, high), value_text) in enumerate(zip(rows, value_texts)):
-        row_top = tops[index]
-        bar_y = row_top + 22 + LINE_HEIGHT * (len(labels[index]) - 1)
-        parts.append(_row_label(row_top, label, labels[index]))
+    for (label, value, low, high), value_text, lines, (row_top, bar_y) in zip(rows, value_texts, labels, positions):
+        parts.append(_row_label(row_top, label, lines))
         parts.append(f'<rect x="0" y="{bar_y}" width="{max(value * scale, 1):.1f}" height="{BAR_HEIGHT}" '
                      f'fill="{BAR_COLOUR}"/>')
         text_x = value * scale
@@ -114,10 +104,8 @@ def bar_chart(rows: Sequence[tuple[str, float, float | None, float | None]], tit
 
 def calibration_plot(predicted_means: Sequence[float], observed_rates: Sequence[float], counts: Sequence[int],
                      title: str) -> Markup:
-    """Observed rate against mean predicted risk per bin, with the diagonal of perfect calibration.
-
-    Point area follows the number of people in the bin, so sparse bins do not look as certain.
-    """
+    """Observed rate against mean predicted risk per bin, with the diagonal of perfect calibration; a
+    point's area follows its bin's people, so sparse bins do not look as certain."""
     left, top, side = 58, 12, 276
     legend_y = top + side + 66
     height = legend_y + 30
@@ -163,16 +151,14 @@ def contribution_bars(rows: Sequence[tuple[str, float]], title: str, *,
                       value_text: Callable[[float], str] = lambda value: format(value, "+.2f")) -> Markup:
     """Bars diverging from zero: to the right (vermillion) raises risk, to the left (blue) lowers it.
 
-    Each row's label also says "raises risk" or "lowers risk", so colour is never the only cue; the
-    "lowers risk" heading is drawn only when a bar lowers it. `value_text` writes each bar's number.
-    """
+    Each label also says "raises risk" or "lowers risk", so colour is never the only cue; the "lowers
+    risk" heading is drawn only when a bar lowers it. `value_text` writes each bar's number."""
     top = 24
     centre = WIDTH / 2
     value_texts = [value_text(value).replace("-", "−") for _, value in rows]
     text_room = max((_text_width(text) for text in value_texts), default=0) + 8
     labels = [_label_lines(label, _effect(value)) for label, value in rows]
-    tops = _row_tops(labels, top)
-    height = tops[-1] + 4
+    positions, height = _row_positions(labels, top)
     largest = max((abs(value) for _, value in rows), default=0)
     scale = (centre - text_room) / largest if largest > 0 else 0.0
 
@@ -180,13 +166,11 @@ def contribution_bars(rows: Sequence[tuple[str, float]], title: str, *,
     if any(value < 0 for _, value in rows):
         parts.append(_text(centre - 8, 12, "◀ lowers risk", anchor="end", colour=LOWERS_INK))
     spoken = []
-    for index, ((label, value), text) in enumerate(zip(rows, value_texts)):
-        row_top = tops[index]
-        bar_y = row_top + 22 + LINE_HEIGHT * (len(labels[index]) - 1)
+    for (label, value), text, lines, (row_top, bar_y) in zip(rows, value_texts, labels, positions):
         length = max(abs(value) * scale, 1)
         raises = value >= 0
         effect = _effect(value)
-        parts.append(_row_label(row_top, label, labels[index], effect))
+        parts.append(_row_label(row_top, label, lines, effect))
         parts.append(_line(centre, bar_y - 3, centre, bar_y + BAR_HEIGHT + 3, INK))
         bar_x = centre if raises else centre - length
         parts.append(f'<rect x="{bar_x:.1f}" y="{bar_y}" width="{length:.1f}" height="{BAR_HEIGHT}" '
@@ -199,11 +183,9 @@ def contribution_bars(rows: Sequence[tuple[str, float]], title: str, *,
 
 def _svg(kind: str, title: str, description: str, height: float, body: str) -> Markup:
     """Wrap chart parts in an accessible, scalable <svg> element; only `body` is trusted markup."""
-    return Markup(
-        f'<svg class="chart" data-chart="{kind}" role="img" aria-label="{escape(description)}" '
-        f'viewBox="0 0 {WIDTH} {height:.0f}" font-size="{FONT_SIZE}">'
-        f"<title>{escape(title)}</title>{body}</svg>"
-    )
+    return Markup(f'<svg class="chart" data-chart="{kind}" role="img" aria-label="{escape(description)}" '
+                  f'viewBox="0 0 {WIDTH} {height:.0f}" font-size="{FONT_SIZE}">'
+                  f"<title>{escape(title)}</title>{body}</svg>")
 
 
 def _effect(value: float) -> str:
@@ -211,20 +193,20 @@ def _effect(value: float) -> str:
 
 
 def _label_lines(label: str, note: str = "") -> list[str]:
-    """A label wrapped at word boundaries to fit the chart's width, leaving room for the note on the last
-    line (a line of its own when the last line is full): labels are never cut."""
+    """A label wrapped at word boundaries (never cut), with room for the note on its last line or a new one."""
     lines = textwrap.wrap(label, LABEL_MAX_CHARS, break_long_words=True) or [""]
     if note and len(lines[-1]) + len(note) + 3 > LABEL_MAX_CHARS:
         lines.append("")
     return lines
 
 
-def _row_tops(labels: list[list[str]], first_top: float) -> list[float]:
-    """Where each row starts, then where the last one ends: rows with wrapped labels are taller."""
-    tops = [first_top]
+def _row_positions(labels: list[list[str]], top: float) -> tuple[list[tuple[float, float]], float]:
+    """Each row's top and its bar's top, and the chart's height: rows with wrapped labels are taller."""
+    positions = []
     for lines in labels:
-        tops.append(tops[-1] + ROW_HEIGHT + LINE_HEIGHT * (len(lines) - 1))
-    return tops
+        positions.append((top, top + 22 + LINE_HEIGHT * (len(lines) - 1)))
+        top += ROW_HEIGHT + LINE_HEIGHT * (len(lines) - 1)
+    return positions, top + 4
 
 
 def _row_label(row_top: float, label: str, lines: list[str], note: str = "") -> str:
@@ -259,8 +241,7 @@ def _line(x1: float, y1: float, x2: float, y2: float, colour: str, *, dashed: bo
 
 
 def _nice_ticks(highest: float, target: int = 4) -> list[int]:
-    """Whole-number axis ticks for counts, from 0 to at least `highest`, in steps of 1, 2 or 5 times a
-    power of ten."""
+    """Whole-number ticks from 0 to at least `highest`, in steps of 1, 2 or 5 times a power of ten."""
     if highest <= 0:
         return [0, 1]
     raw_step = highest / target

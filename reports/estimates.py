@@ -1,14 +1,12 @@
 """Population estimates with 95% intervals that respect how the respondents were sampled.
 
-Surveys such as NHANES draw people in clusters (PSUs) within strata with unequal probabilities (the
-plain mean of sitting over its 2017-2020 adults is 335 minutes a day, weighted 356), so every figure is
-weighted when the frame has survey weights (`aggregate.survey_weights`), with design-based intervals
-(Taylor linearisation, by `svy`, never hand-written variance code). `design_of` reads `survey_stratum`
-and `survey_psu` when complete (PSUs nested in strata); weights without PSUs make each row its own PSU;
-a single-PSU stratum is centred on the grand mean (R's `lonely.psu = "adjust"`). Unweighted frames get
-ordinary intervals for the respondents only. Shares use Korn-Graubard intervals (the NCHS standard),
-means t intervals with the design's degrees of freedom. A missing value is a domain, not a filter; a
-domain in a single PSU of a single stratum has no interval (NaN, null in JSON).
+Surveys such as NHANES draw people in clusters (PSUs) within strata with unequal probabilities (its
+2017-2020 adults sit 335 minutes a day unweighted, 356 weighted), so a frame with survey weights gets
+weighted figures with design-based intervals (Taylor linearisation by `svy`, no hand-written variance
+code): PSUs nested in strata, each row its own PSU when there are none, a single-PSU stratum centred on
+the grand mean (R's `lonely.psu = "adjust"`). Unweighted frames get ordinary intervals for the
+respondents only. Shares use Korn-Graubard intervals (the NCHS standard), means t intervals. A missing
+value is a domain, not a filter; a domain in a single PSU of a single stratum has no interval (NaN).
 """
 
 from __future__ import annotations
@@ -31,8 +29,7 @@ SINGLETON_RULE = "center"
 LONG_SITTING_HOURS = 8.0  # "sitting over 8 hours" is strictly more than this, as the report's "over 8 h" band
 
 WEIGHTED_POPULATION = "Weighted to the population the survey represents."
-UNWEIGHTED_POPULATION = ("Unweighted: figures describe the respondents only, "
-                         "not the population they came from.")
+UNWEIGHTED_POPULATION = "Unweighted: figures describe the respondents only, not the population they came from."
 ORDINARY_INTERVALS = ("95% intervals are ordinary ones for a simple random sample of the respondents "
                       "(t for means, Korn-Graubard for shares).")
 
@@ -51,6 +48,9 @@ class Estimate:
     def as_dict(self) -> dict[str, float | None]:
         """{"value", "ci_low", "ci_high"}, with NaN as None so that it is valid JSON."""
         return {name: _finite_or_none(getattr(self, name)) for name in ("value", "ci_low", "ci_high")}
+
+
+UNKNOWN = Estimate(math.nan, math.nan, math.nan)
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,37 +101,30 @@ def design_of(frame: pd.DataFrame) -> Design | None:
 
 
 def estimate_mean(values: pd.Series, frame: pd.DataFrame) -> Estimate:
-    """Mean of `values` (aligned with `frame`'s rows); rows whose value is missing are left out as a domain.
-
-    Weighted with a design-based interval when the frame has a design, else the plain mean with a t interval.
-    """
+    """Mean of `values` (aligned with `frame`), missing values a domain; design-based when the frame has one."""
     return _estimate(_floats(values, frame), frame, _mean_estimates)
 
 
 def estimate_share(indicator: pd.Series, frame: pd.DataFrame) -> Estimate:
-    """Share of rows where `indicator` (booleans or 0/1, aligned with `frame`) is true; missing rows are a domain.
-
-    Weighted with a design-based Korn-Graubard interval when the frame has a design; otherwise an
-    ordinary one. The estimate and its interval are always within [0, 1].
-    """
+    """Share of rows where `indicator` (booleans or 0/1, aligned with `frame`) is true, missing rows a
+    domain; a Korn-Graubard interval (design-based when the frame has a design), always within [0, 1]."""
     return _estimate(_indicator(indicator, frame), frame, _share_estimates)
 
 
 def _estimate(y: np.ndarray, frame: pd.DataFrame, estimates: Callable[[svy.Sample, str], list[Estimate]]) -> Estimate:
-    if not np.isfinite(y).any():
-        return Estimate(math.nan, math.nan, math.nan)
-    return estimates(_sample(design_of(frame), {"y": y}), "y")[0]
+    return _figure(_sample(design_of(frame), {"y": y}), "y", y, estimates)
+
+
+def _figure(sample: svy.Sample, column: str, y: np.ndarray,
+            estimates: Callable[[svy.Sample, str], list[Estimate]]) -> Estimate:
+    """One figure of the sample's column `y`; NaN when nobody has a value."""
+    return estimates(sample, column)[0] if np.isfinite(y).any() else UNKNOWN
 
 
 def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
-    """The population's headline figures, each with its 95% interval.
-
-    `people` has `risk`, `band`, `sitting_hours_per_day` and optionally the survey design columns.
-    Returns {"weighted", "n" (people), "population" (what the figures describe), "intervals" (how they
-    were computed), "estimates": {name: {"value", "ci_low", "ci_high"}}} with the names mean_risk,
-    share_low_risk, share_moderate_risk, share_high_risk (the share in `high_band`), mean_sitting_hours
-    and share_sitting_over_8h (strictly more than 8 hours). Missing answers leave only their own figure.
-    """
+    """The headline figures of `people` (`risk`, `band`, `sitting_hours_per_day`, maybe a design), each
+    with its 95% interval: {"weighted", "n", "population" (what they describe), "intervals" (how computed),
+    "estimates": {name: {"value", "ci_low", "ci_high"}}}. A missing answer leaves out only its own figure."""
     design = design_of(people)
     band = people["band"]
     sitting = _floats(people["sitting_hours_per_day"], people)
@@ -143,15 +136,9 @@ def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
            for name, value in band_of.items()},
         "share_sitting_over_8h": np.where(np.isnan(sitting), np.nan, sitting > LONG_SITTING_HOURS),
     }
-    sample = _sample(design, columns) if len(people) else None
-    estimates = {}
-    for name, y in columns.items():
-        if sample is None or not np.isfinite(y).any():
-            estimates[name] = Estimate(math.nan, math.nan, math.nan)
-        elif name.startswith("share_"):
-            estimates[name] = _share_estimates(sample, name)[0]
-        else:
-            estimates[name] = _mean_estimates(sample, name)[0]
+    sample = _sample(design, columns)
+    estimates = {name: _figure(sample, name, y, _share_estimates if name.startswith("share_") else _mean_estimates)
+                 for name, y in columns.items()}
     return {
         "weighted": design is not None,
         "n": int(len(people)),
@@ -162,25 +149,18 @@ def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
 
 
 def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = "high") -> pd.DataFrame:
-    """Mean risk and share in `high_band` per segment, with 95% intervals (domain estimation).
-
-    `labels` gives each person's segment (aligned with `people`); people without a label are in no
-    segment but stay in the design. Segments come in the order of a categorical's categories, else of
-    first appearance. Columns: label, n (people), mean_risk, mean_risk_ci_low, mean_risk_ci_high,
-    share_high, share_high_ci_low, share_high_ci_high.
-    """
+    """Mean risk and share in `high_band` with 95% intervals per segment of `labels` (aligned with
+    `people`), each a domain: people without a label stay in the design. Segments come in a categorical's
+    order, else as they first appear; columns: label, n (people) and SEGMENT_FIGURES."""
     columns = ["label", "n", *SEGMENT_FIGURES]
     labels = _aligned(labels, people)
     codes, uniques = pd.factorize(labels, sort=isinstance(labels.dtype, pd.CategoricalDtype))
     if not len(uniques):
         return pd.DataFrame(columns=columns)
     band = people["band"]
-    domain = np.where(codes >= 0, codes, np.nan)
-    sample = _sample(design_of(people), {
-        "risk": _floats(people["risk"], people),
-        "high": _indicator((band == high_band).mask(band.isna()), people),
-        _DOMAIN: domain,
-    })
+    in_high = _indicator((band == high_band).mask(band.isna()), people)
+    sample = _sample(design_of(people), {"risk": _floats(people["risk"], people), "high": in_high,
+                                         _DOMAIN: np.where(codes >= 0, codes, np.nan)})
     risk = _mean_estimates(sample, "risk", by=_DOMAIN, n_domains=len(uniques))
     high = _share_estimates(sample, "high", by=_DOMAIN, n_domains=len(uniques))
     figures = {"label": list(uniques), "n": np.bincount(codes[codes >= 0], minlength=len(uniques))}
@@ -194,48 +174,35 @@ def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = 
 
 def _sample(design: Design | None, columns: dict[str, np.ndarray]) -> svy.Sample:
     """An svy sample of the given row-aligned columns (NaN = missing) under `design` (None: SRS)."""
-    data = {name: pl.Series(name, np.asarray(values, dtype=float), nan_to_null=True)
-            for name, values in columns.items()}
+    data = [pl.Series(name, np.asarray(values, dtype=float), nan_to_null=True) for name, values in columns.items()]
     if design is None:
         return svy.Sample(pl.DataFrame(data))
-    data[_W] = pl.Series(_W, design.weight)
-    if design.stratum is not None:
-        data[_S] = pl.Series(_S, design.stratum)
-    if design.psu is not None:
-        data[_P] = pl.Series(_P, design.psu)
+    data += [pl.Series(name, codes) for name, codes in ((_W, design.weight), (_S, design.stratum), (_P, design.psu))
+             if codes is not None]
     return svy.Sample(pl.DataFrame(data), design.svy_design())
 
 
 def _mean_estimates(sample: svy.Sample, column: str, by: str | None = None,
                     n_domains: int = 1) -> list[Estimate]:
     rows = sample.estimation.mean(column, by=by, alpha=ALPHA, drop_nulls=True).to_polars()
-    found = {_domain_key(row, by): Estimate(row["est"], row["lci"], row["uci"])
+    found = {int(row[by]) if by else 0: Estimate(row["est"], row["lci"], row["uci"])
              for row in rows.iter_rows(named=True)}
-    return [_nan_if_absent(found, key if by else None) for key in range(n_domains)]
+    return [found.get(key, UNKNOWN) for key in range(n_domains)]
 
 
 def _share_estimates(sample: svy.Sample, column: str, by: str | None = None,
                      n_domains: int = 1) -> list[Estimate]:
-    """Share of 1s in a 0/1 column: svy returns one row per level found, so a share of 0 or 1 comes
-    from the other level's row, mirrored."""
+    """Share of 1s in a 0/1 column; svy gives a row per level found, so a share of 0 or 1 is mirrored."""
     rows = sample.estimation.prop(column, by=by, alpha=ALPHA, ci_method=SHARE_INTERVAL,
                                   drop_nulls=True).to_polars()
-    found: dict[int | None, Estimate] = {}
+    found: dict[int, Estimate] = {}
     for row in rows.iter_rows(named=True):
-        key = _domain_key(row, by)
+        key = int(row[by]) if by else 0
         if row[column] == 1.0:
             found[key] = Estimate(row["est"], row["lci"], row["uci"])
         else:
             found.setdefault(key, Estimate(1.0 - row["est"], 1.0 - row["uci"], 1.0 - row["lci"]))
-    return [_clipped(_nan_if_absent(found, key if by else None)) for key in range(n_domains)]
-
-
-def _domain_key(row: dict, by: str | None) -> int | None:
-    return None if by is None else int(row[by])
-
-
-def _nan_if_absent(found: dict, key: int | None) -> Estimate:
-    return found.get(key, Estimate(math.nan, math.nan, math.nan))
+    return [_clipped(found.get(key, UNKNOWN)) for key in range(n_domains)]
 
 
 def _clipped(estimate: Estimate) -> Estimate:
@@ -256,18 +223,11 @@ def _codes(frame: pd.DataFrame, column: str) -> np.ndarray | None:
 
 def _aligned(values: pd.Series, frame: pd.DataFrame) -> pd.Series:
     """`values` in the frame's row order: by index when the indexes differ, else as given."""
-    if isinstance(values, pd.Series) and not values.index.equals(frame.index):
-        values = values.reindex(frame.index)
-    elif not isinstance(values, pd.Series):
-        values = pd.Series(values, index=frame.index)
-    if len(values) != len(frame):
-        raise ValueError(f"values have {len(values)} rows, the frame {len(frame)}")
-    return values
+    return values if values.index.equals(frame.index) else values.reindex(frame.index)
 
 
 def _floats(values: pd.Series, frame: pd.DataFrame) -> np.ndarray:
-    numbers = pd.to_numeric(_aligned(values, frame), errors="coerce")
-    return numbers.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(_aligned(values, frame), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _indicator(indicator: pd.Series, frame: pd.DataFrame) -> np.ndarray:

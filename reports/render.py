@@ -1,11 +1,8 @@
-"""Write the population and personal HTML reports: one self-contained file each.
+"""Write the population and personal HTML reports (a screening aid, not a diagnosis), one file each.
 
-Readers open the files by double click, offline, so the stylesheet is inlined, charts are inline
-SVG (see charts.py), and a Content-Security-Policy forbids every fetch. Everything from the context
-is escaped by jinja2's autoescape; nothing from a user is ever marked safe. Contexts (built by
-`build.population_context` and `build.person_explanation`) are checked against the keys below, and a
-personal report refuses any key it does not know, so no one else's data can ride along into it.
-Both reports state that balanceit is a screening aid, not a diagnosis.
+Readers open them offline: stylesheet and SVG charts are inline, a Content-Security-Policy forbids every
+fetch, jinja2 escapes the whole context. A personal report refuses any context key it does not know, so
+no one else's data can ride along into it.
 """
 
 from __future__ import annotations
@@ -85,7 +82,6 @@ def _population_charts(context: Mapping[str, Any]) -> dict[str, Markup]:
 def _write(template: str, values: Mapping[str, Any], out_path: Path) -> Path:
     """Render and replace `out_path` atomically, so a reader never opens a half-written report."""
     html = _environment().get_template(template).render(values)
-    out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
     partial.write_text(html, encoding="utf-8")
@@ -97,7 +93,7 @@ def _write(template: str, values: Mapping[str, Any], out_path: Path) -> Path:
 def _environment() -> Environment:
     environment = Environment(loader=PackageLoader("balanceit.reports", "templates"), autoescape=True,
                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    environment.filters.update(percent=_percent, number=_number, points=_points, when=_when)
+    environment.filters.update(percent=_percent, number=_number, when=_when)
     environment.globals["shown_difference"] = _shown_difference
     environment.tests["blank"] = _blank
     return environment
@@ -111,16 +107,11 @@ def _number(value: float | None, digits: int = 0) -> str:
     return "—" if _blank(value) else f"{value:,.{digits}f}"
 
 
-def _points(difference: float) -> str:
-    """A change in risk as percentage points, with a true minus sign."""
-    return f"{difference * 100:+.0f} pts".replace("-", "−")
-
-
 def _shown_difference(before: float, after: float) -> str:
-    """The difference of two risks as the reader can check it: the shown (rounded) after minus the
-    shown before, so "38% → 32%" reads "−6 pts", never the unrounded −7."""
+    """The difference of two risks in percentage points as the reader can check it: the shown (rounded)
+    after minus the shown before, so "38% → 32%" reads "−6 pts" (a true minus), never the unrounded −7."""
     shown = [int(_percent(value).removesuffix("%")) for value in (before, after)]
-    return _points((shown[1] - shown[0]) / 100)
+    return f"{shown[1] - shown[0]:+d} pts".replace("-", "−")
 
 
 def _odds_times(contribution: float) -> str:
@@ -129,9 +120,7 @@ def _odds_times(contribution: float) -> str:
 
 
 def _when(moment: datetime | str) -> str:
-    if isinstance(moment, datetime):
-        return moment.strftime("%Y-%m-%d %H:%M %Z").strip()
-    return str(moment)
+    return moment.strftime("%Y-%m-%d %H:%M %Z").strip() if isinstance(moment, datetime) else str(moment)
 
 
 def _blank(value: float | None) -> bool:

@@ -1,12 +1,11 @@
 """Reweighting a batch to the population it should describe (raking to a target's margins).
 
-Most batches are convenience samples: those who sit and hurt the most answer more often. Raking (svy's
-iterative proportional fitting, alternated with trimming extreme weights) weights each respondent so
-that the batch matches the target's shares on every margin at once. A target is margins (a CSV
-`column,level,share` or YAML `{column: {level: share}}`) or reference rows (any other CSV or Parquet of
-contract columns, such as an NHANES cycle, weighted by its `survey_weight`): every category column is a
-margin, every number column a margin over the reference's deciles. A number's level is a band `lo-hi`
-(lo <= value < hi) or `lo+`. Missing answers form their own level at their batch share: nobody is dropped.
+Most batches are convenience samples (those who sit and hurt the most answer more often). Raking (svy's
+iterative proportional fitting, alternated with trimming extreme weights) matches the target's shares on
+every margin at once. A target is margins (CSV `column,level,share` or YAML `{column: {level: share}}`)
+or reference rows (other CSV or Parquet of contract columns, weighted by `survey_weight`; numbers over
+its deciles, as bands `lo-hi` (lo <= value < hi) or `lo+`). Missing answers are a level at their batch
+share: nobody is dropped.
 """
 
 from __future__ import annotations
@@ -34,9 +33,8 @@ METHOD = "raking"
 MISSING = "(missing)"
 SHARE_TOLERANCE = 0.02  # a margin's shares must add up to 1 within this
 REFERENCE_QUANTILES = tuple(np.arange(1, 10) / 10)  # deciles
-MARGIN_TYPES = {"category", "number", "integer"}
 MARGIN_COLUMNS = {spec.name: spec for spec in QUESTIONNAIRE
-                  if spec.type in MARGIN_TYPES and not spec.name.startswith("survey_")}
+                  if spec.type in {"category", "number", "integer"} and not spec.name.startswith("survey_")}
 _BAND = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:-\s*(-?\d+(?:\.\d+)?)|(\+))\s*$")
 _RAKED = "_raked_weight"
 
@@ -70,7 +68,6 @@ class Reweighting:
 
 def read_target(path: Path) -> Target:
     """The target population in `path`: margins (CSV `column,level,share` or YAML) or reference rows."""
-    path = Path(path)
     if not path.is_file():
         raise TargetRefused(f"target {path}: no such file")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -93,9 +90,8 @@ def read_target(path: Path) -> Target:
 
 
 def reweight(answers: pd.DataFrame, target: Target, trim_ratio: float) -> Reweighting:
-    """Rake the batch's rows (`answers`, contract columns) to the target's margins, trimming weights above
-    `trim_ratio` times the median. Refuses a target the batch cannot reach (a level with a share that
-    nobody in the batch has, or batch people in a level the target lacks)."""
+    """Rake the batch's rows to the target's margins, trimming weights above `trim_ratio` times the median;
+    refuses a target it cannot reach (a level nobody in the batch has, or people in a level it lacks)."""
     levels = {column: _margin_levels(answers, target, column) for column in target.margins}
     shares = {column: _batch_margin(target, column, levels[column], len(answers)) for column in target.margins}
     base = survey_weights(answers)  # the batch's own (an NHANES cycle), else 1 for everyone
@@ -117,10 +113,9 @@ def reweight(answers: pd.DataFrame, target: Target, trim_ratio: float) -> Reweig
 
 def reweighting_report(people: pd.DataFrame, result: Reweighting, min_effective_size: float,
                        min_group_size: int, stored_at: datetime) -> dict[str, object]:
-    """What the report and its JSON say: weighted and unweighted figures side by side, the balance on every
-    margin before and after, the design effect and effective sample size, and a warning when it is small.
-    A margin level held by fewer than `min_group_size` people (and the next-smallest, as for segments) shows
-    no unweighted share: it would tell how many people are in it."""
+    """What the report and its JSON say: weighted and unweighted figures, each margin's balance before and
+    after, the design effect and effective size (flagged when small). Small margin levels (as segments'
+    `suppressed_groups`) show no unweighted share: it would tell how many people are in them."""
     before = population_estimates(people)
     after = population_estimates(people.assign(**{WEIGHT: result.weights}))
     balance = _shown_balance(result.balance, min_group_size)
@@ -171,9 +166,7 @@ def store_weights(con: duckdb.DuckDBPyConnection, batch_id: str, answers: pd.Dat
     con.execute("INSERT INTO reweightings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [batch_id, result.target.file, result.target.sha256, METHOD, computed_at.replace(tzinfo=None),
                  result.design_effect, result.effective_size, json.dumps(result.target.margins)])
-    con.register("_batch_weights", rows)
-    con.execute("INSERT INTO batch_weights SELECT * FROM _batch_weights")
-    con.unregister("_batch_weights")
+    con.execute("INSERT INTO batch_weights SELECT * FROM rows")  # DuckDB reads the local frame `rows`
     con.execute("COMMIT")
 
 
@@ -221,16 +214,11 @@ def _margins_from_rows(frame: pd.DataFrame, path: Path) -> dict[str, dict[str, f
 
 
 def _band_labels(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """`lo-hi` / `lo+` band names of numbers cut at `edges` (the first band starts at 0, as every number
-    column's contract minimum is at least 0)."""
-    names = [f"0-{_number(edges[0])}"] + [f"{_number(lo)}-{_number(hi)}" for lo, hi in zip(edges[:-1], edges[1:])] \
-        + [f"{_number(edges[-1])}+"]
+    """`lo-hi` / `lo+` names of numbers cut at `edges`; the first band starts at 0, every contract minimum."""
+    bounds = [f"{edge:g}" for edge in edges]
+    names = [f"0-{bounds[0]}", *(f"{lo}-{hi}" for lo, hi in zip(bounds[:-1], bounds[1:])), f"{bounds[-1]}+"]
     codes = np.searchsorted(edges, values, side="right")
     return np.where(np.isnan(values), None, np.array(names, dtype=object)[codes])
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
 
 
 def _checked(margins: dict[str, dict[str, float]], path: Path) -> dict[str, dict[str, float]]:
@@ -263,8 +251,7 @@ def _checked(margins: dict[str, dict[str, float]], path: Path) -> dict[str, dict
 # --- raking -------------------------------------------------------------------------------------------
 
 def _margin_levels(answers: pd.DataFrame, target: Target, column: str) -> np.ndarray:
-    """Each row's level of a margin as text: the category, or the target's band holding the number;
-    MISSING when blank. A number in no band of the target is refused."""
+    """Each row's margin level as text: the category, or the target's band holding the number; MISSING if blank."""
     if column not in answers:
         raise TargetRefused(f"target {target.file}, column '{column}': the batch has no such column")
     if MARGIN_COLUMNS[column].type == "category":
@@ -285,8 +272,7 @@ def _margin_levels(answers: pd.DataFrame, target: Target, column: str) -> np.nda
 def _batch_margin(target: Target, column: str, levels: np.ndarray, rows: int) -> dict[str, float]:
     """The target's shares for this batch: missing answers keep their batch share, the rest are scaled."""
     wanted = target.margins[column]
-    present, counts = np.unique(levels, return_counts=True)
-    found = dict(zip(present, counts))
+    found = dict(zip(*np.unique(levels, return_counts=True)))
     absent = [level for level in wanted if level not in found]
     if absent:
         raise TargetRefused(f"target {target.file}, column '{column}': nobody in the batch has "

@@ -21,6 +21,18 @@ from balanceit.reports import aggregate
 # longer than Prefect's 20 s default on a busy 2-core machine.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
+# The real public data sets live beside the repository (never in it); their tests skip where they are absent.
+SHARED_DATA = Path(os.environ.get("BALANCEIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+FITBIT = SHARED_DATA / "fitbit_fitabase_4.12.16-5.12.16" / "dailyActivity_merged.csv"
+NHANES_P = SHARED_DATA / "nhanes_2017-2020_prepandemic_P"
+
+
+def shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared data not found: {path}")
+    return path
+
+
 DRIVER_FEATURES = CAUSES[:6]  # the catalogue's causes a fixture person's drivers are drawn from
 OCCUPATIONS = ("desk", "standing", "manual", "driving", "student", "retired")
 EXERCISE_CHOICES = ("walking", "walking;yoga", "running;weightlifting", "cycling", "none", "swimming;pilates")

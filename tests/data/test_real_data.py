@@ -6,30 +6,18 @@ tests are skipped where they are absent.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run
-
 from balanceit.data.nhanes import load_nhanes
 from balanceit.data.readers import FileRefused
 from balanceit.data.validation import Validated, load_activity
+from conftest import FITBIT, NHANES_P, shared
 
-SHARED_DATA = Path(os.environ.get("BALANCEIT_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-FITBIT = SHARED_DATA / "fitbit_fitabase_4.12.16-5.12.16" / "dailyActivity_merged.csv"
-NHANES_P = SHARED_DATA / "nhanes_2017-2020_prepandemic_P"
 NOW = pd.Timestamp("2025-06-01")
-
-
-def shared(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"shared data not found: {path}")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -122,15 +110,7 @@ def test_nhanes_files_from_different_cycles_are_refused(tmp_path):
         load_nhanes(folder)
 
 
-@pytest.mark.slow
-def test_an_nhanes_folder_is_scored_like_a_survey_file(demo_workspace, nhanes, tmp_path):
-    """`balanceit score FOLDER` reads the folder as an NHANES cycle; a copy of the demo workspace keeps
-    the shared one's batches as the other tests expect them."""
-    home, _ = demo_workspace
-    workspace = tmp_path / "workspace"
-    shutil.copytree(home, workspace)
-    scored = run(workspace, "score", str(shared(NHANES_P)), "--output", str(tmp_path / "nhanes.csv"))
-    output = pd.read_csv(tmp_path / "nhanes.csv")
-    assert scored["ingestion"]["kind"] == "nhanes"
-    assert scored["rows_scored"] == len(output) == len(nhanes.accepted)
-    assert output["risk"].between(0, 1).all()
+def test_an_nhanes_cycle_may_declare_questions_too():
+    validated = load_nhanes(shared(NHANES_P), not_asked=("height_cm", "weight_kg"))
+    assert len(validated.accepted) == 9610
+    assert validated.accepted[["height_cm", "weight_kg"]].isna().all().all()

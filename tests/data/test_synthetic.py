@@ -105,14 +105,40 @@ def test_posture_report_follows_the_postural_patterns(without_person_effect):
 
 # 3.6.2 and 3.4: prevalences in their target ranges ----------------------------------------------------------
 
+# Ranges the default population must hit: the section 3.4 and table 3.3 targets its numbers were tuned to.
+LATENT_PREVALENCE = {"U": (0.25, 0.40), "Lc": (0.12, 0.30), "P": (0.30, 0.50), "A": (0.10, 0.20)}
+UPPER_CROSSED_AMONG_DESK = (0.35, 0.50)
+AGONIST_ANTAGONIST_AMONG_LIFTERS = (0.25, 0.40)
+IMBALANCE_ANY = (0.45, 0.60)
+# Outcome share (pain: occasional or frequent; posture: poor) for "all" and per main occupation.
+OUTCOME_RANGES = {
+    # table 3.3: office 40-50% (E6, E7), else the general 20-30%; "standing" pools teachers (~47%, E12) with
+    # service work, so it is widened to 35% (assumption). "all" is the occupation-weighted mix (derived).
+    "neck_pain": {"all": (0.30, 0.42), "desk": (0.40, 0.50), "standing": (0.20, 0.35), "manual": (0.20, 0.30)},
+    # table 3.3: office 45-56% (E8, E9), teachers ~47% (E12, widened to 40-55%); manual = general 30-40% x
+    # lifting OR 1.7 (E24), widened to 58% for its Lc, P and BMI paths (assumption). "all": the weighted mix.
+    "back_pain": {"all": (0.43, 0.55), "desk": (0.45, 0.56), "standing": (0.40, 0.55), "manual": (0.42, 0.58)},
+    # table 3.3 gives lifters only (below); E8, E11, E12 report 33-50% in workers: assumption.
+    "shoulder_pain": {"all": (0.20, 0.40)},
+    # derived: 0.25 + 0.35 x P(U or Lc), with P(U or Lc) 25-55% overall and 15-62% within an occupation.
+    "posture_poor": {"all": (0.33, 0.45), "desk": (0.30, 0.47), "standing": (0.30, 0.47), "manual": (0.30, 0.47)},
+    "rounded_shoulders": {"all": (0.45, 0.65)},  # table 3.3
+    "forward_head": {"all": (0.30, 0.60)},  # table 3.3
+    "excessive_pelvic_tilt": {"all": (0.15, 0.25)},  # table 3.3
+    "tight_hamstrings": {"all": (0.30, 0.50)},  # table 3.3
+}
+# An outcome without its own per-occupation range must hit its "all" range in each of these (section 3.5).
+MAIN_OCCUPATIONS = ("desk", "standing", "manual")
+SHOULDER_PAIN_AMONG_LIFTERS = (0.25, 0.40)  # table 3.3
+
+
 @pytest.mark.slow
 def test_latent_prevalences_hit_section_3_4(population):
-    targets, truth = DEFAULT.targets, population.truth
+    truth = population.truth
     desk = population.questionnaire["occupation"] == "desk"
     shares = {**{k: truth[f"pattern_{k}"].mean() for k in LATENTS},
               "U among desk workers": truth.loc[desk, "pattern_U"].mean(), "any": truth["imbalance"].mean()}
-    ranges = {**targets.latent_prevalence, "U among desk workers": targets.upper_crossed_among_desk,
-              "any": targets.imbalance_any}
+    ranges = {**LATENT_PREVALENCE, "U among desk workers": UPPER_CROSSED_AMONG_DESK, "any": IMBALANCE_ANY}
     misses = {name: (round(shares[name], 3), ranges[name]) for name in ranges
               if not ranges[name][0] <= shares[name] <= ranges[name][1]}
     assert not misses
@@ -124,7 +150,7 @@ def test_latent_prevalences_hit_section_3_4(population):
     "only ~1.3x above non-lifters, so A >= 25% among lifters needs A > 20% overall and any-imbalance > 60%. "
     "The intercepts keep A overall and any-imbalance in range; see docs/generative-model.md."))
 def test_agonist_antagonist_among_lifters_hits_section_3_4(population):
-    low, high = DEFAULT.targets.agonist_antagonist_among_lifters
+    low, high = AGONIST_ANTAGONIST_AMONG_LIFTERS
     lifters = population.questionnaire["strength_training"].isin(("balanced", "unbalanced"))
     assert low <= population.truth.loc[lifters, "pattern_A"].mean() <= high
 
@@ -138,21 +164,21 @@ def test_agonist_antagonist_is_higher_among_lifters(population):
 
 @pytest.mark.slow
 def test_pain_posture_and_sign_rates_hit_their_ranges_overall_and_per_main_occupation(population):
-    targets, answers, truth = DEFAULT.targets, population.questionnaire, population.truth
+    answers, truth = population.questionnaire, population.truth
     outcome = {"neck_pain": _any(answers["neck_pain"]), "back_pain": _any(answers["back_pain"]),
                "shoulder_pain": _any(answers["shoulder_pain"]),
                "posture_poor": (answers["posture_self_report"] == "poor").where(answers["posture_self_report"].notna()),
                **{name: truth[f"sign_{name}"] for name in DEFAULT.clinical_signs}}
     misses = {}
-    for name, ranges in targets.outcomes.items():
-        for group in ("all", *targets.main_occupations):
+    for name, ranges in OUTCOME_RANGES.items():
+        for group in ("all", *MAIN_OCCUPATIONS):
             rows = answers["occupation"] == group if group != "all" else slice(None)
             low, high = ranges.get(group, ranges["all"])
             rate = outcome[name][rows].mean()
             if not low <= rate <= high:
                 misses[f"{name} / {group}"] = (round(rate, 3), (low, high))
     lifters = answers["strength_training"].isin(("balanced", "unbalanced"))
-    low, high = targets.shoulder_pain_among_lifters
+    low, high = SHOULDER_PAIN_AMONG_LIFTERS
     assert low <= outcome["shoulder_pain"][lifters].mean() <= high
     assert not misses
 

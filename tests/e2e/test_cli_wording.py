@@ -1,0 +1,92 @@
+"""What a newcomer reads on the command line: help for every command, one clean line per error, and
+ingest summaries in words."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from balanceit.cli import app
+
+
+def _command_paths(command=typer.main.get_command(app), path: tuple[str, ...] = ()):
+    """Every command and subcommand, `bench ...` included, as the words that call it."""
+    yield path
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _command_paths(sub, (*path, name))
+
+
+COMMANDS = list(_command_paths())
+
+
+def test_every_command_is_covered():
+    assert {"score", "ingest questionnaire", "report person", "bench score", "bench cli"} <= {
+        " ".join(path) for path in COMMANDS}
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda path: " ".join(path) or "balanceit")
+def test_help_shows_no_value_placeholder_for_flags_and_describes_arguments(command):
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "Usage" in result.output, result.output
+    assert "<bool>" not in result.output and "BOOLEAN" not in result.output
+    arguments = result.output.split("Arguments", 1)[1].split("╰", 1)[0] if "Arguments" in result.output else ""
+    for line in arguments.splitlines()[1:]:
+        assert line.split("<", 1)[-1].split(">", 1)[-1].strip(" │[]required*"), f"undescribed argument: {line}"
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"balanceit {version('balanceit')}"
+
+
+def test_text_summaries_print_figures_as_tables_not_json(capsys):
+    from balanceit.cli import _emit
+
+    _emit({"scores_file": "/tmp/x.csv", "held_out_metrics": {"roc_auc": 0.8123, "brier": 0.17}}, False, "Demo")
+    printed = capsys.readouterr().out
+    assert "scores_file: /tmp/x.csv" in printed
+    assert "{" not in printed and "roc_auc" in printed and "0.8123" in printed
+
+
+@pytest.mark.slow
+def test_a_refused_file_is_one_clear_error_not_a_traceback(tmp_path):
+    """What a user sees when `balanceit score` cannot read the file: the problem, no engine traceback."""
+    balanceit = Path(sys.executable).parent / "balanceit"
+    missing = tmp_path / "no-such-survey.csv"
+    result = subprocess.run([str(balanceit), "--home", str(tmp_path / "ws"), "score", str(missing)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert f"error: {missing}: no such file or folder" in result.stderr.splitlines()  # one line, never wrapped
+    said = result.stdout + result.stderr
+    assert "Traceback" not in said and "ERROR" not in said and "Encountered exception" not in said
+
+
+@pytest.mark.slow
+def test_ingest_counts_rows_and_rules_apart_and_says_already_loaded_in_words(tmp_path):
+    """12 rows: row 3 breaks two rules, row 6 one of the same, row 10 two more (its sitting hours)."""
+    rows = pd.DataFrame({"respondent_id": [f"r{i}" for i in range(12)], "submitted_at": "2025-01-03",
+                         "age": "40", "sex": "male", "sitting_hours_per_day": "4"})
+    rows.loc[2, ["age", "sex"]] = ["200", "robot"]
+    rows.loc[5, "age"] = "5"
+    rows.loc[9, "sitting_hours_per_day"] = "30"
+    rows.to_csv(tmp_path / "twelve.csv", index=False)
+    command = ["--home", str(tmp_path / "ws"), "ingest", "questionnaire", str(tmp_path / "twelve.csv")]
+
+    first = CliRunner().invoke(app, command, env={"COLUMNS": "80"})
+    assert first.exit_code == 0, first.output
+    lines = first.output.splitlines()
+    assert "rows read 12, accepted 9, quarantined 3 for breaking 4 rules" in lines[0]
+    assert any("2 rows age: must be between 16 and 100 (rows 3, 6)" in line for line in lines)
+    assert any("sitting_hours_per_day: must be between 0 and 24 (row 10)" in line for line in lines)
+
+    again = CliRunner().invoke(app, command, env={"COLUMNS": "80"})
+    assert again.exit_code == 0 and "already loaded, nothing changed" in again.output
+    assert "already_loaded" not in again.output
