@@ -66,8 +66,9 @@ def _answers_text(feature: str, answers: pd.DataFrame, features: pd.DataFrame, r
                 if (text := _answer(value)) is not None]
         return "; ".join(said + worn)
 
-    columns = [answers[name].to_numpy(dtype=object)[rows] for name in asked]
-    columns += [features[name].to_numpy(dtype=object)[rows] for name in measured]
+    # The selected rows first, then as objects: a feature drives a share of the people, not all.
+    columns = [answers[name].array[rows].to_numpy(dtype=object) for name in asked]
+    columns += [features[name].array[rows].to_numpy(dtype=object) for name in measured]
     return _text_per_combination(columns, pairs)
 
 

@@ -9,6 +9,7 @@ becomes `challenger` and the run records why.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import sqlite3
@@ -20,14 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-import numpy as np
-import pandas as pd
-
 from balanceit.config import Settings, masked_uri
-from balanceit.features.catalogue import CATALOGUE, model_input
-from balanceit.models.metrics import calibration_bins, classification_metrics
 
-if TYPE_CHECKING:  # MLflow, plotting and training load only where a model is registered, not to read the registry
+if TYPE_CHECKING:  # MLflow, plotting, training and pandas load only where a model is registered, not to read the registry
+    import numpy as np
+    import pandas as pd
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
 
@@ -75,6 +73,8 @@ def _figures(result: TrainingResult, holdout_X: pd.DataFrame, y_holdout: np.ndar
     from matplotlib.figure import Figure
     from sklearn.metrics import RocCurveDisplay
 
+    from balanceit.models.metrics import calibration_bins
+
     roc = Figure(figsize=(5, 5))
     ax = roc.subplots()
     RocCurveDisplay.from_predictions(y_holdout, result.holdout_risk, name=result.chosen, ax=ax)
@@ -95,11 +95,11 @@ def _figures(result: TrainingResult, holdout_X: pd.DataFrame, y_holdout: np.ndar
 
 def _auc_lower_bound(auc: float, y: np.ndarray) -> float:
     """Lower end of AUC's 95% interval (Hanley & McNeil standard error)."""
-    positives, negatives = float(np.sum(y == 1)), float(np.sum(y == 0))
+    positives, negatives = float((y == 1).sum()), float((y == 0).sum())
     q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
     variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc ** 2) + (negatives - 1) * (q2 - auc ** 2)) / (
         positives * negatives)
-    return auc - 1.96 * float(np.sqrt(max(variance, 0.0)))
+    return auc - 1.96 * math.sqrt(max(variance, 0.0))
 
 
 @dataclass
@@ -125,6 +125,8 @@ def _gate(client: MlflowClient, settings: Settings, result: TrainingResult, hold
     held-out rows nor on the reference set, whose labels no new file can change."""
     from mlflow.exceptions import MlflowException
 
+    from balanceit.models.metrics import classification_metrics
+
     candidate = result.holdout_metrics
     lower = _auc_lower_bound(candidate["roc_auc"], y)
     if lower <= 0.5:
@@ -139,7 +141,7 @@ def _gate(client: MlflowClient, settings: Settings, result: TrainingResult, hold
                             classification_metrics(y, incumbent.predict_proba(holdout_X)[:, 1]),
                             champion.version, settings)]
     figures: dict[str, float] = {}
-    if reference is not None and len(np.unique(reference.y)) == 2:
+    if reference is not None and len(set(reference.y.tolist())) == 2:
         on_reference = classification_metrics(reference.y, result.model.predict_proba(reference.X)[:, 1])
         champion_on_reference = classification_metrics(reference.y, incumbent.predict_proba(reference.X)[:, 1])
         verdicts.append(_comparison(f"reference set ({len(reference.y)} rows)", on_reference,
@@ -164,6 +166,8 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
     import mlflow
     from mlflow.models import ModelSignature, infer_signature
 
+    from balanceit.features.catalogue import CATALOGUE, model_input
+    from balanceit.models.metrics import calibration_bins
     from balanceit.models.pyfunc import RiskModel, package_code, request_contract
 
     client = configure(settings)
@@ -337,9 +341,16 @@ class _Unused:
         self.__dict__.update(state if isinstance(state, dict) else {})
 
 
+class _PickledBSpline(_Unused):
+    """scipy's `BSpline` in a model pickled before `SplineCurve` kept its own knots: what the curve reads of it."""
+
+    t = property(lambda self: self._t)
+    c = property(lambda self: self._c)
+
+
 class _ModelOnly(pickle.Unpickler):
     """Reads the pyfunc's pickle (a `RiskModel` holding the additive model) without importing MLflow, and
-    with `evaluation_only` the additive model as `AdditiveTerms`, without importing sklearn either."""
+    with `evaluation_only` the additive model as `AdditiveTerms`, without importing sklearn or scipy either."""
 
     def __init__(self, file, evaluation_only: bool) -> None:
         super().__init__(file)
@@ -351,6 +362,8 @@ class _ModelOnly(pickle.Unpickler):
             return _Unused
         if self.evaluation_only and package == "sklearn":
             return _Unused
+        if self.evaluation_only and package == "scipy":
+            return _PickledBSpline if name == "BSpline" else _Unused
         if self.evaluation_only and module == "balanceit.models.additive":
             from balanceit.models import terms
 

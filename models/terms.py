@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy.interpolate import BSpline
 
 from balanceit.features.catalogue import ModelInput
 
@@ -19,16 +18,49 @@ if TYPE_CHECKING:
 MISSING = "missing"
 
 
+def bspline(knots: np.ndarray, coef: np.ndarray, degree: int, x: np.ndarray, derivative: int = 0) -> np.ndarray:
+    """scipy's `BSpline(knots, coef, degree)(x, nu=derivative)` for x within [knots[degree], knots[-degree - 1]].
+
+    Importing scipy.interpolate takes ~0.4 s, more than `balanceit explain` spends on its work. This is
+    scipy's de Boor recursion (`_deBoor_D`, then the coefficients' sum, in scipy's __fitpack.cc) in the same
+    operations in the same order, vectorised over x, so the values are scipy's to the last bit. The knots must
+    be strictly increasing inside the range (SplineTransformer's uniform knots are), as scipy's interval
+    search then gives t[i] <= x < t[i + 1] with the last interval closed.
+    """
+    last = len(knots) - degree - 2
+    interval = np.clip(np.searchsorted(knots, x, side="right") - 1, degree, last)
+    knot = {shift: knots[interval + shift] for shift in range(1 - degree, degree + 1)}  # t[i + shift], read once
+    basis = [1.0]
+    for order in range(1, degree + 1):
+        previous, basis = basis, [0.0]
+        for n in range(1, order + 1):
+            right, left = knot[n], knot[n - order]
+            if order <= degree - derivative:
+                weight = previous[n - 1] / (right - left)
+                basis[n - 1] = basis[n - 1] + weight * (right - x)
+                basis.append(weight * (x - left))
+            else:  # scipy's derivative step
+                weight = order * previous[n - 1] / (right - left)
+                basis[n - 1] = basis[n - 1] - weight
+                basis.append(weight)
+    value = 0.0
+    for offset, values in enumerate(basis):
+        value = value + coef[interval - degree + offset] * values
+    return value
+
+
 @dataclass(frozen=True)
 class SplineCurve:
-    """`SplineTransformer(extrapolation="linear").transform(x) @ coef` as one B-spline.
+    """`SplineTransformer(extrapolation="linear").transform(x) @ coef` as one B-spline (see `bspline`).
 
-    The same function in one scipy call: sklearn's per-call input checks cost far more than the
-    arithmetic when a request holds a few rows. Past the training range the curve continues along
-    its tangent at the boundary, as the transformer's linear extrapolation does.
+    sklearn's per-call input checks cost far more than the arithmetic when a request holds a few rows.
+    Past the training range the curve continues along its tangent at the boundary, as the transformer's
+    linear extrapolation does.
     """
 
-    spline: BSpline
+    knots: np.ndarray
+    coef: np.ndarray
+    degree: int
     low: float
     high: float
     slope_low: float
@@ -37,14 +69,24 @@ class SplineCurve:
     @classmethod
     def of(cls, transformer: SplineTransformer, coef: np.ndarray) -> SplineCurve:
         basis = transformer.bsplines_[0]
-        low, high = basis.t[basis.k], basis.t[len(basis.t) - basis.k - 1]
-        spline = BSpline(basis.t, coef, basis.k, extrapolate=False)
-        return cls(spline, float(low), float(high), float(spline(low, nu=1)), float(spline(high, nu=1)))
+        knots, degree = np.ascontiguousarray(basis.t, dtype=float), int(basis.k)
+        coef = np.ascontiguousarray(coef, dtype=float)
+        ends = np.array([knots[degree], knots[len(knots) - degree - 1]])
+        slopes = bspline(knots, coef, degree, ends, derivative=1)
+        return cls(knots, coef, degree, float(ends[0]), float(ends[1]), float(slopes[0]), float(slopes[1]))
+
+    def __setstate__(self, state: dict) -> None:
+        """Models pickled when the curve held a scipy `BSpline` (`spline`) load as its knots and coefficients."""
+        if "spline" in state:
+            spline = state.pop("spline")
+            state.update(knots=np.ascontiguousarray(spline.t, dtype=float),
+                         coef=np.ascontiguousarray(spline.c, dtype=float), degree=int(spline.k))
+        self.__dict__.update(state)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         inside = np.clip(x, self.low, self.high)
         slope = np.where(x < self.low, self.slope_low, self.slope_high)
-        return self.spline(inside) + (x - inside) * slope
+        return bspline(self.knots, self.coef, self.degree, inside) + (x - inside) * slope
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from balanceit.config import Settings
+from balanceit.features.build import compute_features
 from balanceit.features.catalogue import BY_NAME, COLUMN_LABELS, model_columns, model_input
 from balanceit.models.terms import AdditiveTerms
 from balanceit.models.explain import explain_batch, not_asked_questions
@@ -265,28 +266,43 @@ def reweighted(settings: Settings, population: Population, target: Target) -> di
 
 
 def person_explanation(settings: Settings, respondent_id: str) -> dict[str, object]:
-    """One person's latest scored submission, explained by the model version that scored it."""
+    """One person's latest scored submission, explained by the model version that scored it.
+
+    Reads that one submission and the risks stored for its batch (writing nothing): a batch of 100,000
+    people costs one column, not its answers and features.
+    """
     with open_warehouse(settings) as con:
         row = con.execute(
-            "SELECT s.batch_id, s.model_version, s.submitted_at FROM scores s WHERE s.respondent_id = ? "
+            "SELECT s.batch_id, s.model_version, s.submitted_at, s.risk FROM scores s WHERE s.respondent_id = ? "
             "ORDER BY s.submitted_at DESC, s.scored_at DESC LIMIT 1", [respondent_id]).fetchone()
         if row is None:
             raise LookupError(f"no scored submission for respondent '{respondent_id}'")
-        batch_id, version, submitted_at = row
-        answers, features = _batch_rows(con, batch_id)
-    mine = ((answers["respondent_id"] == respondent_id) & (answers["submitted_at"] == submitted_at)).to_numpy()
+        batch_id, version, submitted_at, stored_risk = row
+        answers, features = _submission(con, settings, {"id": respondent_id, "at": submitted_at})
+        batch_risk = con.execute(
+            "SELECT s.risk FROM batch_members m JOIN scores s USING (respondent_id, submitted_at) "
+            "WHERE m.batch_id = ? AND s.model_version = ?", [batch_id, version]).fetchnumpy()["risk"]
     model, version = load_model(settings, version)
-    batch_risk = model.predict_proba(model_input(features))[:, 1]
-    answers, features = answers[mine].reset_index(drop=True), features[mine].reset_index(drop=True)
     scored = explain_batch(model, answers, features, settings)
     contributions = model.contributions(model_input(features)).iloc[0].to_dict()
     return {**explanation(scored.iloc[0], answers.iloc[0], features.iloc[0], contributions),
-            "model_version": version, "standing": _standing(batch_risk, float(scored["risk"].iloc[0]), batch_id, settings)}
+            "model_version": version, "standing": _standing(batch_risk, stored_risk, batch_id, settings)}
+
+
+def _submission(con: duckdb.DuckDBPyConnection, settings: Settings,
+                key: dict[str, object]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One submission's answers and the features stored for it; computed, not stored, when none are."""
+    where = "WHERE respondent_id = $id AND submitted_at = $at"
+    answers = con.execute(f"SELECT * FROM questionnaire {where}", key).df()
+    features = con.execute(f"SELECT * FROM features {where}", key).df()
+    if features.empty:
+        features = compute_features(con, answers, "activity", settings.activity_window_days)
+    return answers, features
 
 
 def _standing(batch_risk: np.ndarray, risk: float, batch_id: str, settings: Settings) -> dict[str, object] | None:
-    """Where one person's risk falls among the batch that was scored with it; left out for a batch
-    smaller than the minimum group size, where a share would say too much about a few others."""
+    """Where one person's risk falls among the batch that was scored with it (both as stored when it was);
+    left out for a batch smaller than the minimum group size, where a share would say too much about a few others."""
     others = len(batch_risk)
     if others < settings.min_group_size:
         return None
