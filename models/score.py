@@ -10,7 +10,7 @@ from balanceit.data.contract import LABEL, QUESTIONNAIRE_COLUMNS, QUESTIONNAIRE_
 from balanceit.data.partitions import Partition, write_atomically
 from balanceit.data.readers import TEXT, normalise_column_names
 from balanceit.features.build import OPTIONAL_ANSWERS, answers_and_features
-from balanceit.models.additive import AdditiveRiskModel
+from balanceit.models.terms import AdditiveTerms
 from balanceit.models.explain import explain_batch, not_asked_questions
 
 EXPLAIN_SLICE_ROWS = 50_000  # large enough that per-call overheads vanish, small enough to bound memory
@@ -32,7 +32,7 @@ def request_rows(answers: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _features_and_scores(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.DataFrame | None,
+def _features_and_scores(model: AdditiveTerms, answers: pd.DataFrame, activity: pd.DataFrame | None,
                          settings: Settings, not_asked: tuple[str, ...] | None = None,
                          ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The answers aligned to the features, the features, and the scores, row for row.
@@ -48,13 +48,13 @@ def _features_and_scores(model: AdditiveRiskModel, answers: pd.DataFrame, activi
     return aligned, features, scored
 
 
-def score_frames(model: AdditiveRiskModel, answers: pd.DataFrame, activity: pd.DataFrame | None,
+def score_frames(model: AdditiveTerms, answers: pd.DataFrame, activity: pd.DataFrame | None,
                  settings: Settings) -> pd.DataFrame:
     """Score validated answers (and optional activity) without a warehouse."""
     return _features_and_scores(model, answers, activity, settings)[2]
 
 
-def score_partition(partition: Partition, model: AdditiveRiskModel, version: str,
+def score_partition(partition: Partition, model: AdditiveTerms, version: str,
                     settings: Settings) -> Partition:
     """One partition in, its features and scores out; one whose results exist (a rerun) is not scored again."""
     if partition.done:
@@ -65,7 +65,7 @@ def score_partition(partition: Partition, model: AdditiveRiskModel, version: str
     return partition
 
 
-def score_raw_rows(model: AdditiveRiskModel, raw: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+def score_raw_rows(model: AdditiveTerms, raw: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """Score rows as a survey platform sends them (text, JSON numbers or booleans: validation reads text);
     a bad row gets `error` (column and rule) instead of a risk."""
     from balanceit.data.validation import FileRefused, validate_questionnaire
