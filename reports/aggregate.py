@@ -114,11 +114,13 @@ def _segment_figures(people: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
 
 
 def segment_tables(scored: pd.DataFrame, min_group_size: int) -> list[dict]:
-    """Every segment dimension as {"key", "title", "rows"}: the report context's `segments`."""
-    return [
-        {"key": key, "title": title, "rows": segment_table(scored, key, min_group_size).to_dict("records")}
-        for key, title in SEGMENT_DIMENSIONS.items()
-    ]
+    """Every segment dimension someone answered as {"key", "title", "rows"}: the report context's `segments`.
+
+    A question nobody answered (a survey that did not ask it) would be one "not answered" group of
+    everyone: the report's summary names such questions once instead."""
+    tables = {key: segment_table(scored, key, min_group_size) for key in SEGMENT_DIMENSIONS}
+    return [{"key": key, "title": SEGMENT_DIMENSIONS[key], "rows": table.to_dict("records")}
+            for key, table in tables.items() if not (table["label"] == NOT_ANSWERED).all()]
 
 
 def segments_json(segments: list[dict]) -> list[dict]:

@@ -211,6 +211,16 @@ def test_segments_band_answers_and_count_every_exercise_type():
     assert exercise == {"walking": 2, "yoga": 2, "running": 1, "no exercise": 1, "not answered": 1}
 
 
+def test_a_question_nobody_answered_gets_no_table_of_its_own(make_scored):
+    """A survey that did not ask about occupation or strength training: the summary names them, no table
+    says "not answered: everyone"; a question some people skipped keeps its table."""
+    scored = make_scored(400).assign(occupation=None, strength_training=None)
+    scored.loc[scored.index[:5], "sitting_hours_per_day"] = None
+    keys = [segment["key"] for segment in aggregate.segment_tables(scored, 10)]
+    assert "occupation" not in keys and "strength" not in keys
+    assert {"sitting", "exercise_type", "stretching", "age_band", "sex"} <= set(keys)
+
+
 def test_nullable_answers_from_the_warehouse_group_like_plain_ones():
     scored = _people(occupation=["desk"] * 3, risk=pd.array([0.2, 0.5, 0.8], dtype="Float64"),
                      age=pd.array([30, None, 70], dtype="Int64"),
