@@ -11,8 +11,8 @@ from pathlib import Path
 from prefect import flow
 
 from balanceit.config import Settings, load_settings
-from balanceit.data.load import (IngestionSummary, Kind, content_sha256, ingest, loaded_before, not_askable, now,
-                                 store_validated, validate)
+from balanceit.data.load import (IngestionSummary, Kind, content_sha256, ingest, loaded_before, now,
+                                 refused_unread, store_validated, validate)
 from balanceit.data.validation import Validated
 from balanceit.flows.cluster import on_runner
 from balanceit.flows.common import stage
@@ -41,11 +41,9 @@ def ingest_files(settings: Settings, path: Path, kind: Kind,
                  not_asked: tuple[str, ...] = ()) -> list[IngestionSummary]:
     """Every file of `path`, one batch each; content loaded before (or earlier in the folder) is
     answered as `ingest` answers it, without validating it again."""
-    refusal = not_askable(not_asked)
-    if refusal is None and not path.exists():
-        refusal = f"{path}: no such file or folder"
+    refusal = refused_unread(path, kind, not_asked)
     if refusal:
-        return [IngestionSummary(str(path), kind, "refused", message=refusal)]
+        return [refusal]
     files = input_files(path, kind)
     if not files:
         return [IngestionSummary(str(path), kind, "refused", message=f"{path}: no files to ingest")]
