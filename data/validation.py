@@ -27,9 +27,6 @@ from balanceit.data.contract import (
 )
 from balanceit.data.readers import ARROW_TEXT, TEXT, FileRefused, normalise_column_names, read_table, system_allocator
 
-__all__ = ["FileRefused", "Validated", "validate_questionnaire", "validate_activity", "load_questionnaire",
-           "load_activity"]
-
 MISSING_REQUIRED = "missing required value"
 SPACE = ord(" ")
 ALONE_ONLY = "none"  # contract: the exercise answer `none` only alone
@@ -52,8 +49,6 @@ NOTHING_QUARANTINED = pd.DataFrame(columns=list(QUARANTINE_DTYPES)).astype(QUARA
 class Validated:
     """One file's outcome: accepted rows in canonical form, and every broken rule with its row."""
 
-    kind: str
-    source: str
     rows_read: int
     accepted: pd.DataFrame
     quarantined: pd.DataFrame
@@ -87,26 +82,21 @@ class RowRule:
     most: float
     rule: str
 
-    @property
-    def label(self) -> str:
-        return " + ".join(self.columns)
-
 
 @dataclass(frozen=True)
 class FileKind:
     """What one kind of file must hold: its columns, the key that may not repeat, and its row rules."""
 
-    name: str
     specs: tuple[ColumnSpec, ...]
     key: tuple[str, ...]
     row_rules: tuple[RowRule, ...]
 
 
 DAY_MINUTES_COLUMNS = tuple(spec.name for spec in ACTIVITY if spec.name.endswith("_minutes"))
-QUESTIONNAIRE_KIND = FileKind("questionnaire", QUESTIONNAIRE, QUESTIONNAIRE_KEY, (
+QUESTIONNAIRE_KIND = FileKind(QUESTIONNAIRE, QUESTIONNAIRE_KEY, (
     RowRule(("sitting_hours_per_day", "standing_hours_per_day"), 24, "sitting + standing must be <= 24"),
 ))
-ACTIVITY_KIND = FileKind("activity", ACTIVITY, ACTIVITY_KEY, (
+ACTIVITY_KIND = FileKind(ACTIVITY, ACTIVITY_KEY, (
     RowRule(DAY_MINUTES_COLUMNS, MINUTES_PER_DAY, f"minutes must add up to <= {MINUTES_PER_DAY}"),
 ))
 FITBIT_ONLY_COLUMNS = frozenset(FITBIT_DAILY_ACTIVITY) - frozenset(ACTIVITY_COLUMNS)
@@ -172,7 +162,7 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     kept[failures["index"].to_numpy(dtype="int64")] = False
     extras = raw[[name for name in raw.columns if name not in text]]
     accepted = _canonical(frame, kept, extras, kind.specs, row_numbers)
-    return Validated(kind.name, source, len(raw), accepted, quarantined)
+    return Validated(len(raw), accepted, quarantined)
 
 
 # Column values while validating, as Arrow (text as large_string): microseconds on a one-row request where
@@ -482,7 +472,7 @@ def _quarantine(failures: pd.DataFrame, text: Columns, kind: FileKind, row_numbe
         return NOTHING_QUARANTINED.copy()
     row_rules = {rule.rule: rule for rule in kind.row_rules}
     # pandera reports a row rule once per column of the row; keep it once, under the rule's columns
-    labels = failures["check"].map({name: rule.label for name, rule in row_rules.items()})
+    labels = failures["check"].map({name: " + ".join(rule.columns) for name, rule in row_rules.items()})
     failures = failures.assign(column=labels.fillna(failures["column"])).drop_duplicates(["column", "check", "index"])
     pieces = []
     for (label, rule), group in failures.groupby(["column", "check"], sort=False):
