@@ -60,14 +60,23 @@ class _State:
     home: str | None = None  # as text: flows take their parameters as Prefect can record them
 
 
-def _prepare() -> Settings:
-    """Workspace settings, for a command that runs no flow (Prefect is never imported)."""
+def _prepare(flows: bool = False) -> Settings:
+    """Workspace settings; for a command that runs `flows`, Prefect's home is made inside the workspace
+    before Prefect is imported (a command that runs none never imports it)."""
     # Health data on a shared machine: whatever this command and its processes create is its owner's only.
     os.umask(0o077)
     settings = load_settings(_State.home)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     os.environ["BALANCEIT_HOME"] = str(settings.root)
+    if flows:
+        prefect_home = Path(os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home)))
+        prefect_home.mkdir(mode=0o700, parents=True, exist_ok=True)  # Prefect makes only the last folder
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        # The temporary Prefect server's first start sets up its database (20 s or more); Prefect waits 20 s.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
     return settings
 
 
@@ -76,19 +85,6 @@ def _require_files(as_json: bool, *paths: Path | None) -> None:
     for path in paths:
         if path and not path.exists():
             _fail(f"{path}: no such file or folder", as_json)
-
-
-def _prepare_flows() -> Settings:
-    """Workspace settings, with Prefect's home made inside the workspace before Prefect is imported."""
-    settings = _prepare()
-    prefect_home = Path(os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home)))
-    prefect_home.mkdir(mode=0o700, parents=True, exist_ok=True)  # Prefect makes only the last folder
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # The temporary Prefect server's first start sets up its database (20 s or more); Prefect waits only 20 s.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
-    return settings
 
 
 def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
@@ -111,12 +107,12 @@ def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
             console.print(table)
 
 
-def _fail(message: str, as_json: bool, code: int = 2) -> None:
+def _fail(message: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"status": "error", "message": message}))
     else:
         errors.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
+    raise typer.Exit(2)
 
 
 @contextmanager
@@ -159,8 +155,8 @@ def generate(rows: Annotated[int, typer.Option(help="Respondents to generate.")]
 
 
 def _prepare_cluster_flows(cluster: str | None, as_json: bool) -> str | None:
-    """`_prepare_flows`, then the --cluster value if it parses (a clear error otherwise); None for in-process."""
-    _prepare_flows()
+    """`_prepare` for flows, then the --cluster value if it parses (a clear error otherwise); None for in-process."""
+    _prepare(flows=True)
     if not cluster:
         return None
     from balanceit.flows.cluster import ClusterConfigError, parse_cluster
@@ -286,7 +282,7 @@ def report_population(batch: Annotated[str | None, typer.Option(
                                "or reference rows (CSV/Parquet, weighted by survey_weight).")] = None,
                       as_json: JsonOption = False) -> None:
     """The population report: risk bands, segments, drivers, what-ifs, model card, data quality, drift."""
-    _prepare_flows()
+    _prepare(flows=True)
     from balanceit.flows.report import population_report_flow
     from balanceit.reports.reweight import TargetRefused
 
@@ -368,14 +364,13 @@ def promote(version: Annotated[str, typer.Argument(help="The model version to ma
 def rollback() -> None:
     """Give the champion alias back to the previous champion."""
     settings = _prepare()
-    from balanceit.models.registry import rollback as roll_back
+    from balanceit.data.labels import restore_labels
+    from balanceit.models.registry import rollback as roll_back, training_ingestion
+    from balanceit.warehouse import open_warehouse
 
     with _refusals_fail(False, RuntimeError):
         version = roll_back(settings)
     console.print(f"version {version} is the champion again")
-    from balanceit.data.labels import restore_labels
-    from balanceit.models.registry import training_ingestion
-    from balanceit.warehouse import open_warehouse
 
     ingestion = training_ingestion(settings, version)
     if ingestion:
@@ -403,7 +398,7 @@ def demo(rows: Annotated[int, typer.Option(help="Respondents in the built-in pop
 @app.command()
 def serve() -> None:
     """Run the schedules: nightly retraining and inbox scoring (Ctrl-C stops)."""
-    settings = _prepare_flows()
+    settings = _prepare(flows=True)
     from balanceit.flows.schedule import serve_schedules
 
     serve_schedules(settings)
@@ -418,7 +413,7 @@ def deploy(pool: Annotated[str, typer.Option(help="Prefect work pool (type proce
     For a team: `prefect server start`, PREFECT_API_URL pointing at it, `prefect work-pool create POOL
     --type process`, this command, then `prefect worker start --pool POOL` (see the README).
     """
-    settings = _prepare_flows()
+    settings = _prepare(flows=True)
     from balanceit.flows.schedule import deploy_schedules
 
     try:

@@ -49,12 +49,9 @@ def ingest_files(settings: Settings, path: Path, kind: Kind,
         return [IngestionSummary(str(path), kind, "refused", message=f"{path}: no files to ingest")]
     started = now()
     shas = {file: content_sha256(file, not_asked) for file in files}
-    firsts: dict[str, Path] = {}
-    with open_warehouse(settings) as con:
-        for file, sha in shas.items():
-            if sha not in firsts and not loaded_before(con, file, kind, sha):
-                firsts[sha] = file
-    todo = list(firsts.values())
+    with open_warehouse(settings) as con:  # reversed: a content repeated in the folder is read in its first file
+        firsts = {sha: file for file, sha in reversed(shas.items()) if not loaded_before(con, file, kind, sha)}
+    todo = sorted(firsts.values())
     checked = dict(zip(todo, on_runner(settings, validate_file, todo, kind, not_asked), strict=True))
     with open_warehouse(settings) as con:
         return [store_validated(con, checked[file], file, kind, shas[file], started) if file in checked
