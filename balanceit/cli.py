@@ -1,8 +1,5 @@
-"""The `balanceit` command line: one command per stage, each running its Prefect flow.
-
-Prefect and MLflow are imported only inside commands, so `--help` is instant, and the
-environment (Prefect's home inside the workspace, no telemetry) is set before they load.
-"""
+"""The `balanceit` command line: one command per stage, each running its Prefect flow. Prefect and MLflow are
+imported only inside commands, so `--help` is instant, and their environment is set before they load."""
 
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 from typer.core import TyperOption
 
 from balanceit.benchmarks.cli import bench_app
@@ -99,9 +96,8 @@ def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
             console.print(f"  [cyan]{key}[/]: {escape(text)}")
     for key, value in result.items():
         if isinstance(value, dict):
-            table = Table(title=key.replace("_", " "), title_justify="left")
-            table.add_column("figure")
-            table.add_column("value", justify="right")
+            table = Table("figure", Column("value", justify="right"), title=key.replace("_", " "),
+                          title_justify="left")
             for name, figure in value.items():
                 table.add_row(name, f"{figure:,}" if isinstance(figure, (int, float)) else str(figure))
             console.print(table)
@@ -155,7 +151,7 @@ def generate(rows: Annotated[int, typer.Option(help="Respondents to generate.")]
 
 
 def _prepare_cluster_flows(cluster: str | None, as_json: bool) -> str | None:
-    """`_prepare` for flows, then the --cluster value if it parses (a clear error otherwise); None for in-process."""
+    """Prepared for flows: the --cluster value if it parses (a clear error otherwise), None for in-process."""
     _prepare(flows=True)
     if not cluster:
         return None
@@ -339,9 +335,8 @@ def models(as_json: JsonOption = False) -> None:
     if as_json:
         print(json.dumps({"model": settings.registered_model_name, "versions": versions}, default=str))
         return
-    table = Table(title=settings.registered_model_name)
-    for column in ("version", "aliases", "roc_auc", "brier", "gate_reason"):
-        table.add_column(column)
+    table = Table("version", "aliases", "roc_auc", "brier", "gate_reason",
+                  title=settings.registered_model_name)
     for row in versions:
         table.add_row(row["version"], ", ".join(row["aliases"]),
                       *(f"{row[k]:.4f}" if row[k] is not None else "" for k in ("roc_auc", "brier")),

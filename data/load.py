@@ -1,8 +1,5 @@
-"""Loading validated files into the warehouse, with lineage, all or nothing, never twice.
-
-The ingestion id is derived from the file's content, so the same content ingested again is a
-no-op that says so, and a load interrupted half-way (nothing was committed) simply runs again.
-"""
+"""Loading validated files into the warehouse, with lineage, all or nothing, never twice: the ingestion id is
+the content's, so the same content again is a no-op that says so, and a load interrupted runs again."""
 
 from __future__ import annotations
 
@@ -102,8 +99,9 @@ def loaded_before(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind, sha: s
     ingestion_id = ingestion_id_for(kind, sha)
     table = "activity" if kind == "activity" else "questionnaire"
     previous = con.execute(
-        "SELECT rows_read, accepted, quarantined FROM ingestions WHERE ingestion_id = $id AND status = 'loaded' "
-        f"AND accepted = (SELECT count(*) FROM {table} WHERE ingestion_id = $id)", {"id": ingestion_id}).fetchone()
+        "SELECT rows_read, accepted, quarantined FROM ingestions WHERE ingestion_id = $id "
+        f"AND status = 'loaded' AND accepted = (SELECT count(*) FROM {table} WHERE ingestion_id = $id)",
+        {"id": ingestion_id}).fetchone()
     if previous:
         return IngestionSummary(str(path), kind, "already_loaded", ingestion_id, *previous,
                                 message=f"{path.name}: this content was loaded before "

@@ -51,7 +51,8 @@ def load_nhanes(folder: str | Path, now: pd.Timestamp | None = None, not_asked: 
     paq = _read_xpt(files["PAQ"], ("SEQN", *PAQ_ANSWER_WIDTHS))
     for column, width in PAQ_ANSWER_WIDTHS.items():
         paq[column] = paq[column].mask(paq[column].isin((int("7" * width), int("9" * width))))
-    bmx = _read_xpt(files["BMX"], BMX_COLUMNS) if "BMX" in files else pd.DataFrame(columns=BMX_COLUMNS, dtype=float)
+    bmx = (_read_xpt(files["BMX"], BMX_COLUMNS) if "BMX" in files
+           else pd.DataFrame(columns=BMX_COLUMNS, dtype=float))
     joined = demo.merge(paq, on="SEQN", how="left", indicator="in_paq").merge(bmx, on="SEQN", how="left")
 
     too_young = joined["RIDAGEYR"] < MIN_AGE

@@ -1,8 +1,6 @@
-"""Validate questionnaire and activity files against the input contract (sections 1, 2 and 4).
-
-Each broken rule becomes a quarantine row naming the row, the column and the rule in plain words; the
-other rows go on. A missing required column, or a key that repeats, refuses the whole file.
-"""
+"""Validate questionnaire and activity files against the input contract (sections 1, 2 and 4): each broken
+rule is a quarantine row naming the row, the column and the rule in plain words, and the other rows go on.
+A missing required column, or a key that repeats, refuses the whole file."""
 
 from __future__ import annotations
 
@@ -69,7 +67,8 @@ class Validated:
     def first_rows(self, limit: int = 3) -> dict[str, list[int]]:
         """The first `limit` row numbers quarantined per "column: rule", so a person can find them."""
         rows = self._by_reason().drop_duplicates(["reason", "row_number"]).sort_values("row_number")
-        return {str(key): [int(n) for n in group.head(limit)] for key, group in rows.groupby("reason")["row_number"]}
+        return {str(key): [int(n) for n in group.head(limit)]
+                for key, group in rows.groupby("reason")["row_number"]}
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,8 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     rules = Rules.of(kind, text, set(raw.columns), _utc_naive(now), pd.Timestamp(Settings().earliest_submitted_at))
     # a request of a few rows: pandera's bookkeeping per check costs more than the data
     direct = _failures(rules, typed) if len(raw) <= DIRECT_CHECK_ROWS else None
-    frame = _typed_frame(typed)  # empties `typed`
+    # emptying `typed`, each Arrow column is freed once pandas has its copy
+    frame = pd.DataFrame({name: _pandas(typed.pop(name)) for name in list(typed)}, copy=False)
     failures = _pandera_failures(rules, frame) if direct is None else direct
     quarantined = _quarantine(failures, text, kind, row_numbers)
 
@@ -192,7 +192,7 @@ class Rules:
         return cls(columns, [_row_rule(rule) for rule in kind.row_rules])
 
     def schema(self) -> pa.DataFrameSchema:
-        """The rules as a pandera schema over a typed frame (see `_typed_frame`)."""
+        """The rules as a pandera schema over the typed frame."""
         columns = {name: pa.Column(checks=[_pandera_check(rule) for rule in rules], nullable=True)
                    for name, rules in self.columns.items()}
         return pa.DataFrameSchema(columns, checks=[_pandera_check(rule) for rule in self.rows])
@@ -355,9 +355,9 @@ def _to_boolean(values: Values) -> Values:
 
 
 def _iso_datetimes_as_utc(text: pd.Series) -> pd.Series:
-    """Dates and ISO-8601 datetimes, an offset converted to UTC. Fractions of a second are cut to microseconds:
-    one nanosecond would make pandas read the whole column in nanoseconds, which cannot hold another row's
-    year 1 (to be judged too early, not unreadable)."""
+    """Dates and ISO-8601 datetimes, an offset converted to UTC. Fractions of a second are cut to
+    microseconds: one nanosecond would make pandas read the whole column in nanoseconds, which cannot hold
+    another row's year 1 (to be judged too early, not unreadable)."""
     text = text.str.replace(r"(\.\d{6})\d+", r"\1", regex=True)
     return pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None)
 
@@ -413,7 +413,9 @@ def _column_rules(spec: ColumnSpec, text: Values, present: bool, now: pd.Timesta
         rules += [
             Rule(f"not one of: {', '.join(spec.allowed)}", lambda answers: _per_distinct(
                 answers, lambda answer: set(answer.split(CHOICE_JOINER)) <= choices, arrow.bool_())),
-            Rule(f"'{ALONE_ONLY}' only alone", lambda answers: _per_distinct(answers, _alone_if_chosen, arrow.bool_())),
+            Rule(f"'{ALONE_ONLY}' only alone", lambda answers: _per_distinct(
+                answers, lambda answer: answer == ALONE_ONLY or ALONE_ONLY not in answer.split(CHOICE_JOINER),
+                arrow.bool_())),
         ]
     if spec.type == "text":
         pattern, rule = TEXT_RULES.get(spec.name, ANY_TEXT_RULE)
@@ -433,10 +435,6 @@ def _row_rule(rule: RowRule) -> Rule:
         return pc.less_equal(reduce(pc.add, (pc.fill_null(columns[name], 0) for name in rule.columns)), rule.most)
 
     return Rule(rule.rule, holds)
-
-
-def _alone_if_chosen(answer: str) -> bool:
-    return answer == ALONE_ONLY or ALONE_ONLY not in answer.split(CHOICE_JOINER)
 
 
 def _range_rule(spec: ColumnSpec) -> Rule:
@@ -488,11 +486,6 @@ def _writable(values: Values) -> np.ndarray:
     """Arrow values as a NumPy array pandas may own and change; copied only when Arrow's buffer is shared."""
     array = values.to_numpy(zero_copy_only=False)
     return array if array.flags.writeable else array.copy()
-
-
-def _typed_frame(typed: Columns) -> pd.DataFrame:
-    """The parsed columns as a frame, emptying `typed` so each Arrow column is freed once pandas has its copy."""
-    return pd.DataFrame({name: _pandas(typed.pop(name)) for name in list(typed)}, copy=False)
 
 
 def _canonical(frame: pd.DataFrame, kept: np.ndarray, extras: pd.DataFrame, specs: tuple[ColumnSpec, ...],

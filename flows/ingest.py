@@ -1,8 +1,6 @@
-"""Ingest flow: a file, or a folder of files, into the warehouse.
-
-Each file is read and validated by its own task on the settings' task runner (`flows.cluster`); the
-warehouse is checked and loaded here, one transaction per file. Content loaded before is not read again.
-"""
+"""Ingest flow: a file, or a folder of files, each read and validated by its own task on the settings'
+task runner (`flows.cluster`), then loaded here, one transaction per file. Content loaded before is not
+read again."""
 
 from __future__ import annotations
 
@@ -49,7 +47,8 @@ def ingest_files(settings: Settings, path: Path, kind: Kind,
         return [IngestionSummary(str(path), kind, "refused", message=f"{path}: no files to ingest")]
     started = now()
     shas = {file: content_sha256(file, not_asked) for file in files}
-    with open_warehouse(settings) as con:  # reversed: a content repeated in the folder is read in its first file
+    # reversed: a content repeated in the folder is read in its first file
+    with open_warehouse(settings) as con:
         firsts = {sha: file for file, sha in reversed(shas.items()) if not loaded_before(con, file, kind, sha)}
     todo = sorted(firsts.values())
     checked = dict(zip(todo, on_runner(settings, validate_file, todo, kind, not_asked), strict=True))
