@@ -77,13 +77,6 @@ def _prepare(flows: bool = False) -> Settings:
     return settings
 
 
-def _require_files(as_json: bool, *paths: Path | None) -> None:
-    """A missing input is refused at once, before Prefect and its temporary server start (10-40 s)."""
-    for path in paths:
-        if path and not path.exists():
-            _fail(f"{path}: no such file or folder", as_json)
-
-
 def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
     """One JSON object for scripts; for people, `key: value` lines (paths never cut) and a table per group."""
     if as_json:
@@ -150,8 +143,12 @@ def generate(rows: Annotated[int, typer.Option(help="Respondents to generate.")]
     _emit({name: str(path) for name, path in paths.items()}, as_json, "Generated")
 
 
-def _prepare_cluster_flows(cluster: str | None, as_json: bool) -> str | None:
-    """Prepared for flows: the --cluster value if it parses (a clear error otherwise), None for in-process."""
+def _prepare_cluster_flows(cluster: str | None, as_json: bool, *inputs: Path | None) -> str | None:
+    """Prepared for flows: the --cluster value if it parses (a clear error otherwise), None for in-process.
+    A missing input is refused first, at once: Prefect and its temporary server take 10-40 s to start."""
+    for path in inputs:
+        if path and not path.exists():
+            _fail(f"{path}: no such file or folder", as_json)
     _prepare(flows=True)
     if not cluster:
         return None
@@ -163,8 +160,7 @@ def _prepare_cluster_flows(cluster: str | None, as_json: bool) -> str | None:
 
 def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None, not_asked: str = "") -> None:
     """A file, or a folder of files, each read and validated by its own task."""
-    _require_files(as_json, path)
-    cluster = _prepare_cluster_flows(cluster, as_json)
+    cluster = _prepare_cluster_flows(cluster, as_json, path)
     from balanceit.flows.ingest import ingest_flow
 
     summaries = ingest_flow(str(path), kind, _State.home, cluster, _questions(not_asked))
@@ -244,8 +240,7 @@ def train(data: Annotated[Path | None, typer.Option(help="Labelled questionnaire
 
     With --cluster, the training features are computed per partition on the Dask cluster.
     """
-    _require_files(as_json, activity, data, truth)
-    cluster = _prepare_cluster_flows(cluster, as_json)
+    cluster = _prepare_cluster_flows(cluster, as_json, activity, data, truth)
     from balanceit.flows.train import InputRefused, train_flow
 
     with _refusals_fail(as_json, InputRefused):
@@ -260,8 +255,7 @@ def score(file: Annotated[Path, typer.Argument(help="The survey batch to score: 
           output: Annotated[Path | None, typer.Option(help="Write one row per person (.csv or .parquet).")] = None,
           as_json: JsonOption = False, cluster: ClusterOption = None, not_asked: NotAskedOption = "") -> None:
     """Score a survey batch with the champion model, with drivers, signs and what-ifs."""
-    _require_files(as_json, activity, file)
-    cluster = _prepare_cluster_flows(cluster, as_json)
+    cluster = _prepare_cluster_flows(cluster, as_json, activity, file)
     from balanceit.flows.score import score_flow
 
     with _refusals_fail(as_json, RuntimeError, LookupError):  # InputRefused is a RuntimeError

@@ -11,7 +11,6 @@ from prefect import flow
 from balanceit.config import Settings, load_settings
 from balanceit.data.load import (IngestionSummary, Kind, content_sha256, ingest, loaded_before, now,
                                  refused_unread, store_validated, validate)
-from balanceit.data.validation import Validated
 from balanceit.flows.cluster import on_runner
 from balanceit.flows.common import stage
 from balanceit.warehouse import open_warehouse
@@ -30,9 +29,7 @@ def input_files(path: Path, kind: Kind) -> list[Path]:
     return [path]
 
 
-@stage(name="read and validate a file", retries=2, retry_delay_seconds=1)
-def validate_file(path: Path, kind: Kind, not_asked: tuple[str, ...]) -> Validated | str:
-    return validate(path, kind, not_asked)
+validate_file = stage(name="read and validate a file", retries=2, retry_delay_seconds=1)(validate)
 
 
 def ingest_files(settings: Settings, path: Path, kind: Kind,
