@@ -165,11 +165,11 @@ def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None, no
 
     summaries = ingest_flow(str(path), kind, _State.home, cluster, _questions(not_asked))
     refused = [s for s in summaries if s.status == "refused"]
-    if len(summaries) == 1:
-        _show_ingestion(summaries[0], as_json)
-    elif as_json:
-        print(json.dumps({"files": [s.to_dict() for s in summaries], "cluster": cluster,
-                          "refused": len(refused)}, default=str))
+    if as_json:
+        folder = {"files": [s.to_dict() for s in summaries], "cluster": cluster, "refused": len(refused)}
+        print(json.dumps(summaries[0].to_dict() if len(summaries) == 1 else folder, default=str))
+    elif len(summaries) == 1:
+        _show_ingestion(summaries[0])
     else:
         for summary in summaries:
             refusal = f" ({escape(summary.message)})" if summary.status == "refused" else ""
@@ -184,12 +184,9 @@ def _ingestion_line(summary: Any) -> str:
             f"rows read {summary.rows_read:,}, accepted {summary.accepted:,}, quarantined {summary.quarantined:,}{rules}")
 
 
-def _show_ingestion(summary: Any, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(summary.to_dict(), default=str))
-        return
+def _show_ingestion(summary: Any) -> None:
     if summary.status == "refused":
-        _fail(summary.message, as_json)
+        _fail(summary.message, False)
     console.print(_ingestion_line(summary))
     for reason, count in summary.reasons.items():
         rows = summary.first_rows.get(reason, [])
