@@ -79,6 +79,10 @@ class RowRule:
     most: float
     rule: str
 
+    def holds(self, columns: Columns) -> Values:
+        """A missing value counts as nothing."""
+        return pc.less_equal(reduce(pc.add, (pc.fill_null(columns[name], 0) for name in self.columns)), self.most)
+
 
 @dataclass(frozen=True)
 class FileKind:
@@ -189,7 +193,7 @@ class Rules:
     def of(cls, kind: FileKind, text: Columns, present: set[str], now: pd.Timestamp, earliest: pd.Timestamp) -> Rules:
         columns = {spec.name: _column_rules(spec, text[spec.name], spec.name in present, now, earliest)
                    for spec in kind.specs}
-        return cls(columns, [_row_rule(rule) for rule in kind.row_rules])
+        return cls(columns, [Rule(rule.rule, rule.holds) for rule in kind.row_rules])
 
     def schema(self) -> pa.DataFrameSchema:
         """The rules as a pandera schema over the typed frame."""
@@ -427,14 +431,6 @@ def _column_rules(spec: ColumnSpec, text: Values, present: bool, now: pd.Timesta
         first = arrow.scalar(earliest, MOMENT)
         rules.append(Rule(f"before {earliest:%Y-%m-%d}", lambda moments: pc.greater_equal(moments, first)))
     return rules
-
-
-def _row_rule(rule: RowRule) -> Rule:
-    """A row's columns add up to at most `rule.most`; a missing value counts as nothing."""
-    def holds(columns: Columns) -> Values:
-        return pc.less_equal(reduce(pc.add, (pc.fill_null(columns[name], 0) for name in rule.columns)), rule.most)
-
-    return Rule(rule.rule, holds)
 
 
 def _range_rule(spec: ColumnSpec) -> Rule:

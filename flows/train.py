@@ -62,8 +62,7 @@ def _true_risk(truth_path: str | None, answers: pd.DataFrame) -> pd.Series | Non
     """The generator's true risk for the training rows, when a truth file is given."""
     if not truth_path:
         return None
-    truth = pd.read_csv(truth_path, usecols=[*QUESTIONNAIRE_KEY, "true_risk"])
-    truth["submitted_at"] = pd.to_datetime(truth["submitted_at"])
+    truth = pd.read_csv(truth_path, usecols=[*QUESTIONNAIRE_KEY, "true_risk"], parse_dates=["submitted_at"])
     keyed = answers[list(QUESTIONNAIRE_KEY)].merge(truth, on=list(QUESTIONNAIRE_KEY), how="left")
     return pd.Series(keyed["true_risk"].to_numpy(), index=answers.index)
 
