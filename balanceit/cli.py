@@ -21,7 +21,9 @@ from balanceit.config import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Muscle-imbalance risk pipeline: ingest, train, score, explain, report.")
-ingest_app = typer.Typer(no_args_is_help=True, help="Load a file into the warehouse (validated, never twice).")
+ingest_app = typer.Typer(no_args_is_help=True, help=(
+    "Load a file into the warehouse (validated, never twice); each file of a folder is read and validated by "
+    "its own task, on the cluster with --cluster."))
 report_app = typer.Typer(no_args_is_help=True, help="Write HTML reports into the workspace.")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(report_app, name="report")
@@ -203,20 +205,14 @@ def _show_ingestion(summary: Any) -> None:
 def ingest_questionnaire(file: Annotated[Path, typer.Argument(help="The questionnaire file (or a folder of them).")],
                          as_json: JsonOption = False, cluster: ClusterOption = None,
                          not_asked: NotAskedOption = "") -> None:
-    """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says).
-
-    FILE may be a folder: each file in it is read and validated by its own task (on the cluster with --cluster).
-    """
+    """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says)."""
     _ingest("questionnaire", file, as_json, cluster, not_asked)
 
 
 @ingest_app.command("activity")
 def ingest_activity(file: Annotated[Path, typer.Argument(help="The daily activity file (or a folder of them).")],
                     as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
-    """Daily wearable activity (canonical columns or a Fitbit dailyActivity_merged.csv export).
-
-    FILE may be a folder: each file in it is read and validated by its own task (on the cluster with --cluster).
-    """
+    """Daily wearable activity (canonical columns or a Fitbit dailyActivity_merged.csv export)."""
     _ingest("activity", file, as_json, cluster)
 
 

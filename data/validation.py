@@ -81,7 +81,8 @@ class RowRule:
 
     def holds(self, columns: Columns) -> Values:
         """A missing value counts as nothing."""
-        return pc.less_equal(reduce(pc.add, (pc.fill_null(columns[name], 0) for name in self.columns)), self.most)
+        total = reduce(pc.add, (pc.fill_null(columns[name], 0) for name in self.columns))
+        return pc.less_equal(total, self.most)
 
 
 @dataclass(frozen=True)
