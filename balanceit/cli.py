@@ -152,8 +152,6 @@ def _prepare_cluster_flows(cluster: str | None, as_json: bool, *inputs: Path | N
         if path and not path.exists():
             _fail(f"{path}: no such file or folder", as_json)
     _prepare(flows=True)
-    if not cluster:
-        return None
     from balanceit.flows.cluster import ClusterConfigError, parse_cluster
 
     with _refusals_fail(as_json, ClusterConfigError):
