@@ -233,11 +233,8 @@ def _pandera_failures(rules: Rules, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _failures(rules: Rules, typed: Columns) -> pd.DataFrame:
     """`_pandera_failures` without pandera: the same rules, the same skipping of missing values."""
-    failed = [
-        (name, rule.error, position)
-        for name, column_rules in rules.columns.items() for rule in column_rules
-        for position in _breaking_positions(rule, typed[name])
-    ]
+    failed = [(name, rule.error, position) for name, column_rules in rules.columns.items()
+              for rule in column_rules for position in _breaking_positions(rule, typed[name])]
     failed += [(None, rule.error, position) for rule in rules.rows for position in _breaking_positions(rule, typed)]
     return pd.DataFrame(failed, columns=list(FAILURE_COLUMNS))
 

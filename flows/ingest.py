@@ -22,24 +22,19 @@ def ingest_file(settings: Settings, path: str, kind: Kind, not_asked: tuple[str,
         return ingest(con, path, kind, not_asked)
 
 
-def input_files(path: Path, kind: Kind) -> list[Path]:
-    """A file, or every visible file of a folder (sorted); an NHANES cycle's folder is one input."""
-    if path.is_dir() and kind != "nhanes":
-        return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    return [path]
-
-
 validate_file = stage(name="read and validate a file", retries=2, retry_delay_seconds=1)(validate)
 
 
 def ingest_files(settings: Settings, path: Path, kind: Kind,
                  not_asked: tuple[str, ...] = ()) -> list[IngestionSummary]:
-    """Every file of `path`, one batch each; content loaded before (or earlier in the folder) is
-    answered as `ingest` answers it, without validating it again."""
+    """Every visible file of `path` (sorted), one batch each, or `path` itself if it is a file or an NHANES
+    cycle's folder; content loaded before (or earlier in the folder) is answered as `ingest` answers it,
+    without validating it again."""
     refusal = refused_unread(path, kind, not_asked)
     if refusal:
         return [refusal]
-    files = input_files(path, kind)
+    files = ([path] if kind == "nhanes" or not path.is_dir()
+             else sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
     if not files:
         return [IngestionSummary(str(path), kind, "refused", message=f"{path}: no files to ingest")]
     started = now()
