@@ -1,20 +1,19 @@
-"""The `balanceit` command line: one command per stage, each running its Prefect flow.
-
-Prefect and MLflow are imported only inside commands, so `--help` is instant, and the
-environment (Prefect's home inside the workspace, no telemetry) is set before they load.
-"""
+"""The `balanceit` command line: one command per stage, each running its Prefect flow. Prefect and MLflow are
+imported only inside commands, so `--help` is instant, and their environment is set before they load."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 from typer.core import TyperOption
 
 from balanceit.benchmarks.cli import bench_app
@@ -22,7 +21,9 @@ from balanceit.config import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Muscle-imbalance risk pipeline: ingest, train, score, explain, report.")
-ingest_app = typer.Typer(no_args_is_help=True, help="Load a file into the warehouse (validated, never twice).")
+ingest_app = typer.Typer(no_args_is_help=True, help=(
+    "Load a file into the warehouse (validated, never twice); each file of a folder is read and validated by "
+    "its own task, on the cluster with --cluster."))
 report_app = typer.Typer(no_args_is_help=True, help="Write HTML reports into the workspace.")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(report_app, name="report")
@@ -30,8 +31,9 @@ app.add_typer(bench_app, name="bench")
 
 STATUS_WORDS = {"loaded": "loaded", "already_loaded": "already loaded, nothing changed"}
 
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
+# An error is one line, however long; numbers in sentences are not coloured.
+console = Console(soft_wrap=True, highlight=False)
+errors = Console(stderr=True, soft_wrap=True, highlight=False)
 
 # A flag takes no value, but Typer 0.29 prints `<bool>` beside every one (--help, bench's too): print none.
 if hasattr(TyperOption, "display_type_rich"):
@@ -54,30 +56,26 @@ def _questions(names: str) -> tuple[str, ...]:
 
 
 class _State:
-    home: Path | None = None
+    home: str | None = None  # as text: flows take their parameters as Prefect can record them
 
 
-def _prepare() -> Settings:
-    """Workspace settings, for a command that runs no flow (Prefect is never imported)."""
+def _prepare(flows: bool = False) -> Settings:
+    """Workspace settings; for a command that runs `flows`, Prefect's home is made inside the workspace
+    before Prefect is imported (a command that runs none never imports it)."""
     # Health data on a shared machine: whatever this command and its processes create is its owner's only.
     os.umask(0o077)
     settings = load_settings(_State.home)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     os.environ["BALANCEIT_HOME"] = str(settings.root)
-    return settings
-
-
-def _prepare_flows() -> Settings:
-    """Workspace settings, with Prefect's home made inside the workspace before Prefect is imported."""
-    settings = _prepare()
-    prefect_home = Path(os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home)))
-    prefect_home.mkdir(mode=0o700, parents=True, exist_ok=True)  # Prefect makes only the last folder
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # The temporary Prefect server's first start sets up its database (20 s or more); Prefect waits only 20 s.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+    if flows:
+        prefect_home = Path(os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home)))
+        prefect_home.mkdir(mode=0o700, parents=True, exist_ok=True)  # Prefect makes only the last folder
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        # The temporary Prefect server's first start sets up its database (20 s or more); Prefect waits 20 s.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
     return settings
 
 
@@ -90,23 +88,31 @@ def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
     for key, value in result.items():
         if not isinstance(value, dict):
             text = json.dumps(value, default=str) if isinstance(value, list) else str(value)
-            console.print(f"  [cyan]{key}[/]: {escape(text)}", highlight=False, soft_wrap=True)
+            console.print(f"  [cyan]{key}[/]: {escape(text)}")
     for key, value in result.items():
         if isinstance(value, dict):
-            table = Table(title=key.replace("_", " "), title_justify="left")
-            table.add_column("figure")
-            table.add_column("value", justify="right")
+            table = Table("figure", Column("value", justify="right"), title=key.replace("_", " "),
+                          title_justify="left")
             for name, figure in value.items():
                 table.add_row(name, f"{figure:,}" if isinstance(figure, (int, float)) else str(figure))
             console.print(table)
 
 
-def _fail(message: str, as_json: bool, code: int = 2) -> None:
+def _fail(message: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"status": "error", "message": message}))
     else:
-        errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
-    raise typer.Exit(code)
+        errors.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(2)
+
+
+@contextmanager
+def _refusals_fail(as_json: bool, *refusals: type[Exception]) -> Iterator[None]:
+    """A refusal (a bad input, an unknown batch, person or version) is one error line, not a traceback."""
+    try:
+        yield
+    except refusals as problem:
+        _fail(str(problem), as_json)
 
 
 def _print_version(asked: bool) -> None:
@@ -122,7 +128,7 @@ def main(home: Annotated[Path | None, typer.Option(
         "--home", envvar="BALANCEIT_HOME", help="Workspace folder for all state (default ./.balanceit).")] = None,
          _version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                                 help="Print the installed version and exit.")] = False) -> None:
-    _State.home = home
+    _State.home = str(home) if home else None
 
 
 @app.command()
@@ -139,37 +145,35 @@ def generate(rows: Annotated[int, typer.Option(help="Respondents to generate.")]
     _emit({name: str(path) for name, path in paths.items()}, as_json, "Generated")
 
 
-def _check_cluster(cluster: str | None, as_json: bool) -> str | None:
-    """The --cluster value if it parses (a clear error otherwise); None for in-process."""
-    if not cluster:
-        return None
+def _prepare_cluster_flows(cluster: str | None, as_json: bool, *inputs: Path | None) -> str | None:
+    """Prepared for flows: the --cluster value if it parses (a clear error otherwise), None for in-process.
+    A missing input is refused first, at once: Prefect and its temporary server take 10-40 s to start."""
+    for path in inputs:
+        if path and not path.exists():
+            _fail(f"{path}: no such file or folder", as_json)
+    _prepare(flows=True)
     from balanceit.flows.cluster import ClusterConfigError, parse_cluster
 
-    try:
+    with _refusals_fail(as_json, ClusterConfigError):
         return cluster if parse_cluster(cluster) else None
-    except ClusterConfigError as problem:
-        _fail(str(problem), as_json)
 
 
 def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None, not_asked: str = "") -> None:
     """A file, or a folder of files, each read and validated by its own task."""
-    _prepare_flows()
-    cluster = _check_cluster(cluster, as_json)
+    cluster = _prepare_cluster_flows(cluster, as_json, path)
     from balanceit.flows.ingest import ingest_flow
 
-    summaries = ingest_flow(str(path), kind, str(_State.home) if _State.home else None, cluster,
-                            _questions(not_asked))
-    if len(summaries) == 1:
-        _show_ingestion(summaries[0], as_json)
-        return
+    summaries = ingest_flow(str(path), kind, _State.home, cluster, _questions(not_asked))
     refused = [s for s in summaries if s.status == "refused"]
     if as_json:
-        print(json.dumps({"files": [s.to_dict() for s in summaries], "cluster": cluster,
-                          "refused": len(refused)}, default=str))
+        folder = {"files": [s.to_dict() for s in summaries], "cluster": cluster, "refused": len(refused)}
+        print(json.dumps(summaries[0].to_dict() if len(summaries) == 1 else folder, default=str))
+    elif len(summaries) == 1:
+        _show_ingestion(summaries[0])
     else:
         for summary in summaries:
             refusal = f" ({escape(summary.message)})" if summary.status == "refused" else ""
-            console.print(_ingestion_line(summary) + refusal, highlight=False)
+            console.print(_ingestion_line(summary) + refusal)
     if refused:
         raise typer.Exit(2)
 
@@ -180,44 +184,33 @@ def _ingestion_line(summary: Any) -> str:
             f"rows read {summary.rows_read:,}, accepted {summary.accepted:,}, quarantined {summary.quarantined:,}{rules}")
 
 
-def _show_ingestion(summary: Any, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(summary.to_dict(), default=str))
-        if summary.status == "refused":
-            raise typer.Exit(2)
-        return
+def _show_ingestion(summary: Any) -> None:
     if summary.status == "refused":
-        _fail(summary.message, as_json)
-    console.print(_ingestion_line(summary), highlight=False)
+        _fail(summary.message, False)
+    console.print(_ingestion_line(summary))
     for reason, count in summary.reasons.items():
         rows = summary.first_rows.get(reason, [])
         where = f" (row{'s' if count > 1 else ''} {', '.join(map(str, rows))}{', …' if count > len(rows) else ''})" \
             if rows else ""
-        console.print(f"  {count:>7,} row{'s' if count > 1 else ' '} {reason}{where}", highlight=False)
+        console.print(f"  {count:>7,} row{'s' if count > 1 else ' '} {reason}{where}")
     for reason, count in summary.skipped.items():
-        console.print(f"  skipped     {count:>7} rows  {reason}", highlight=False)
+        console.print(f"  skipped     {count:>7} rows  {reason}")
     if summary.message:
-        console.print(escape(summary.message), highlight=False)
+        console.print(escape(summary.message))
 
 
 @ingest_app.command("questionnaire")
 def ingest_questionnaire(file: Annotated[Path, typer.Argument(help="The questionnaire file (or a folder of them).")],
                          as_json: JsonOption = False, cluster: ClusterOption = None,
                          not_asked: NotAskedOption = "") -> None:
-    """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says).
-
-    FILE may be a folder: each file in it is read and validated by its own task (on the cluster with --cluster).
-    """
+    """Questionnaire answers (CSV, CSV.GZ, Parquet or JSON Lines, as the input contract says)."""
     _ingest("questionnaire", file, as_json, cluster, not_asked)
 
 
 @ingest_app.command("activity")
 def ingest_activity(file: Annotated[Path, typer.Argument(help="The daily activity file (or a folder of them).")],
                     as_json: JsonOption = False, cluster: ClusterOption = None) -> None:
-    """Daily wearable activity (canonical columns or a Fitbit dailyActivity_merged.csv export).
-
-    FILE may be a folder: each file in it is read and validated by its own task (on the cluster with --cluster).
-    """
+    """Daily wearable activity (canonical columns or a Fitbit dailyActivity_merged.csv export)."""
     _ingest("activity", file, as_json, cluster)
 
 
@@ -238,15 +231,11 @@ def train(data: Annotated[Path | None, typer.Option(help="Labelled questionnaire
 
     With --cluster, the training features are computed per partition on the Dask cluster.
     """
-    _prepare_flows()
-    cluster = _check_cluster(cluster, as_json)
+    cluster = _prepare_cluster_flows(cluster, as_json, activity, data, truth)
     from balanceit.flows.train import InputRefused, train_flow
 
-    try:
-        result = train_flow(*(str(p) if p else None for p in (data, activity, truth)),
-                            home=str(_State.home) if _State.home else None, cluster=cluster)
-    except InputRefused as refused:
-        _fail(str(refused), as_json)
+    with _refusals_fail(as_json, InputRefused):
+        result = train_flow(*(str(p) if p else None for p in (data, activity, truth)), _State.home, cluster)
     _emit(result, as_json, "Training")
 
 
@@ -257,17 +246,12 @@ def score(file: Annotated[Path, typer.Argument(help="The survey batch to score: 
           output: Annotated[Path | None, typer.Option(help="Write one row per person (.csv or .parquet).")] = None,
           as_json: JsonOption = False, cluster: ClusterOption = None, not_asked: NotAskedOption = "") -> None:
     """Score a survey batch with the champion model, with drivers, signs and what-ifs."""
-    _prepare_flows()
-    cluster = _check_cluster(cluster, as_json)
+    cluster = _prepare_cluster_flows(cluster, as_json, activity, file)
     from balanceit.flows.score import score_flow
-    from balanceit.flows.train import InputRefused
 
-    try:
+    with _refusals_fail(as_json, RuntimeError, LookupError):  # InputRefused is a RuntimeError
         result = score_flow(str(file), str(activity) if activity else None, str(output) if output else None,
-                            home=str(_State.home) if _State.home else None, cluster=cluster,
-                            not_asked=_questions(not_asked))
-    except (InputRefused, RuntimeError, LookupError) as problem:
-        _fail(str(problem), as_json)
+                            _State.home, cluster, _questions(not_asked))
     _emit(result, as_json, "Scoring")
 
 
@@ -279,15 +263,12 @@ def report_population(batch: Annotated[str | None, typer.Option(
                                "or reference rows (CSV/Parquet, weighted by survey_weight).")] = None,
                       as_json: JsonOption = False) -> None:
     """The population report: risk bands, segments, drivers, what-ifs, model card, data quality, drift."""
-    _prepare_flows()
+    _prepare(flows=True)
     from balanceit.flows.report import population_report_flow
     from balanceit.reports.reweight import TargetRefused
 
-    try:
-        result = population_report_flow(batch, home=str(_State.home) if _State.home else None,
-                                        target=str(target) if target else None)
-    except (LookupError, TargetRefused) as missing:
-        _fail(str(missing), as_json)
+    with _refusals_fail(as_json, LookupError, TargetRefused):
+        result = population_report_flow(batch, home=_State.home, target=str(target) if target else None)
     _emit(result, as_json, "Population report")
 
 
@@ -297,10 +278,8 @@ def report_person(respondent_id: RespondentArgument, as_json: JsonOption = False
     settings = _prepare()
     from balanceit.reports.build import write_person_report
 
-    try:
+    with _refusals_fail(as_json, LookupError):
         result = write_person_report(settings, respondent_id)
-    except LookupError as missing:
-        _fail(str(missing), as_json)
     _emit(result, as_json, "Personal report")
 
 
@@ -310,28 +289,25 @@ def explain(respondent_id: RespondentArgument, as_json: JsonOption = False) -> N
     settings = _prepare()
     from balanceit.reports.build import person_explanation
 
-    try:
+    with _refusals_fail(as_json, LookupError):
         explanation = person_explanation(settings, respondent_id)
-    except LookupError as missing:
-        _fail(str(missing), as_json)
     if as_json:
         print(json.dumps(explanation, default=str))
         return
     console.print(f"[bold]{escape(explanation['respondent_id'])}[/] ({explanation['submitted_at']}): "
-                  f"risk {explanation['risk']:.0%}, [bold]{explanation['band']}[/]", highlight=False)
-    console.print(explanation["summary"], highlight=False)
+                  f"risk {explanation['risk']:.0%}, [bold]{explanation['band']}[/]")
+    console.print(explanation["summary"])
     for driver in explanation["drivers"]:
         answers = ", ".join(f"{a['question']}={a['value']}" for a in driver["answers"])
-        console.print(f"  • {driver['sentence']}  [dim]({answers})[/]", highlight=False)
+        console.print(f"  • {driver['sentence']}  [dim]({answers})[/]")
     for sign in explanation["signs"]:
-        console.print(f"  sign: {sign}", highlight=False)
+        console.print(f"  sign: {sign}")
     if explanation["missing_answers"]:
-        console.print(f"  missing answers: {', '.join(explanation['missing_answers'])}", highlight=False)
+        console.print(f"  missing answers: {', '.join(explanation['missing_answers'])}")
     for what_if in explanation["what_ifs"]:
-        console.print(f"  what if {what_if['label']}: {what_if['risk_before']:.0%} -> {what_if['risk_after']:.0%}",
-                      highlight=False)
+        console.print(f"  what if {what_if['label']}: {what_if['risk_before']:.0%} -> {what_if['risk_after']:.0%}")
     for advice in explanation["recommendations"]:
-        console.print(f"  → {advice['title']}: {advice['text']}", highlight=False)
+        console.print(f"  → {advice['title']}: {advice['text']}")
 
 
 @app.command()
@@ -344,9 +320,8 @@ def models(as_json: JsonOption = False) -> None:
     if as_json:
         print(json.dumps({"model": settings.registered_model_name, "versions": versions}, default=str))
         return
-    table = Table(title=settings.registered_model_name)
-    for column in ("version", "aliases", "roc_auc", "brier", "gate_reason"):
-        table.add_column(column)
+    table = Table("version", "aliases", "roc_auc", "brier", "gate_reason",
+                  title=settings.registered_model_name)
     for row in versions:
         table.add_row(row["version"], ", ".join(row["aliases"]),
                       *(f"{row[k]:.4f}" if row[k] is not None else "" for k in ("roc_auc", "brier")),
@@ -360,34 +335,29 @@ def promote(version: Annotated[str, typer.Argument(help="The model version to ma
     settings = _prepare()
     from balanceit.models.registry import promote as promote_version
 
-    try:
+    with _refusals_fail(False, LookupError):
         promote_version(settings, version)
-    except LookupError as missing:
-        _fail(str(missing), False)
-    console.print(f"version {escape(version)} is now the champion", highlight=False)
+    console.print(f"version {escape(version)} is now the champion")
 
 
 @app.command()
 def rollback() -> None:
     """Give the champion alias back to the previous champion."""
     settings = _prepare()
-    from balanceit.models.registry import rollback as roll_back
-
-    try:
-        version = roll_back(settings)
-    except RuntimeError as problem:
-        _fail(str(problem), False)
-    console.print(f"version {version} is the champion again")
     from balanceit.data.labels import restore_labels
-    from balanceit.models.registry import training_ingestion
+    from balanceit.models.registry import rollback as roll_back, training_ingestion
     from balanceit.warehouse import open_warehouse
+
+    with _refusals_fail(False, RuntimeError):
+        version = roll_back(settings)
+    console.print(f"version {version} is the champion again")
 
     ingestion = training_ingestion(settings, version)
     if ingestion:
         with open_warehouse(settings) as con:
             restored = restore_labels(con, ingestion)
         console.print(f"training data view restored: the labels of ingestion {ingestion} are current again "
-                      f"({restored} changed back)", highlight=False)
+                      f"({restored} changed back)")
 
 
 @app.command()
@@ -398,18 +368,17 @@ def demo(rows: Annotated[int, typer.Option(help="Respondents in the built-in pop
 
     With --cluster, the training features and the new batch's partitions are computed on the Dask cluster.
     """
-    _prepare_flows()
-    cluster = _check_cluster(cluster, as_json)
+    cluster = _prepare_cluster_flows(cluster, as_json)
     from balanceit.flows.demo import demo_flow
 
-    result = demo_flow(rows, seed, home=str(_State.home) if _State.home else None, cluster=cluster)
+    result = demo_flow(rows, seed, home=_State.home, cluster=cluster)
     _emit(result, as_json, "balanceit demo: where everything is")
 
 
 @app.command()
 def serve() -> None:
     """Run the schedules: nightly retraining and inbox scoring (Ctrl-C stops)."""
-    settings = _prepare_flows()
+    settings = _prepare(flows=True)
     from balanceit.flows.schedule import serve_schedules
 
     serve_schedules(settings)
@@ -424,7 +393,7 @@ def deploy(pool: Annotated[str, typer.Option(help="Prefect work pool (type proce
     For a team: `prefect server start`, PREFECT_API_URL pointing at it, `prefect work-pool create POOL
     --type process`, this command, then `prefect worker start --pool POOL` (see the README).
     """
-    settings = _prepare_flows()
+    settings = _prepare(flows=True)
     from balanceit.flows.schedule import deploy_schedules
 
     try:

@@ -1,15 +1,11 @@
-"""Loading validated files into the warehouse, with lineage, all or nothing, never twice.
-
-The ingestion id is derived from the file's content, so the same content ingested again is a
-no-op that says so, and a load interrupted half-way (nothing was committed) simply runs again.
-"""
+"""Loading validated files into the warehouse, with lineage, all or nothing, never twice: the ingestion id is
+the content's, so the same content again is a no-op that says so, and a load interrupted runs again."""
 
 from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,10 +14,10 @@ from typing import Literal
 import duckdb
 import pandas as pd
 
-from balanceit.data.contract import ACTIVITY_KEY, QUESTIONNAIRE_KEY
+from balanceit.data.contract import ACTIVITY_KEY, OPTIONAL_ANSWERS, QUESTIONNAIRE_KEY
 from balanceit.data.labels import label_conflicts, record_labels
+from balanceit.data.nhanes import load_nhanes
 from balanceit.data.validation import FileRefused, Validated, load_activity, load_questionnaire
-from balanceit.features.build import OPTIONAL_ANSWERS
 from balanceit.warehouse import transaction, upsert_frame
 
 Kind = Literal["questionnaire", "activity", "nhanes"]
@@ -51,30 +47,18 @@ def content_sha256(path: Path, not_asked: Sequence[str] = ()) -> str:
     digest = hashlib.sha256()
     if not_asked:
         digest.update(f"not asked: {','.join(sorted(set(not_asked)))}".encode())
-    if path.is_dir():
-        for child in sorted(p for p in path.iterdir() if p.is_file()):
-            digest.update(child.name.encode())
-            digest.update(child.read_bytes())
-        return digest.hexdigest()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for file in sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]:
+        if file != path:  # a folder's files by name, so renaming one is other content
+            digest.update(file.name.encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
 def ingestion_id_for(kind: str, sha: str) -> str:
     """The same content of the same kind always gets the same id: that makes a re-ingest a no-op."""
     return f"{kind}-{sha[:16]}"
-
-
-def _validate(path: Path, kind: Kind, not_asked: Sequence[str]) -> Validated:
-    if kind == "activity":
-        return load_activity(path)
-    if kind == "nhanes":
-        from balanceit.data.nhanes import load_nhanes
-
-        return load_nhanes(path, not_asked=not_asked)
-    return load_questionnaire(path, not_asked=not_asked)
 
 
 def now() -> datetime:
@@ -85,32 +69,39 @@ def ingest(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind,
            not_asked: Sequence[str] = ()) -> IngestionSummary:
     """Validate one file and load it: accepted rows, quarantined rows, lineage, and its batch."""
     path = Path(path)
-    if not path.exists():
-        return IngestionSummary(str(path), kind, "refused", message=f"{path}: no such file or folder")
-    refusal = not_askable(not_asked)
+    refusal = refused_unread(path, kind, not_asked)
     if refusal:
-        return IngestionSummary(str(path), kind, "refused", message=refusal)
+        return refusal
     sha = content_sha256(path, not_asked)
     started = now()
     return (loaded_before(con, path, kind, sha)
             or store_validated(con, validate(path, kind, not_asked), path, kind, sha, started))
 
 
-def not_askable(not_asked: Sequence[str]) -> str | None:
-    """Why these names cannot be declared not asked (only optional answers can), else None."""
+def refused_unread(path: Path, kind: Kind, not_asked: Sequence[str]) -> IngestionSummary | None:
+    """The refusal of an input missing, or declaring not asked what is not an optional answer; else None."""
     unknown = [repr(name) for name in not_asked if name not in OPTIONAL_ANSWERS]
-    if not unknown:
+    if not path.exists():
+        message = f"{path}: no such file or folder"
+    elif unknown:
+        message = (f"cannot be declared not asked: {', '.join(unknown)} "
+                   f"(a survey may leave out {', '.join(OPTIONAL_ANSWERS)})")
+    else:
         return None
-    return f"cannot be declared not asked: {', '.join(unknown)} (a survey may leave out {', '.join(OPTIONAL_ANSWERS)})"
+    return IngestionSummary(str(path), kind, "refused", message=message)
 
 
 def loaded_before(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind, sha: str) -> IngestionSummary | None:
-    """The answer when this content was loaded before (a re-ingest is a no-op), else None."""
+    """The answer when this content was loaded before, else None: a re-ingest is a no-op only while every
+    row this content brought is still its own (a later file with the same keys, say other labels, replaced
+    some, and loading this content again restores them)."""
     ingestion_id = ingestion_id_for(kind, sha)
+    table = "activity" if kind == "activity" else "questionnaire"
     previous = con.execute(
-        "SELECT rows_read, accepted, quarantined FROM ingestions WHERE ingestion_id = ? AND status = 'loaded'",
-        [ingestion_id]).fetchone()
-    if previous and _rows_still_there(con, kind, ingestion_id, previous[1]):
+        "SELECT rows_read, accepted, quarantined FROM ingestions WHERE ingestion_id = $id "
+        f"AND status = 'loaded' AND accepted = (SELECT count(*) FROM {table} WHERE ingestion_id = $id)",
+        {"id": ingestion_id}).fetchone()
+    if previous:
         return IngestionSummary(str(path), kind, "already_loaded", ingestion_id, *previous,
                                 message=f"{path.name}: this content was loaded before "
                                         f"(ingestion {ingestion_id}); nothing to do")
@@ -120,32 +111,15 @@ def loaded_before(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind, sha: s
 def validate(path: Path, kind: Kind, not_asked: Sequence[str] = ()) -> Validated | str:
     """Read and validate one file (no warehouse needed, so a Dask worker can do it); a refused file gives
     the reason, an answer rather than an error."""
-    with _collector_spares_older_objects():
-        try:
-            return _validate(path, kind, not_asked)
-        except FileRefused as refused:
-            return str(refused)
-
-
-def _rows_still_there(con: duckdb.DuckDBPyConnection, kind: Kind, ingestion_id: str, accepted: int) -> bool:
-    """A re-ingest is a no-op only while every row this content brought is still its own: a later file
-    with the same keys (say, other labels) replaced some, and loading this content again restores them."""
-    table = "activity" if kind == "activity" else "questionnaire"
-    held = con.execute(f"SELECT count(*) FROM {table} WHERE ingestion_id = ?", [ingestion_id]).fetchall()[0][0]
-    return held == accepted
-
-
-@contextmanager
-def _collector_spares_older_objects() -> Iterator[None]:
-    """Full garbage collections during a load walk only the objects it creates.
-
-    A full pass walks every live object, ~100k of them from the imported libraries alone: the one a
-    million-row validation triggers took ~75 ms, ~5 ms with them frozen. The older objects are handed
-    back afterwards, so cycles among them are still collected.
-    """
+    # Full garbage collections walk only the objects the load creates, not the imported libraries'
+    # ~100k (~75 ms in a million-row validation, ~5 ms frozen); they are handed back after, still collected.
     gc.freeze()
     try:
-        yield
+        if kind == "activity":
+            return load_activity(path)
+        return (load_nhanes if kind == "nhanes" else load_questionnaire)(path, not_asked=not_asked)
+    except FileRefused as refused:
+        return str(refused)
     finally:
         gc.unfreeze()
 
@@ -156,20 +130,17 @@ def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated | str, 
     ingestion_id = ingestion_id_for(kind, sha)
     if isinstance(validated, str):
         return IngestionSummary(str(path), kind, "refused", ingestion_id, message=validated)
-    table_kind = "activity" if kind == "activity" else "questionnaire"
+    questionnaire = kind != "activity"
     accepted = validated.accepted.assign(ingestion_id=ingestion_id)
     quarantine = validated.quarantined.assign(ingestion_id=ingestion_id, file=str(path))
-    key = ACTIVITY_KEY if table_kind == "activity" else QUESTIONNAIRE_KEY
-    conflicts = label_conflicts(con, accepted) if table_kind == "questionnaire" else None
+    conflicts = label_conflicts(con, accepted) if questionnaire else None
     with transaction(con):
-        upsert_frame(con, table_kind, accepted, key)
+        upsert_frame(con, "questionnaire" if questionnaire else "activity", accepted,
+                     QUESTIONNAIRE_KEY if questionnaire else ACTIVITY_KEY)
         con.execute("DELETE FROM quarantine WHERE ingestion_id = ?", [ingestion_id])
-        if len(quarantine):
-            con.register("_quarantine", quarantine[["ingestion_id", "file", "row_number", "column", "rule",
-                                                    "raw_value"]])
-            con.execute("INSERT INTO quarantine SELECT * FROM _quarantine")
-            con.unregister("_quarantine")
-        if table_kind == "questionnaire":
+        columns = ["ingestion_id", "file", "row_number", "column", "rule", "raw_value"]
+        con.from_df(quarantine[columns]).insert_into("quarantine")
+        if questionnaire:
             _record_batch(con, ingestion_id, str(path), kind, len(accepted))
             record_labels(con, accepted, ingestion_id)
         con.execute("DELETE FROM ingestions WHERE ingestion_id = ?", [ingestion_id])

@@ -25,7 +25,7 @@ class Cycle:
 CYCLES = {letter: Cycle(f"{year}-12-31", "WTINT2YR") for letter, year in zip("EFGHIJ", range(2008, 2019, 2))}
 CYCLES["P"] = Cycle("2020-03-31", "WTINTPRP")
 REQUIRED_COMPONENTS = ("DEMO", "PAQ")
-OPTIONAL_COMPONENTS = ("BMX",)
+COMPONENTS = (*REQUIRED_COMPONENTS, "BMX")
 DEMO_COLUMNS = ("SEQN", "RIDAGEYR", "RIAGENDR", "SDMVSTRA", "SDMVPSU")
 BMX_COLUMNS = ("SEQN", "BMXHT", "BMXWT")
 # PAQ answers by code width: refused / don't know are 7 / 9 in one digit, 77 / 99 in two, 7777 / 9999 in four.
@@ -51,11 +51,9 @@ def load_nhanes(folder: str | Path, now: pd.Timestamp | None = None, not_asked: 
     paq = _read_xpt(files["PAQ"], ("SEQN", *PAQ_ANSWER_WIDTHS))
     for column, width in PAQ_ANSWER_WIDTHS.items():
         paq[column] = paq[column].mask(paq[column].isin((int("7" * width), int("9" * width))))
-    joined = demo.merge(paq, on="SEQN", how="left", indicator="in_paq")
-    if "BMX" in files:
-        joined = joined.merge(_read_xpt(files["BMX"], BMX_COLUMNS), on="SEQN", how="left")
-    else:
-        joined = joined.assign(BMXHT=np.nan, BMXWT=np.nan)
+    bmx = (_read_xpt(files["BMX"], BMX_COLUMNS) if "BMX" in files
+           else pd.DataFrame(columns=BMX_COLUMNS, dtype=float))
+    joined = demo.merge(paq, on="SEQN", how="left", indicator="in_paq").merge(bmx, on="SEQN", how="left")
 
     too_young = joined["RIDAGEYR"] < MIN_AGE
     no_paq = ~too_young & (joined["in_paq"] == "left_only")
@@ -116,10 +114,10 @@ def _find_files(folder: Path) -> tuple[dict[str, Path], str]:
     files: dict[str, Path] = {}
     letters = set()
     for path in sorted(folder.iterdir()):
-        named = _component_and_cycle(path)
-        if named is None:
+        first, _, second = path.stem.upper().partition("_")
+        component, letter = (second, first) if first == "P" else (first, second)
+        if path.suffix.lower() != ".xpt" or component not in COMPONENTS or letter not in CYCLES:
             continue
-        component, letter = named
         if component in files:
             raise FileRefused(str(folder), f"more than one {component} file: {files[component].name}, {path.name}")
         files[component] = path
@@ -130,16 +128,6 @@ def _find_files(folder: Path) -> tuple[dict[str, Path], str]:
     if len(letters) > 1:
         raise FileRefused(str(folder), f"files from different cycles: {', '.join(sorted(letters))}")
     return files, letters.pop()
-
-
-def _component_and_cycle(path: Path) -> tuple[str, str] | None:
-    if path.suffix.lower() != ".xpt":
-        return None
-    first, _, second = path.stem.upper().partition("_")
-    component, letter = (second, first) if first == "P" else (first, second)
-    if component in (*REQUIRED_COMPONENTS, *OPTIONAL_COMPONENTS) and letter in CYCLES:
-        return component, letter
-    return None
 
 
 def _read_xpt(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:

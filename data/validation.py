@@ -1,8 +1,6 @@
-"""Validate questionnaire and activity files against the input contract (sections 1, 2 and 4).
-
-Each broken rule becomes a quarantine row naming the row, the column and the rule in plain words; the
-other rows go on. A missing required column, or a key that repeats, refuses the whole file.
-"""
+"""Validate questionnaire and activity files against the input contract (sections 1, 2 and 4): each broken
+rule is a quarantine row naming the row, the column and the rule in plain words, and the other rows go on.
+A missing required column, or a key that repeats, refuses the whole file."""
 
 from __future__ import annotations
 
@@ -27,9 +25,6 @@ from balanceit.data.contract import (
 )
 from balanceit.data.readers import ARROW_TEXT, TEXT, FileRefused, normalise_column_names, read_table, system_allocator
 
-__all__ = ["FileRefused", "Validated", "validate_questionnaire", "validate_activity", "load_questionnaire",
-           "load_activity"]
-
 MISSING_REQUIRED = "missing required value"
 SPACE = ord(" ")
 ALONE_ONLY = "none"  # contract: the exercise answer `none` only alone
@@ -52,8 +47,6 @@ NOTHING_QUARANTINED = pd.DataFrame(columns=list(QUARANTINE_DTYPES)).astype(QUARA
 class Validated:
     """One file's outcome: accepted rows in canonical form, and every broken rule with its row."""
 
-    kind: str
-    source: str
     rows_read: int
     accepted: pd.DataFrame
     quarantined: pd.DataFrame
@@ -73,10 +66,9 @@ class Validated:
 
     def first_rows(self, limit: int = 3) -> dict[str, list[int]]:
         """The first `limit` row numbers quarantined per "column: rule", so a person can find them."""
-        rows = self._by_reason().drop_duplicates(["reason", "row_number"])
-        firsts = rows.sort_values("row_number").groupby("reason")["row_number"].head(limit)
-        return {str(key): [int(n) for n in group] for key, group in
-                rows.loc[firsts.index].groupby("reason")["row_number"]}
+        rows = self._by_reason().drop_duplicates(["reason", "row_number"]).sort_values("row_number")
+        return {str(key): [int(n) for n in group.head(limit)]
+                for key, group in rows.groupby("reason")["row_number"]}
 
 
 @dataclass(frozen=True)
@@ -87,26 +79,26 @@ class RowRule:
     most: float
     rule: str
 
-    @property
-    def label(self) -> str:
-        return " + ".join(self.columns)
+    def holds(self, columns: Columns) -> Values:
+        """A missing value counts as nothing."""
+        total = reduce(pc.add, (pc.fill_null(columns[name], 0) for name in self.columns))
+        return pc.less_equal(total, self.most)
 
 
 @dataclass(frozen=True)
 class FileKind:
     """What one kind of file must hold: its columns, the key that may not repeat, and its row rules."""
 
-    name: str
     specs: tuple[ColumnSpec, ...]
     key: tuple[str, ...]
     row_rules: tuple[RowRule, ...]
 
 
 DAY_MINUTES_COLUMNS = tuple(spec.name for spec in ACTIVITY if spec.name.endswith("_minutes"))
-QUESTIONNAIRE_KIND = FileKind("questionnaire", QUESTIONNAIRE, QUESTIONNAIRE_KEY, (
+QUESTIONNAIRE_KIND = FileKind(QUESTIONNAIRE, QUESTIONNAIRE_KEY, (
     RowRule(("sitting_hours_per_day", "standing_hours_per_day"), 24, "sitting + standing must be <= 24"),
 ))
-ACTIVITY_KIND = FileKind("activity", ACTIVITY, ACTIVITY_KEY, (
+ACTIVITY_KIND = FileKind(ACTIVITY, ACTIVITY_KEY, (
     RowRule(DAY_MINUTES_COLUMNS, MINUTES_PER_DAY, f"minutes must add up to <= {MINUTES_PER_DAY}"),
 ))
 FITBIT_ONLY_COLUMNS = frozenset(FITBIT_DAILY_ACTIVITY) - frozenset(ACTIVITY_COLUMNS)
@@ -162,17 +154,17 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
 
     rules = Rules.of(kind, text, set(raw.columns), _utc_naive(now), pd.Timestamp(Settings().earliest_submitted_at))
     # a request of a few rows: pandera's bookkeeping per check costs more than the data
-    failures = _failures(rules, typed) if len(raw) <= DIRECT_CHECK_ROWS else None
-    frame = _typed_frame(typed)
-    if failures is None:
-        failures = _pandera_failures(rules, frame)
+    direct = _failures(rules, typed) if len(raw) <= DIRECT_CHECK_ROWS else None
+    # emptying `typed`, each Arrow column is freed once pandas has its copy
+    frame = pd.DataFrame({name: _pandas(typed.pop(name)) for name in list(typed)}, copy=False)
+    failures = _pandera_failures(rules, frame) if direct is None else direct
     quarantined = _quarantine(failures, text, kind, row_numbers)
 
     kept = np.ones(len(raw), dtype=bool)
     kept[failures["index"].to_numpy(dtype="int64")] = False
     extras = raw[[name for name in raw.columns if name not in text]]
     accepted = _canonical(frame, kept, extras, kind.specs, row_numbers)
-    return Validated(kind.name, source, len(raw), accepted, quarantined)
+    return Validated(len(raw), accepted, quarantined)
 
 
 # Column values while validating, as Arrow (text as large_string): microseconds on a one-row request where
@@ -202,10 +194,10 @@ class Rules:
     def of(cls, kind: FileKind, text: Columns, present: set[str], now: pd.Timestamp, earliest: pd.Timestamp) -> Rules:
         columns = {spec.name: _column_rules(spec, text[spec.name], spec.name in present, now, earliest)
                    for spec in kind.specs}
-        return cls(columns, [_row_rule(rule) for rule in kind.row_rules])
+        return cls(columns, [Rule(rule.rule, rule.holds) for rule in kind.row_rules])
 
     def schema(self) -> pa.DataFrameSchema:
-        """The rules as a pandera schema over a typed frame (see `_typed_frame`)."""
+        """The rules as a pandera schema over the typed frame."""
         columns = {name: pa.Column(checks=[_pandera_check(rule) for rule in rules], nullable=True)
                    for name, rules in self.columns.items()}
         return pa.DataFrameSchema(columns, checks=[_pandera_check(rule) for rule in self.rows])
@@ -241,11 +233,8 @@ def _pandera_failures(rules: Rules, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _failures(rules: Rules, typed: Columns) -> pd.DataFrame:
     """`_pandera_failures` without pandera: the same rules, the same skipping of missing values."""
-    failed = [
-        (name, rule.error, position)
-        for name, column_rules in rules.columns.items() for rule in column_rules
-        for position in _breaking_positions(rule, typed[name])
-    ]
+    failed = [(name, rule.error, position) for name, column_rules in rules.columns.items()
+              for rule in column_rules for position in _breaking_positions(rule, typed[name])]
     failed += [(None, rule.error, position) for rule in rules.rows for position in _breaking_positions(rule, typed)]
     return pd.DataFrame(failed, columns=list(FAILURE_COLUMNS))
 
@@ -367,28 +356,18 @@ def _to_boolean(values: Values) -> Values:
     return pc.if_else(pc.or_(true, false), true, arrow.scalar(None, arrow.bool_()))
 
 
-def _to_utc_naive(values: Values) -> Values:
-    """Dates and ISO-8601 datetimes, an offset converted to UTC; Arrow reads the zoneless forms ~3x faster
-    than pandas, which takes columns with anything else."""
-    return _times_by_arrow_or(values, arrow.timestamp("us"), lambda text: pd.to_datetime(
-        _to_microseconds(text), format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None))
-
-
-def _to_microseconds(text: pd.Series) -> pd.Series:
-    """Fractions of a second cut to microseconds: one nanosecond would make pandas read the whole column in
-    nanoseconds, which cannot hold another row's year 1 (to be judged too early, not unreadable)."""
-    return text.str.replace(r"(\.\d{6})\d+", r"\1", regex=True)
-
-
-def _to_date(values: Values) -> Values:
-    """ISO dates: Arrow reads `2025-01-31` ~10x faster than pandas, which takes other spellings (`2025-1-31`)."""
-    return _times_by_arrow_or(values, arrow.date32(), lambda text: pd.to_datetime(
-        text, format=ISO_DATE, errors="coerce"))
+def _iso_datetimes_as_utc(text: pd.Series) -> pd.Series:
+    """Dates and ISO-8601 datetimes, an offset converted to UTC. Fractions of a second are cut to
+    microseconds: one nanosecond would make pandas read the whole column in nanoseconds, which cannot hold
+    another row's year 1 (to be judged too early, not unreadable)."""
+    text = text.str.replace(r"(\.\d{6})\d+", r"\1", regex=True)
+    return pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None)
 
 
 def _times_by_arrow_or(values: Values, arrow_type: arrow.DataType,
                        pandas_parse: Callable[[pd.Series], pd.Series]) -> Values:
-    """Microsecond times, when Arrow can cast every value to `arrow_type`; else `pandas_parse` of the text."""
+    """Microsecond times, when Arrow can cast every value to `arrow_type`; else `pandas_parse` of the text.
+    Arrow reads zoneless datetimes ~3x and ISO dates ~10x faster than pandas, which takes other spellings."""
     try:
         return pc.cast(pc.cast(values, arrow_type), MOMENT)
     except arrow.ArrowInvalid:
@@ -403,8 +382,9 @@ PARSERS: dict[ColumnType, Callable[[Values], Values]] = {
     "number": _to_number,
     "integer": _to_number,  # a whole-number rule follows; stored as Int64 once accepted
     "boolean": _to_boolean,
-    "datetime": _to_utc_naive,
-    "date": _to_date,
+    "datetime": partial(_times_by_arrow_or, arrow_type=MOMENT, pandas_parse=_iso_datetimes_as_utc),
+    "date": partial(_times_by_arrow_or, arrow_type=arrow.date32(),
+                    pandas_parse=partial(pd.to_datetime, format=ISO_DATE, errors="coerce")),
 }
 
 
@@ -431,10 +411,13 @@ def _column_rules(spec: ColumnSpec, text: Values, present: bool, now: pd.Timesta
         allowed = arrow.array(spec.allowed, ARROW_TEXT)
         rules.append(Rule(f"not one of: {', '.join(spec.allowed)}", lambda answers: pc.is_in(answers, value_set=allowed)))
     if spec.type == "multi":
-        each_allowed = partial(_each_choice_allowed, allowed=frozenset(spec.allowed))
+        choices = frozenset(spec.allowed)
         rules += [
-            Rule(f"not one of: {', '.join(spec.allowed)}", lambda answers: _per_distinct(answers, each_allowed, arrow.bool_())),
-            Rule(f"'{ALONE_ONLY}' only alone", lambda answers: _per_distinct(answers, _alone_if_chosen, arrow.bool_())),
+            Rule(f"not one of: {', '.join(spec.allowed)}", lambda answers: _per_distinct(
+                answers, lambda answer: set(answer.split(CHOICE_JOINER)) <= choices, arrow.bool_())),
+            Rule(f"'{ALONE_ONLY}' only alone", lambda answers: _per_distinct(
+                answers, lambda answer: answer == ALONE_ONLY or ALONE_ONLY not in answer.split(CHOICE_JOINER),
+                arrow.bool_())),
         ]
     if spec.type == "text":
         pattern, rule = TEXT_RULES.get(spec.name, ANY_TEXT_RULE)
@@ -446,22 +429,6 @@ def _column_rules(spec: ColumnSpec, text: Values, present: bool, now: pd.Timesta
         first = arrow.scalar(earliest, MOMENT)
         rules.append(Rule(f"before {earliest:%Y-%m-%d}", lambda moments: pc.greater_equal(moments, first)))
     return rules
-
-
-def _row_rule(rule: RowRule) -> Rule:
-    """A row's columns add up to at most `rule.most`; a missing value counts as nothing."""
-    def holds(columns: Columns) -> Values:
-        return pc.less_equal(reduce(pc.add, (pc.fill_null(columns[name], 0) for name in rule.columns)), rule.most)
-
-    return Rule(rule.rule, holds)
-
-
-def _each_choice_allowed(answer: str, allowed: frozenset[str]) -> bool:
-    return set(answer.split(CHOICE_JOINER)) <= allowed
-
-
-def _alone_if_chosen(answer: str) -> bool:
-    return answer == ALONE_ONLY or ALONE_ONLY not in answer.split(CHOICE_JOINER)
 
 
 def _range_rule(spec: ColumnSpec) -> Rule:
@@ -482,7 +449,7 @@ def _quarantine(failures: pd.DataFrame, text: Columns, kind: FileKind, row_numbe
         return NOTHING_QUARANTINED.copy()
     row_rules = {rule.rule: rule for rule in kind.row_rules}
     # pandera reports a row rule once per column of the row; keep it once, under the rule's columns
-    labels = failures["check"].map({name: rule.label for name, rule in row_rules.items()})
+    labels = failures["check"].map({name: " + ".join(rule.columns) for name, rule in row_rules.items()})
     failures = failures.assign(column=labels.fillna(failures["column"])).drop_duplicates(["column", "check", "index"])
     pieces = []
     for (label, rule), group in failures.groupby(["column", "check"], sort=False):
@@ -513,11 +480,6 @@ def _writable(values: Values) -> np.ndarray:
     """Arrow values as a NumPy array pandas may own and change; copied only when Arrow's buffer is shared."""
     array = values.to_numpy(zero_copy_only=False)
     return array if array.flags.writeable else array.copy()
-
-
-def _typed_frame(typed: Columns) -> pd.DataFrame:
-    """The parsed columns as a frame, emptying `typed` so each Arrow column is freed once pandas has its copy."""
-    return pd.DataFrame({name: _pandas(typed.pop(name)) for name in list(typed)}, copy=False)
 
 
 def _canonical(frame: pd.DataFrame, kept: np.ndarray, extras: pd.DataFrame, specs: tuple[ColumnSpec, ...],

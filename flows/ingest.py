@@ -1,8 +1,6 @@
-"""Ingest flow: a file, or a folder of files, into the warehouse.
-
-Each file is read and validated by its own task on the settings' task runner (`flows.cluster`); the
-warehouse is checked and loaded here, one transaction per file. Content loaded before is not read again.
-"""
+"""Ingest flow: a file, or a folder of files, each read and validated by its own task on the settings'
+task runner (`flows.cluster`), then loaded here, one transaction per file. Content loaded before is not
+read again."""
 
 from __future__ import annotations
 
@@ -11,9 +9,8 @@ from pathlib import Path
 from prefect import flow
 
 from balanceit.config import Settings, load_settings
-from balanceit.data.load import (IngestionSummary, Kind, content_sha256, ingest, loaded_before, not_askable, now,
-                                 store_validated, validate)
-from balanceit.data.validation import Validated
+from balanceit.data.load import (IngestionSummary, Kind, content_sha256, ingest, loaded_before, now,
+                                 refused_unread, store_validated, validate)
 from balanceit.flows.cluster import on_runner
 from balanceit.flows.common import stage
 from balanceit.warehouse import open_warehouse
@@ -25,38 +22,27 @@ def ingest_file(settings: Settings, path: str, kind: Kind, not_asked: tuple[str,
         return ingest(con, path, kind, not_asked)
 
 
-def input_files(path: Path, kind: Kind) -> list[Path]:
-    """A file, or every visible file of a folder (sorted); an NHANES cycle's folder is one input."""
-    if path.is_dir() and kind != "nhanes":
-        return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    return [path]
-
-
-@stage(name="read and validate a file", retries=2, retry_delay_seconds=1)
-def validate_file(path: Path, kind: Kind, not_asked: tuple[str, ...]) -> Validated | str:
-    return validate(path, kind, not_asked)
+validate_file = stage(name="read and validate a file", retries=2, retry_delay_seconds=1)(validate)
 
 
 def ingest_files(settings: Settings, path: Path, kind: Kind,
                  not_asked: tuple[str, ...] = ()) -> list[IngestionSummary]:
-    """Every file of `path`, one batch each; content loaded before (or earlier in the folder) is
-    answered as `ingest` answers it, without validating it again."""
-    refusal = not_askable(not_asked)
-    if refusal is None and not path.exists():
-        refusal = f"{path}: no such file or folder"
+    """Every visible file of `path` (sorted), one batch each, or `path` itself if it is a file or an NHANES
+    cycle's folder; content loaded before (or earlier in the folder) is answered as `ingest` answers it,
+    without validating it again."""
+    refusal = refused_unread(path, kind, not_asked)
     if refusal:
-        return [IngestionSummary(str(path), kind, "refused", message=refusal)]
-    files = input_files(path, kind)
+        return [refusal]
+    files = ([path] if kind == "nhanes" or not path.is_dir()
+             else sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
     if not files:
         return [IngestionSummary(str(path), kind, "refused", message=f"{path}: no files to ingest")]
     started = now()
     shas = {file: content_sha256(file, not_asked) for file in files}
-    firsts: dict[str, Path] = {}
+    # reversed: a content repeated in the folder is read in its first file
     with open_warehouse(settings) as con:
-        for file, sha in shas.items():
-            if sha not in firsts and not loaded_before(con, file, kind, sha):
-                firsts[sha] = file
-    todo = list(firsts.values())
+        firsts = {sha: file for file, sha in reversed(shas.items()) if not loaded_before(con, file, kind, sha)}
+    todo = sorted(firsts.values())
     checked = dict(zip(todo, on_runner(settings, validate_file, todo, kind, not_asked), strict=True))
     with open_warehouse(settings) as con:
         return [store_validated(con, checked[file], file, kind, shas[file], started) if file in checked

@@ -1,8 +1,5 @@
-"""Score flow: ingest a survey batch, score its partitions with the champion, register, export.
-
-The batch is exported as Parquet partitions, each scored by its own task on the task runner the
-settings choose (`flows.cluster`), and the results are registered in the warehouse in one transaction.
-"""
+"""Score flow: a survey batch ingested, exported as Parquet partitions each scored with the champion by its
+own task on the settings' task runner (`flows.cluster`), the results registered in one transaction."""
 
 from __future__ import annotations
 

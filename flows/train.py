@@ -12,7 +12,7 @@ from balanceit.config import Settings, load_settings, masked_uri
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
 from balanceit.data.labels import add_to_reference_set, label_problems, reference_answers
 from balanceit.data.load import IngestionSummary, Kind
-from balanceit.data.partitions import Partition, export_partitions, partitions_root, remove
+from balanceit.data.partitions import export_partitions, partitions_root, remove
 from balanceit.features.build import compute_features
 from balanceit.features.catalogue import model_input
 from balanceit.features.store import only_labelled, partition_features, selected_answers, selection_sql
@@ -32,9 +32,8 @@ def ingest_or_fail(settings: Settings, path: str, kind: Kind,
     return summary
 
 
-@stage(name="features of a partition", retries=2, retry_delay_seconds=1)
-def partition_features_task(partition: Partition, window_days: int) -> Partition:
-    return partition_features(partition, window_days)
+partition_features_task = stage(name="features of a partition", retries=2,
+                                retry_delay_seconds=1)(partition_features)
 
 
 def training_features(settings: Settings, batch_id: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -63,8 +62,7 @@ def _true_risk(truth_path: str | None, answers: pd.DataFrame) -> pd.Series | Non
     """The generator's true risk for the training rows, when a truth file is given."""
     if not truth_path:
         return None
-    truth = pd.read_csv(truth_path, usecols=[*QUESTIONNAIRE_KEY, "true_risk"])
-    truth["submitted_at"] = pd.to_datetime(truth["submitted_at"])
+    truth = pd.read_csv(truth_path, usecols=[*QUESTIONNAIRE_KEY, "true_risk"], parse_dates=["submitted_at"])
     keyed = answers[list(QUESTIONNAIRE_KEY)].merge(truth, on=list(QUESTIONNAIRE_KEY), how="left")
     return pd.Series(keyed["true_risk"].to_numpy(), index=answers.index)
 

@@ -3,8 +3,10 @@ ingest summaries in words."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -56,17 +58,24 @@ def test_text_summaries_print_figures_as_tables_not_json(capsys):
     assert "{" not in printed and "roc_auc" in printed and "0.8123" in printed
 
 
-@pytest.mark.slow
-def test_a_refused_file_is_one_clear_error_not_a_traceback(tmp_path):
-    """What a user sees when `balanceit score` cannot read the file: the problem, no engine traceback."""
+@pytest.mark.parametrize("command", [("score",), ("train", "--data"), ("ingest", "questionnaire")],
+                         ids=" ".join)
+def test_a_missing_input_is_one_clear_error_at_once(tmp_path, command):
+    """What a user sees when a command cannot find its input: the problem, no engine traceback, and at
+    once: Prefect (its temporary server, its folder in the workspace) is not started for it."""
     balanceit = Path(sys.executable).parent / "balanceit"
     missing = tmp_path / "no-such-survey.csv"
-    result = subprocess.run([str(balanceit), "--home", str(tmp_path / "ws"), "score", str(missing)],
-                            capture_output=True, text=True, timeout=300)
+    workspace = tmp_path / "ws"
+    environment = {name: value for name, value in os.environ.items() if name != "PREFECT_HOME"}
+    started = time.perf_counter()
+    result = subprocess.run([str(balanceit), "--home", str(workspace), *command, str(missing)],
+                            capture_output=True, text=True, timeout=300, env=environment)
+    assert time.perf_counter() - started < 5
     assert result.returncode == 2
     assert f"error: {missing}: no such file or folder" in result.stderr.splitlines()  # one line, never wrapped
     said = result.stdout + result.stderr
     assert "Traceback" not in said and "ERROR" not in said and "Encountered exception" not in said
+    assert not (workspace / "prefect").exists()
 
 
 @pytest.mark.slow
