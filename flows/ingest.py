@@ -12,7 +12,7 @@ from balanceit.config import Settings, load_settings
 from balanceit.data.load import (IngestionSummary, Kind, content_sha256, ingest, loaded_before, now,
                                  refused_unread, store_validated, validate)
 from balanceit.flows.cluster import on_runner
-from balanceit.flows.common import stage
+from balanceit.flows.common import InputRefused, stage
 from balanceit.warehouse import open_warehouse
 
 
@@ -20,6 +20,14 @@ def ingest_file(settings: Settings, path: str, kind: Kind, not_asked: tuple[str,
     """One input of a train or score run, in this process."""
     with open_warehouse(settings) as con:
         return ingest(con, path, kind, not_asked)
+
+
+def ingest_or_fail(settings: Settings, path: str, kind: Kind, not_asked: tuple[str, ...] = ()) -> IngestionSummary:
+    """`ingest_file` for a flow that cannot go on without the file: a refusal stops it, with the reason."""
+    summary = ingest_file(settings, path, kind, not_asked)
+    if summary.status == "refused":
+        raise InputRefused(summary.message)
+    return summary
 
 
 validate_file = stage(name="read and validate a file", retries=2, retry_delay_seconds=1)(validate)

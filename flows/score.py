@@ -12,7 +12,7 @@ from balanceit.config import Settings, load_settings
 from balanceit.data.partitions import Partition, export_batch, partitions_root, register_results
 from balanceit.flows.cluster import on_runner, parse_cluster
 from balanceit.flows.common import stage
-from balanceit.flows.train import ingest_or_fail
+from balanceit.flows.ingest import ingest_or_fail
 from balanceit.models.terms import AdditiveTerms
 from balanceit.models.registry import champion_version, load_model
 from balanceit.models.score import score_partition

@@ -11,25 +11,16 @@ from prefect import flow
 from balanceit.config import Settings, load_settings, masked_uri
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
 from balanceit.data.labels import add_to_reference_set, label_problems, reference_answers
-from balanceit.data.load import IngestionSummary, Kind
 from balanceit.data.partitions import export_partitions, partitions_root, remove
 from balanceit.features.build import compute_features
 from balanceit.features.catalogue import model_input
 from balanceit.features.store import only_labelled, partition_features, selected_answers, selection_sql
 from balanceit.flows.cluster import on_runner
 from balanceit.flows.common import InputRefused, stage
-from balanceit.flows.ingest import ingest_file
+from balanceit.flows.ingest import ingest_or_fail
 from balanceit.models.registry import CHAMPION, Reference, log_and_register
 from balanceit.models.train import train_model
 from balanceit.warehouse import open_warehouse, transaction, upsert_frame
-
-
-def ingest_or_fail(settings: Settings, path: str, kind: Kind,
-                   not_asked: tuple[str, ...] = ()) -> IngestionSummary:
-    summary = ingest_file(settings, path, kind, not_asked)
-    if summary.status == "refused":
-        raise InputRefused(summary.message)
-    return summary
 
 
 partition_features_task = stage(name="features of a partition", retries=2,
