@@ -42,12 +42,6 @@ class _ColumnEncoder:
         spline.fit(present.reshape(-1, 1))
         return cls(column, spline=spline, fill=float(np.median(present)))
 
-    @property
-    def width(self) -> int:
-        if self.one_hot is not None:
-            return len(self.one_hot.categories_[0])
-        return (self.spline.n_features_out_ if self.spline is not None else 0) + 1
-
     def fitted_term(self, coef: np.ndarray) -> ColumnTerm:
         """This column's part of the logit as a function of its values: `transform(values) @ coef`."""
         if self.one_hot is not None:
@@ -92,9 +86,10 @@ class AdditiveRiskModel(ClassifierMixin, BaseEstimator, AdditiveTerms):
             for feature in self.features_
         ]
         columns = [encoder for encoders in self.encoders_ for encoder in encoders]
-        self.logistic_ = self._logistic().fit(np.hstack([e.transform(X[e.column.name]) for e in columns]), y)
+        blocks = [encoder.transform(X[encoder.column.name]) for encoder in columns]
+        self.logistic_ = self._logistic().fit(np.hstack(blocks), y)
         self.classes_ = self.logistic_.classes_
-        ends = np.cumsum([e.width for e in columns])[:-1]
+        ends = np.cumsum([block.shape[1] for block in blocks])[:-1]
         self.coef_slices_ = [coef.copy() for coef in np.split(self.logistic_.coef_[0], ends)]
         self._shrink_missing_terms(X, columns)
         terms = self.terms(X)

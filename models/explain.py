@@ -80,10 +80,6 @@ def _signs(*values: object) -> str:
     return "; ".join(signs + (["poor posture (self-rated)"] if _answer(posture) == "poor" else []))
 
 
-def _signs_text(answers: pd.DataFrame) -> np.ndarray:
-    return _text_per_combination([answers[column].to_numpy(dtype=object) for column in SIGN_ANSWERS], _signs)
-
-
 def not_asked_questions(answers: pd.DataFrame) -> tuple[str, ...]:
     """The optional questions a batch never asked: absent from its file or empty on every row.
 
@@ -131,7 +127,7 @@ def explain_batch(model: AdditiveTerms, answers: pd.DataFrame, features: pd.Data
         out[f"driver_{rank + 1}"] = names[:, rank]
         out[f"driver_{rank + 1}_answers"] = texts[:, rank]
         out[f"driver_{rank + 1}_contribution"] = values[:, rank]
-    out["signs"] = _signs_text(answers)
+    out["signs"] = _text_per_combination([answers[name].to_numpy(dtype=object) for name in SIGN_ANSWERS], _signs)
     out["missing_answers"] = _missing_text(answers, not_asked)
     for what_if in WHAT_IFS:
         out[f"whatif_{what_if.name}"] = _what_if_risk(model, what_if, X, terms, unknown)
@@ -179,5 +175,5 @@ def _what_if_risk(model: AdditiveTerms, what_if: WhatIf, X: ModelInput, terms: n
     changed = {**X, **what_if.change(X)}
     changed_terms = terms.copy()
     for feature in what_if.touches:
-        changed_terms[:, FEATURE_POSITIONS[feature]] = model.feature_term(changed, feature)
+        changed_terms[:, FEATURE_POSITIONS[feature]] = model.feature_term(changed, FEATURE_POSITIONS[feature])
     return np.where(what_if.applies(X), expit(model.logit_from_terms(changed_terms, unknown)), np.nan)

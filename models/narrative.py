@@ -119,10 +119,6 @@ def _question(column: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def driver_sentence(feature: str, rank: int, answers: pd.Series, features: pd.Series) -> str:
-    return f"{_situation(feature, answers, features)}: this raises your risk {RANK_WORDS[rank]}."
-
-
 def sign_sentences(answers: pd.Series) -> list[str]:
     sentences = [
         f"You report {answers[column]} {column.replace('_', ' ')}, which often comes with muscle imbalance."
@@ -195,7 +191,7 @@ def explanation(scored: pd.Series, answers: pd.Series, features: pd.Series,
                     + (f" What raises it most: {BY_NAME[drivers[0]].label.lower()}." if drivers else "")),
         "drivers": [
             {"feature": name, "label": BY_NAME[name].label,
-             "sentence": driver_sentence(name, rank, answers, features),
+             "sentence": f"{_situation(name, answers, features)}: this raises your risk {RANK_WORDS[rank]}.",
              "answers": [{"question": _question(part.split("=", 1)[0]), "value": answer_words(part.split("=", 1)[1])}
                          for part in str(scored[f"driver_{rank + 1}_answers"]).split("; ") if "=" in part],
              "contribution": float(contributions.get(name, 0.0))}

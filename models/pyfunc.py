@@ -17,7 +17,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 from balanceit.config import Settings
-from balanceit.data.contract import QUESTIONNAIRE
+from balanceit.data.contract import ANSWER_COLUMNS, QUESTIONNAIRE
 from balanceit.models.additive import AdditiveRiskModel
 
 # The packages scoring needs, by import name; copied as balanceit/<name> into the model.
@@ -100,12 +100,10 @@ def request_contract() -> list[dict]:
     ` Sex ` or `AGE` (which the contract accepts) would be dropped. Without one, rows reach `predict`
     whole and validation answers each one.
     """
-    from balanceit.models.score import REQUEST_COLUMNS
-
     specs = {c.name: c for c in QUESTIONNAIRE}
     return [{key: list(value) if isinstance(value, tuple) else value
              for key, value in asdict(specs[name]).items() if value is not None}
-            for name in REQUEST_COLUMNS]
+            for name in ANSWER_COLUMNS]
 
 
 def package_code(folder: Path) -> Path:

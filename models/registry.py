@@ -265,12 +265,6 @@ def training_ingestion(settings: Settings, version: str) -> str | None:
     return run.data.params.get(TRAINING_INGESTION_PARAM) or None
 
 
-def _store(settings: Settings) -> Path | None:
-    """The sqlite tracking store, read directly (importing MLflow takes ~3 s); None: MLflow's client asks."""
-    uri = settings.mlflow_tracking_uri
-    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
-
-
 # One row per registered version, as MLflow's client gives them (metrics are the run's latest values).
 _VERSIONS_SQL = """
     SELECT v.version, v.run_id, v.creation_time, coalesce(v.storage_location, v.source),
@@ -283,9 +277,10 @@ _VERSIONS_SQL = """
 
 def _versions(settings: Settings) -> list[dict[str, object]]:
     """Every version with its aliases, run, metrics, gate reason and model folder (None: not on this machine)."""
-    store = _store(settings)
-    if store is None:
+    uri = settings.mlflow_tracking_uri
+    if not uri.startswith("sqlite:///"):  # a sqlite store is read directly: importing MLflow takes ~3 s
         return _versions_from_client(settings)
+    store = Path(uri.removeprefix("sqlite:///")).resolve()
     if not store.exists():
         return []
     with closing(sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True)) as con:

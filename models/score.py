@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from balanceit.config import Settings
-from balanceit.data.contract import LABEL, QUESTIONNAIRE_COLUMNS, QUESTIONNAIRE_KEY
+from balanceit.data.contract import ANSWER_COLUMNS, QUESTIONNAIRE_KEY
 from balanceit.data.partitions import Partition, write_atomically
 from balanceit.data.readers import TEXT, normalise_column_names
 from balanceit.features.build import OPTIONAL_ANSWERS, answers_and_features
@@ -14,13 +14,12 @@ from balanceit.models.terms import AdditiveTerms
 from balanceit.models.explain import explain_batch, not_asked_questions
 
 EXPLAIN_SLICE_ROWS = 50_000  # large enough that per-call overheads vanish, small enough to bound memory
-REQUEST_COLUMNS = tuple(c for c in QUESTIONNAIRE_COLUMNS if c != LABEL and not c.startswith("survey_"))
 
 
 def request_rows(answers: pd.DataFrame) -> pd.DataFrame:
     """Canonical answers written back as the text a survey export holds (the pyfunc's input form)."""
     out = pd.DataFrame(index=answers.index)
-    for column in REQUEST_COLUMNS:
+    for column in ANSWER_COLUMNS:
         values = answers[column]
         if column == "submitted_at":
             text = pd.to_datetime(values).dt.strftime("%Y-%m-%dT%H:%M:%S")
@@ -79,7 +78,7 @@ def score_raw_rows(model: AdditiveTerms, raw: pd.DataFrame, settings: Settings) 
         return pd.DataFrame({"respondent_id": unscored, "submitted_at": unscored, "risk": np.nan, "band": unscored,
                              "error": refused.problem}, index=pd.RangeIndex(len(raw)))
     # A request's own columns say what was asked: a blank in a column it sent is one person's skip.
-    sent = set(normalise_column_names(raw, "request").columns)
+    sent = normalise_column_names(raw, "request")
     not_asked = tuple(name for name in OPTIONAL_ANSWERS if name not in sent)
     aligned, _, scored = _features_and_scores(model, checked.accepted, None, settings, not_asked)
     placed = aligned["row_number"].to_numpy()
@@ -91,13 +90,10 @@ def score_raw_rows(model: AdditiveTerms, raw: pd.DataFrame, settings: Settings) 
         problems = quarantined["column"] + ": " + quarantined["rule"]
         errors = problems.groupby(quarantined["row_number"].to_numpy()).agg("; ".join).reindex(row_numbers).array
     result = result.assign(**{key: result[key].astype(TEXT) for key in QUESTIONNAIRE_KEY}, error=errors)
-    return _keys_as_sent(result.reset_index(drop=True), raw, scored_rows=np.isin(row_numbers, placed))
-
-
-def _keys_as_sent(result: pd.DataFrame, raw: pd.DataFrame, scored_rows: np.ndarray) -> pd.DataFrame:
-    """An unscored row keeps respondent_id and submitted_at as sent: the caller can tell whose error it is."""
+    result = result.reset_index(drop=True)
+    scored_rows = np.isin(row_numbers, placed)
     if scored_rows.all():
         return result
-    sent = normalise_column_names(raw, "request").reset_index(drop=True)
-    return result.assign(**{key: result[key].where(scored_rows, sent[key].astype(TEXT))
+    # An unscored row keeps respondent_id and submitted_at as sent: the caller can tell whose error it is.
+    return result.assign(**{key: result[key].where(scored_rows, sent[key].astype(TEXT).array)
                             for key in QUESTIONNAIRE_KEY if key in sent})

@@ -169,8 +169,9 @@ class AdditiveTerms:
         coefs = iter(self.coef_slices_)
         return [[encoder.fitted_term(next(coefs)) for encoder in encoders] for encoders in self.encoders_]
 
-    def _feature_term(self, X: ModelInput, index: int) -> np.ndarray:
-        """g_f(x) for catalogue feature `index`: the sum of its columns' terms."""
+    def feature_term(self, X: ModelInput, index: int) -> np.ndarray:
+        """g_f(x) for catalogue feature `index`, the sum of its columns' terms (a what-if computes only the
+        features it touches)."""
         return sum(term(X[encoder.column.name])
                    for encoder, term in zip(self.encoders_[index], self._column_terms[index], strict=True))
 
@@ -181,14 +182,10 @@ class AdditiveTerms:
         term is its expectation over the training population, so it adds nothing against the average
         person instead of the "answer skipped" term.
         """
-        terms = np.column_stack([self._feature_term(X, i) for i in range(len(self.encoders_))])
+        terms = np.column_stack([self.feature_term(X, i) for i in range(len(self.encoders_))])
         if unknown is not None and unknown.any():
             terms[:, unknown] = self.mean_terms_[unknown]
         return terms
-
-    def feature_term(self, X: ModelInput, feature: str) -> np.ndarray:
-        """One feature's shape term, computing only that feature (for what-ifs)."""
-        return self._feature_term(X, self.feature_names.index(feature))
 
     def _pair_products(self, terms: np.ndarray) -> np.ndarray:
         return terms[:, self.pairs_[:, 0]] * terms[:, self.pairs_[:, 1]]
@@ -223,12 +220,10 @@ class AdditiveTerms:
     def logit_from_terms(self, terms: np.ndarray, unknown: np.ndarray | None = None) -> np.ndarray:
         return self.intercept_ + terms @ self.weights_ + self._interaction_terms(terms, unknown).sum(axis=1)
 
-    def contribution_matrix(self, X: ModelInput, unknown: np.ndarray | None = None) -> np.ndarray:
-        return self.contributions_from_terms(self.terms(X, unknown), unknown)
-
     def contributions(self, X: pd.DataFrame, unknown: np.ndarray | None = None) -> pd.DataFrame:
-        """`contribution_matrix` as a frame with the catalogue's feature names."""
-        return pd.DataFrame(self.contribution_matrix(X, unknown), columns=self.feature_names, index=X.index)
+        """`contributions_from_terms` as a frame with the catalogue's feature names."""
+        return pd.DataFrame(self.contributions_from_terms(self.terms(X, unknown), unknown),
+                            columns=self.feature_names, index=X.index)
 
     def decision_function(self, X: pd.DataFrame, unknown: np.ndarray | None = None) -> np.ndarray:
         return self.logit_from_terms(self.terms(X, unknown), unknown)
@@ -236,9 +231,6 @@ class AdditiveTerms:
     def predict_proba(self, X: pd.DataFrame, unknown: np.ndarray | None = None) -> np.ndarray:
         risk = expit(self.decision_function(X, unknown))
         return np.column_stack([1 - risk, risk])
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
 
 def expit(logit: np.ndarray) -> np.ndarray:

@@ -88,11 +88,6 @@ def cross_validate(X: pd.DataFrame, y: np.ndarray, settings: Settings) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def choose(cv: pd.DataFrame) -> str:
-    """The explainable candidate with the best mean cross-validated ROC AUC."""
-    return str(cv.groupby("candidate")["roc_auc"].mean()[list(EXPLAINABLE)].idxmax())
-
-
 def train_model(features: pd.DataFrame, labels: pd.Series, settings: Settings,
                 true_risk: pd.Series | None = None) -> TrainingResult:
     """Compare candidates by cross-validation, refit the chosen one, and measure it on held-out rows."""
@@ -101,7 +96,7 @@ def train_model(features: pd.DataFrame, labels: pd.Series, settings: Settings,
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=settings.holdout_fraction, stratify=y, random_state=settings.random_seed)
     cv = cross_validate(X_train, y_train, settings)
-    chosen = choose(cv)
+    chosen = str(cv.groupby("candidate")["roc_auc"].mean()[list(EXPLAINABLE)].idxmax())  # best explainable
     started = time.perf_counter()
     model = clone(candidates(settings.random_seed)[chosen]).fit(X_train, y_train)
     fit_seconds = time.perf_counter() - started
@@ -113,14 +108,9 @@ def train_model(features: pd.DataFrame, labels: pd.Series, settings: Settings,
         peer_holdout_metrics=classification_metrics(y_test, peer_risk),
         subgroups=subgroup_metrics(y_test, risk, features.loc[X_test.index, ["sex", "age_band"]]),
         holdout_index=X_test.index, holdout_risk=risk, peer_holdout_risk=peer_risk)
-    if true_risk is not None:
-        result.truth_metrics = against_truth(y_test, risk, peer_risk, true_risk.loc[X_test.index].to_numpy())
+    if true_risk is not None:  # generated data: the Bayes-optimal AUC (the ceiling) and each model's share of it
+        ceiling, model_auc, peer_auc = (classification_metrics(y_test, p)["roc_auc"]
+                                        for p in (true_risk.loc[X_test.index].to_numpy(), risk, peer_risk))
+        result.truth_metrics = {"ceiling_roc_auc": ceiling, "share_of_ceiling": model_auc / ceiling,
+                                "peer_share_of_ceiling": peer_auc / ceiling}
     return result
-
-
-def against_truth(y: np.ndarray, risk: np.ndarray, peer_risk: np.ndarray,
-                  true_risk: np.ndarray) -> dict[str, float]:
-    """On generated data: the Bayes-optimal AUC (the ceiling) and each model's share of it."""
-    ceiling, model_auc, peer_auc = (classification_metrics(y, p)["roc_auc"] for p in (true_risk, risk, peer_risk))
-    return {"ceiling_roc_auc": ceiling, "share_of_ceiling": model_auc / ceiling,
-            "peer_share_of_ceiling": peer_auc / ceiling}

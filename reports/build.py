@@ -35,11 +35,10 @@ if TYPE_CHECKING:
 TRAINING = "training"
 TRAINING_FIGURES = "training_figures.json"
 ESTIMATE_NAMES = {
-    "mean_risk": "Mean risk", "share_low_risk": "Share in the low band",
-    "share_moderate_risk": "Share in the moderate band", "share_high_risk": "Share in the high band",
+    "mean_risk": "Mean risk", **{f"share_{band}_risk": f"Share in the {band} band" for band in aggregate.BANDS},
     "mean_sitting_hours": "Mean sitting per day", "share_sitting_over_8h": "Share sitting over 8 hours a day",
 }
-BAND_ORDER = {"low": 0, "moderate": 1, "high": 2}
+BAND_ORDER = {band: order for order, band in enumerate(aggregate.BANDS)}
 LIMITS = (
     "balanceit is a screening aid, not a diagnosis: a clinician decides whether a muscle imbalance is present.",
     "Risks come from self-reported answers and, where worn, a wearable; misreported answers move them.",
@@ -83,11 +82,6 @@ def _answers_and_features(con: duckdb.DuckDBPyConnection, joins: str, where: str
     rows = (f"FROM questionnaire q JOIN features f USING (respondent_id, submitted_at) {joins} WHERE {where} "
             "ORDER BY q.respondent_id, q.submitted_at")
     return con.execute(f"SELECT q.* {rows}", parameters).df(), con.execute(f"SELECT f.* {rows}", parameters).df()
-
-
-def _batch_rows(con: duckdb.DuckDBPyConnection, batch_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return _answers_and_features(con, "JOIN batch_members m USING (respondent_id, submitted_at)",
-                                 "m.batch_id = $batch", {"batch": batch_id})
 
 
 def _batch(con: duckdb.DuckDBPyConnection, batch: str | None) -> tuple[str, str | None, str]:
@@ -152,7 +146,8 @@ def load_population(settings: Settings, batch: str | None) -> Population:
             description = f"Training population: {len(answers):,} labelled respondents"
         else:
             batch, version, file = _batch(con, batch)
-            answers, features = _batch_rows(con, batch)
+            members = "JOIN batch_members m USING (respondent_id, submitted_at)"
+            answers, features = _answers_and_features(con, members, "m.batch_id = $batch", {"batch": batch})
             ingestion_ids = [batch]
             description = f"Scored batch {batch} from {Path(file).name}: {len(answers):,} respondents"
         quality = _data_quality(con, batch, ingestion_ids)
@@ -255,10 +250,10 @@ def population_context(population: Population, settings: Settings) -> dict[str, 
 def reweighted(settings: Settings, population: Population, target: Target) -> dict[str, object]:
     """The population raked to `target`, for the report; the weights are stored with the batch (which
     target, which method, when), the one thing a report writes and only when asked to reweight."""
-    from balanceit.reports.reweight import now, reweight, reweighting_report, store_weights
+    from balanceit.reports.reweight import reweight, reweighting_report, store_weights
 
     result = reweight(population.answers, target, settings.reweight_trim_ratio)
-    computed_at = now()
+    computed_at = datetime.now(timezone.utc)
     with open_warehouse(settings) as con:
         store_weights(con, population.batch, population.answers, result, computed_at)
     return reweighting_report(population.people, result, settings.reweight_min_effective_size,
@@ -278,7 +273,12 @@ def person_explanation(settings: Settings, respondent_id: str) -> dict[str, obje
         if row is None:
             raise LookupError(f"no scored submission for respondent '{respondent_id}'")
         batch_id, version, submitted_at, stored_risk = row
-        answers, features = _submission(con, settings, {"id": respondent_id, "at": submitted_at})
+        key = {"id": respondent_id, "at": submitted_at}
+        where = "WHERE respondent_id = $id AND submitted_at = $at"
+        answers = con.execute(f"SELECT * FROM questionnaire {where}", key).df()
+        features = con.execute(f"SELECT * FROM features {where}", key).df()
+        if features.empty:  # never stored: computed as scoring computed them
+            features = compute_features(con, answers, "activity", settings.activity_window_days)
         batch_risk = con.execute(
             "SELECT s.risk FROM batch_members m JOIN scores s USING (respondent_id, submitted_at) "
             "WHERE m.batch_id = ? AND s.model_version = ?", [batch_id, version]).fetchnumpy()["risk"]
@@ -287,17 +287,6 @@ def person_explanation(settings: Settings, respondent_id: str) -> dict[str, obje
     contributions = model.contributions(model_input(features)).iloc[0].to_dict()
     return {**explanation(scored.iloc[0], answers.iloc[0], features.iloc[0], contributions),
             "model_version": version, "standing": _standing(batch_risk, stored_risk, batch_id, settings)}
-
-
-def _submission(con: duckdb.DuckDBPyConnection, settings: Settings,
-                key: dict[str, object]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One submission's answers and the features stored for it; computed, not stored, when none are."""
-    where = "WHERE respondent_id = $id AND submitted_at = $at"
-    answers = con.execute(f"SELECT * FROM questionnaire {where}", key).df()
-    features = con.execute(f"SELECT * FROM features {where}", key).df()
-    if features.empty:
-        features = compute_features(con, answers, "activity", settings.activity_window_days)
-    return answers, features
 
 
 def _standing(batch_risk: np.ndarray, risk: float, batch_id: str, settings: Settings) -> dict[str, object] | None:

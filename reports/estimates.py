@@ -12,15 +12,15 @@ value is a domain, not a filter; a domain in a single PSU of a single stratum ha
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import polars as pl
 import svy
 
-from balanceit.reports.aggregate import SEGMENT_FIGURES, WEIGHT, survey_weights
+from balanceit.reports.aggregate import BANDS, SEGMENT_FIGURES, survey_weights
 
 STRATUM, PSU = "survey_stratum", "survey_psu"
 ALPHA = 0.05  # 95% intervals
@@ -37,8 +37,7 @@ ORDINARY_INTERVALS = ("95% intervals are ordinary ones for a simple random sampl
 _W, _S, _P, _DOMAIN = "_weight", "_stratum", "_psu", "_domain"
 
 
-@dataclass(frozen=True)
-class Estimate:
+class Estimate(NamedTuple):
     """A point estimate with its 95% interval; the interval is NaN where none can be computed."""
 
     value: float
@@ -47,7 +46,8 @@ class Estimate:
 
     def as_dict(self) -> dict[str, float | None]:
         """{"value", "ci_low", "ci_high"}, with NaN as None so that it is valid JSON."""
-        return {name: _finite_or_none(getattr(self, name)) for name in ("value", "ci_low", "ci_high")}
+        return {name: float(value) if value is not None and math.isfinite(value) else None
+                for name, value in self._asdict().items()}
 
 
 UNKNOWN = Estimate(math.nan, math.nan, math.nan)
@@ -79,11 +79,6 @@ class Design:
                          "(R's lonely.psu = \"adjust\")")
         return sentence + "."
 
-    def svy_design(self) -> svy.Design:
-        """The svy declaration of this design over the columns that `_sample` builds."""
-        return svy.Design(stratum=_S if self.stratum is not None else None, psu=_P if self.psu is not None else None,
-                          wgt=_W, singleton=SINGLETON_RULE if self.singleton_strata else None)
-
 
 def design_of(frame: pd.DataFrame) -> Design | None:
     """The frame's survey design, or None when it is unweighted (see the module docstring)."""
@@ -100,45 +95,26 @@ def design_of(frame: pd.DataFrame) -> Design | None:
                   n_psus=len(pairs), singleton_strata=int((psus_per_stratum == 1).sum()))
 
 
-def estimate_mean(values: pd.Series, frame: pd.DataFrame) -> Estimate:
-    """Mean of `values` (aligned with `frame`), missing values a domain; design-based when the frame has one."""
-    return _estimate(_floats(values, frame), frame, _mean_estimates)
+def estimate_of(sample: svy.Sample, column: str, y: np.ndarray, share: bool) -> Estimate:
+    """One mean or share (see `_estimates`) of the sample's column `y`; NaN when nobody has a value."""
+    return _estimates(sample, column, share)[0] if np.isfinite(y).any() else UNKNOWN
 
 
-def estimate_share(indicator: pd.Series, frame: pd.DataFrame) -> Estimate:
-    """Share of rows where `indicator` (booleans or 0/1, aligned with `frame`) is true, missing rows a
-    domain; a Korn-Graubard interval (design-based when the frame has a design), always within [0, 1]."""
-    return _estimate(_indicator(indicator, frame), frame, _share_estimates)
-
-
-def _estimate(y: np.ndarray, frame: pd.DataFrame, estimates: Callable[[svy.Sample, str], list[Estimate]]) -> Estimate:
-    return _figure(_sample(design_of(frame), {"y": y}), "y", y, estimates)
-
-
-def _figure(sample: svy.Sample, column: str, y: np.ndarray,
-            estimates: Callable[[svy.Sample, str], list[Estimate]]) -> Estimate:
-    """One figure of the sample's column `y`; NaN when nobody has a value."""
-    return estimates(sample, column)[0] if np.isfinite(y).any() else UNKNOWN
-
-
-def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
+def population_estimates(people: pd.DataFrame) -> dict:
     """The headline figures of `people` (`risk`, `band`, `sitting_hours_per_day`, maybe a design), each
     with its 95% interval: {"weighted", "n", "population" (what they describe), "intervals" (how computed),
     "estimates": {name: {"value", "ci_low", "ci_high"}}}. A missing answer leaves out only its own figure."""
     design = design_of(people)
     band = people["band"]
     sitting = _floats(people["sitting_hours_per_day"], people)
-    band_of = {"low": "low", "moderate": "moderate", "high": high_band}
     columns = {
         "mean_risk": _floats(people["risk"], people),
         "mean_sitting_hours": sitting,
-        **{f"share_{name}_risk": _indicator((band == value).mask(band.isna()), people)
-           for name, value in band_of.items()},
+        **{f"share_{name}_risk": _indicator((band == name).mask(band.isna()), people) for name in BANDS},
         "share_sitting_over_8h": np.where(np.isnan(sitting), np.nan, sitting > LONG_SITTING_HOURS),
     }
-    sample = _sample(design, columns)
-    estimates = {name: _figure(sample, name, y, _share_estimates if name.startswith("share_") else _mean_estimates)
-                 for name, y in columns.items()}
+    sample = sample_of(design, columns)
+    estimates = {name: estimate_of(sample, name, y, name.startswith("share_")) for name, y in columns.items()}
     return {
         "weighted": design is not None,
         "n": int(len(people)),
@@ -148,8 +124,8 @@ def population_estimates(people: pd.DataFrame, high_band: str = "high") -> dict:
     }
 
 
-def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = "high") -> pd.DataFrame:
-    """Mean risk and share in `high_band` with 95% intervals per segment of `labels` (aligned with
+def segment_estimates(people: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
+    """Mean risk and share in the high band with 95% intervals per segment of `labels` (aligned with
     `people`), each a domain: people without a label stay in the design. Segments come in a categorical's
     order, else as they first appear; columns: label, n (people) and SEGMENT_FIGURES."""
     columns = ["label", "n", *SEGMENT_FIGURES]
@@ -158,11 +134,11 @@ def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = 
     if not len(uniques):
         return pd.DataFrame(columns=columns)
     band = people["band"]
-    in_high = _indicator((band == high_band).mask(band.isna()), people)
-    sample = _sample(design_of(people), {"risk": _floats(people["risk"], people), "high": in_high,
+    in_high = _indicator((band == "high").mask(band.isna()), people)
+    sample = sample_of(design_of(people), {"risk": _floats(people["risk"], people), "high": in_high,
                                          _DOMAIN: np.where(codes >= 0, codes, np.nan)})
-    risk = _mean_estimates(sample, "risk", by=_DOMAIN, n_domains=len(uniques))
-    high = _share_estimates(sample, "high", by=_DOMAIN, n_domains=len(uniques))
+    risk = _estimates(sample, "risk", share=False, by=_DOMAIN, n_domains=len(uniques))
+    high = _estimates(sample, "high", share=True, by=_DOMAIN, n_domains=len(uniques))
     figures = {"label": list(uniques), "n": np.bincount(codes[codes >= 0], minlength=len(uniques))}
     for name, found in (("mean_risk", risk), ("share_high", high)):
         figures.update({name: [e.value for e in found], f"{name}_ci_low": [e.ci_low for e in found],
@@ -172,43 +148,39 @@ def segment_estimates(people: pd.DataFrame, labels: pd.Series, high_band: str = 
 
 # --- svy plumbing -------------------------------------------------------------------------------------
 
-def _sample(design: Design | None, columns: dict[str, np.ndarray]) -> svy.Sample:
+def sample_of(design: Design | None, columns: dict[str, np.ndarray]) -> svy.Sample:
     """An svy sample of the given row-aligned columns (NaN = missing) under `design` (None: SRS)."""
     data = [pl.Series(name, np.asarray(values, dtype=float), nan_to_null=True) for name, values in columns.items()]
     if design is None:
         return svy.Sample(pl.DataFrame(data))
     data += [pl.Series(name, codes) for name, codes in ((_W, design.weight), (_S, design.stratum), (_P, design.psu))
              if codes is not None]
-    return svy.Sample(pl.DataFrame(data), design.svy_design())
+    return svy.Sample(pl.DataFrame(data), svy.Design(
+        stratum=_S if design.stratum is not None else None, psu=_P if design.psu is not None else None,
+        wgt=_W, singleton=SINGLETON_RULE if design.singleton_strata else None))
 
 
-def _mean_estimates(sample: svy.Sample, column: str, by: str | None = None,
-                    n_domains: int = 1) -> list[Estimate]:
-    rows = sample.estimation.mean(column, by=by, alpha=ALPHA, drop_nulls=True).to_polars()
-    found = {int(row[by]) if by else 0: Estimate(row["est"], row["lci"], row["uci"])
-             for row in rows.iter_rows(named=True)}
-    return [found.get(key, UNKNOWN) for key in range(n_domains)]
-
-
-def _share_estimates(sample: svy.Sample, column: str, by: str | None = None,
-                     n_domains: int = 1) -> list[Estimate]:
-    """Share of 1s in a 0/1 column; svy gives a row per level found, so a share of 0 or 1 is mirrored."""
-    rows = sample.estimation.prop(column, by=by, alpha=ALPHA, ci_method=SHARE_INTERVAL,
-                                  drop_nulls=True).to_polars()
+def _estimates(sample: svy.Sample, column: str, share: bool, by: str | None = None,
+               n_domains: int = 1) -> list[Estimate]:
+    """Mean of a column, or share of 1s in a 0/1 column: svy gives a share a row per level found, so a
+    share of 0 or 1 is mirrored."""
+    estimation = sample.estimation
+    rows = (estimation.prop(column, by=by, alpha=ALPHA, ci_method=SHARE_INTERVAL, drop_nulls=True) if share
+            else estimation.mean(column, by=by, alpha=ALPHA, drop_nulls=True)).to_polars()
     found: dict[int, Estimate] = {}
     for row in rows.iter_rows(named=True):
         key = int(row[by]) if by else 0
-        if row[column] == 1.0:
+        if not share or row[column] == 1.0:
             found[key] = Estimate(row["est"], row["lci"], row["uci"])
         else:
             found.setdefault(key, Estimate(1.0 - row["est"], 1.0 - row["uci"], 1.0 - row["lci"]))
-    return [_clipped(found.get(key, UNKNOWN)) for key in range(n_domains)]
+    figures = [found.get(key, UNKNOWN) for key in range(n_domains)]
+    return [_clipped(figure) for figure in figures] if share else figures
 
 
 def _clipped(estimate: Estimate) -> Estimate:
     """A share's interval within [0, 1] (rounding can leave it a hair outside)."""
-    return Estimate(*(min(max(v, 0.0), 1.0) if math.isfinite(v) else v
-                      for v in (estimate.value, estimate.ci_low, estimate.ci_high)))
+    return Estimate(*(min(max(v, 0.0), 1.0) if math.isfinite(v) else v for v in estimate))
 
 
 # --- inputs -------------------------------------------------------------------------------------------
@@ -236,7 +208,3 @@ def _indicator(indicator: pd.Series, frame: pd.DataFrame) -> np.ndarray:
     if not np.isin(y[np.isfinite(y)], (0.0, 1.0)).all():
         raise ValueError("a share's indicator must be true/false or 0/1 (missing allowed)")
     return y
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None

@@ -15,7 +15,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -168,10 +168,6 @@ def store_weights(con: duckdb.DuckDBPyConnection, batch_id: str, answers: pd.Dat
                  result.design_effect, result.effective_size, json.dumps(result.target.margins)])
     con.execute("INSERT INTO batch_weights SELECT * FROM rows")  # DuckDB reads the local frame `rows`
     con.execute("COMMIT")
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # --- reading targets ----------------------------------------------------------------------------------

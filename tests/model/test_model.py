@@ -119,9 +119,9 @@ def test_sign_interactions_weigh_symptoms_by_causes(trained, with_sign_interacti
     model = with_sign_interactions
     assert len(model.pair_coef_) > 0
     X = model_input(trained[2].head(500))
-    np.testing.assert_allclose(model.base_logit_ + model.contribution_matrix(X).sum(axis=1),
+    np.testing.assert_allclose(model.base_logit_ + model.contributions(X).sum(axis=1),
                                model.decision_function(X), atol=1e-9)
-    before, after = model.contribution_matrix(X), model.contribution_matrix(X.assign(back_pain="frequent"))
+    before, after = (model.contributions(rows).to_numpy() for rows in (X, X.assign(back_pain="frequent")))
     causes = [model.feature_names.index(name) for name in CAUSES]
     signs = [model.feature_names.index(name) for name in SIGNS]
     np.testing.assert_allclose(before[:, causes], after[:, causes], atol=1e-12)

@@ -52,7 +52,7 @@ def test_an_unasked_feature_adds_nothing_to_any_risk_and_is_never_a_driver(fitte
     model, answers, features = fitted
     unknown = unknown_features(NOT_ASKED)
     X = model_input(features)
-    contributions = model.contribution_matrix(X, unknown)
+    contributions = model.contributions(X, unknown).to_numpy()
     assert np.all(contributions[:, unknown] == 0.0)
     np.testing.assert_allclose(model.base_logit_ + contributions.sum(axis=1), model.decision_function(X, unknown),
                                atol=1e-9)

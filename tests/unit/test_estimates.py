@@ -20,10 +20,12 @@ from scipy import stats
 
 from balanceit.reports.estimates import (
     Estimate,
+    _floats,
+    _indicator,
     design_of,
-    estimate_mean,
-    estimate_share,
+    estimate_of,
     population_estimates,
+    sample_of,
     segment_estimates,
 )
 from balanceit.reports import aggregate
@@ -35,6 +37,18 @@ NHANES_P = SHARED_DATA / "nhanes_2017-2020_prepandemic_P"
 DESIGN_COLUMNS = ["survey_weight", "survey_stratum", "survey_psu"]
 ESTIMATE_NAMES = {"mean_risk", "share_low_risk", "share_moderate_risk", "share_high_risk",
                   "mean_sitting_hours", "share_sitting_over_8h"}
+
+
+def estimate_mean(values: pd.Series, frame: pd.DataFrame) -> Estimate:
+    """Mean of `values` (aligned with `frame`), as `population_estimates` computes each of its means."""
+    y = _floats(values, frame)
+    return estimate_of(sample_of(design_of(frame), {"y": y}), "y", y, share=False)
+
+
+def estimate_share(indicator: pd.Series, frame: pd.DataFrame) -> Estimate:
+    """Share of rows where `indicator` is true, as `population_estimates` computes each of its shares."""
+    y = _indicator(indicator, frame)
+    return estimate_of(sample_of(design_of(frame), {"y": y}), "y", y, share=True)
 
 
 def width(estimate: Estimate) -> float:

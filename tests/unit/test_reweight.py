@@ -7,6 +7,8 @@ health surveys are answered; it is reweighted to the full population's margins.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -16,7 +18,7 @@ from scipy.special import expit
 
 from balanceit.data.synthetic import generate
 from balanceit.reports.render import render_population
-from balanceit.reports.reweight import TargetRefused, now, read_target, reweight, reweighting_report, store_weights
+from balanceit.reports.reweight import TargetRefused, read_target, reweight, reweighting_report, store_weights
 
 PAIN = ["back_pain", "neck_pain", "shoulder_pain"]
 REFERENCE_COLUMNS = ["sex", "occupation", "sitting_hours_per_day", *PAIN]
@@ -54,7 +56,7 @@ def _inside(figure: dict, value: float) -> bool:
 def test_reweighting_a_biased_sample_recovers_the_population_means(population, biased_sample, reference):
     result = reweight(biased_sample, reference, trim_ratio=10.0)
     report = reweighting_report(biased_sample, result, min_effective_size=100, min_group_size=10,
-                                stored_at=now())
+                                stored_at=datetime.now(timezone.utc))
 
     for name, truth in (("mean_risk", population["risk"].mean()),
                         ("mean_sitting_hours", population["sitting_hours_per_day"].mean())):
@@ -86,7 +88,7 @@ def test_a_margins_file_is_matched_and_a_tiny_effective_size_is_flagged(biased_s
     assert after["sitting_hours_per_day", "0-6"] == pytest.approx(0.5, abs=1e-3)
     assert after["sex", "male"] == pytest.approx(0.49, abs=1e-3)
     report = reweighting_report(biased_sample, result, min_effective_size=len(biased_sample),
-                                min_group_size=50, stored_at=now())
+                                min_group_size=50, stored_at=datetime.now(timezone.utc))
     assert report["small_effective_size"]
     sex = {row["level"]: row for row in report["balance"] if row["column"] == "sex"}
     assert (biased_sample["sex"].value_counts()[["other", "unknown"]].sum() < 50)
@@ -123,7 +125,7 @@ def test_weights_are_stored_with_the_batch_and_a_rerun_replaces_them(biased_samp
     result = reweight(biased_sample, reference, trim_ratio=10.0)
     con = duckdb.connect()
     for _ in range(2):
-        store_weights(con, "b1", biased_sample, result, now())
+        store_weights(con, "b1", biased_sample, result, datetime.now(timezone.utc))
 
     runs = con.execute("SELECT target, method, computed_at FROM reweightings WHERE batch_id = 'b1'").fetchall()
     weights = con.execute("SELECT count(*), sum(weight) FROM batch_weights WHERE batch_id = 'b1'").fetchone()
@@ -135,7 +137,7 @@ def test_the_report_shows_both_figures_and_the_balance(tmp_path, biased_sample, 
                                                        make_population_context):
     result = reweight(biased_sample, reference, trim_ratio=10.0)
     reweighting = reweighting_report(biased_sample, result, min_effective_size=100_000, min_group_size=10,
-                                     stored_at=now())
+                                     stored_at=datetime.now(timezone.utc))
     context = make_population_context(make_scored(300), reweighting=reweighting, estimate_names=ESTIMATE_NAMES)
 
     html = render_population(context, tmp_path / "population.html").read_text()
