@@ -166,11 +166,6 @@ ADVICE: dict[str, tuple[str, str]] = {
 GENERAL_ADVICE = ("Keep joints moving", "A few minutes of joint mobility every day keeps muscles balanced.")
 
 
-def recommendations(drivers: list[str]) -> list[dict[str, str]]:
-    chosen = dict.fromkeys(ADVICE[driver] for driver in drivers if driver in ADVICE) or [GENERAL_ADVICE]
-    return [{"title": title, "text": text} for title, text in chosen]
-
-
 def explanation(scored: pd.Series, answers: pd.Series, features: pd.Series,
                 contributions: dict[str, float]) -> dict[str, object]:
     """Everything a person is told, as one dict (printed by `explain`, rendered in the person report)."""
@@ -182,6 +177,7 @@ def explanation(scored: pd.Series, answers: pd.Series, features: pd.Series,
         if not pd.isna(scored[f"whatif_{w.name}"]) and scored[f"whatif_{w.name}"] < scored["risk"] - 0.005
     ]
     band = scored["band"]
+    advice = dict.fromkeys(ADVICE[driver] for driver in drivers if driver in ADVICE) or [GENERAL_ADVICE]
     return {
         "respondent_id": scored["respondent_id"],
         "submitted_at": str(scored["submitted_at"]),
@@ -200,5 +196,5 @@ def explanation(scored: pd.Series, answers: pd.Series, features: pd.Series,
         "signs": sign_sentences(answers),
         "missing_answers": missing,
         "what_ifs": sorted(what_ifs, key=lambda w: w["risk_after"]),
-        "recommendations": recommendations(drivers),
+        "recommendations": [{"title": title, "text": text} for title, text in advice],
     }

@@ -68,12 +68,11 @@ class Registration:
     metrics: dict[str, float]
 
 
-def _figures(result: TrainingResult, holdout_X: pd.DataFrame, y_holdout: np.ndarray) -> dict[str, Figure]:
-    """ROC (beside the gradient-boosted peer), calibration and per-feature importance plots."""
+def _figures(result: TrainingResult, holdout_X: pd.DataFrame, y_holdout: np.ndarray,
+             bins: pd.DataFrame) -> dict[str, Figure]:
+    """ROC (beside the gradient-boosted peer), calibration (of `bins`) and per-feature importance plots."""
     from matplotlib.figure import Figure
     from sklearn.metrics import RocCurveDisplay
-
-    from balanceit.models.metrics import calibration_bins
 
     roc = Figure(figsize=(5, 5))
     ax = roc.subplots()
@@ -81,7 +80,6 @@ def _figures(result: TrainingResult, holdout_X: pd.DataFrame, y_holdout: np.ndar
     RocCurveDisplay.from_predictions(y_holdout, result.peer_holdout_risk, name="gradient_boosting", ax=ax)
     calibration = Figure(figsize=(5, 5))
     ax = calibration.subplots()
-    bins = calibration_bins(y_holdout, result.holdout_risk)
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
     ax.plot(bins["predicted_mean"], bins["observed_rate"], marker="o")
     ax.set(xlabel="predicted risk", ylabel="observed share", title="Calibration (held-out)")
@@ -173,6 +171,7 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
     client = configure(settings)
     holdout_X = model_input(features.loc[result.holdout_index])
     y_holdout = labels.loc[result.holdout_index].astype(int).to_numpy()
+    bins = calibration_bins(y_holdout, result.holdout_risk)
     dataset = mlflow.data.from_pandas(features.drop(columns=["submitted_at"]), name="training_features")
     with mlflow.start_run() as run:
         mlflow.log_input(dataset, context="training")
@@ -191,13 +190,13 @@ def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd
         cv_means = result.cross_validation.groupby("candidate")[["roc_auc", "brier", "fit_seconds"]].mean()
         for candidate, row in cv_means.iterrows():
             mlflow.log_metrics({f"cv_{candidate}_{k}": float(v) for k, v in row.items()})
-        for name, figure in _figures(result, holdout_X, y_holdout).items():
+        for name, figure in _figures(result, holdout_X, y_holdout, bins).items():
             mlflow.log_figure(figure, name)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             result.cross_validation.to_csv(folder / "cross_validation.csv", index=False)
             result.subgroups.to_csv(folder / "subgroup_metrics.csv", index=False)
-            calibration_bins(y_holdout, result.holdout_risk).to_csv(folder / "calibration.csv", index=False)
+            bins.to_csv(folder / "calibration.csv", index=False)
             (folder / "features.json").write_text(json.dumps(
                 [{"name": f.name, "label": f.label, "role": f.role, "sources": f.sources,
                   "columns": f.column_names} for f in CATALOGUE], indent=2))

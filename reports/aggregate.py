@@ -52,7 +52,7 @@ def is_weighted(scored: pd.DataFrame) -> bool:
 
 def band_counts(scored: pd.DataFrame) -> pd.DataFrame:
     """People per risk band (all three bands, in order) with their (weighted) share."""
-    weights = _weights(scored)
+    weights = weights_or_ones(scored)
     people = scored["band"].value_counts().reindex(BANDS, fill_value=0)
     share = weights.groupby(scored["band"]).sum().reindex(BANDS, fill_value=0) / weights.sum()
     return pd.DataFrame({"band": BANDS, "n": people.to_numpy(), "share": share.to_numpy()})
@@ -60,7 +60,7 @@ def band_counts(scored: pd.DataFrame) -> pd.DataFrame:
 
 def mean_risk(scored: pd.DataFrame) -> float:
     """The population's (weighted) mean risk."""
-    return float(np.average(scored["risk"].astype(float), weights=_weights(scored)))
+    return float(np.average(scored["risk"].astype(float), weights=weights_or_ones(scored)))
 
 
 def risk_histogram(scored: pd.DataFrame, bins: int = 20) -> dict[str, list]:
@@ -141,7 +141,7 @@ def segments_json(segments: list[dict]) -> list[dict]:
 def top_drivers(scored: pd.DataFrame) -> pd.DataFrame:
     """Per feature, the (weighted) share of people with it among their drivers and first: most common first."""
     people = scored.reset_index(drop=True)
-    weights = _weights(people)
+    weights = weights_or_ones(people)
     pairs = (people[list(DRIVER_COLUMNS)].melt(ignore_index=False, value_name="feature")["feature"]
              .dropna().rename_axis("person").reset_index().drop_duplicates())
     total = weights.sum()
@@ -166,7 +166,8 @@ def drift_table(train_features: pd.DataFrame, batch_features: pd.DataFrame, colu
     return pd.DataFrame({"feature": list(columns), "psi": values, "level": levels})
 
 
-def _weights(scored: pd.DataFrame) -> pd.Series:
+def weights_or_ones(scored: pd.DataFrame) -> pd.Series:
+    """`survey_weights`, or 1 for everyone when the frame is unweighted."""
     weights = survey_weights(scored)
     return pd.Series(1.0 if weights is None else weights, index=scored.index)
 

@@ -175,12 +175,10 @@ def _estimates(sample: svy.Sample, column: str, share: bool, by: str | None = No
         else:
             found.setdefault(key, Estimate(1.0 - row["est"], 1.0 - row["uci"], 1.0 - row["lci"]))
     figures = [found.get(key, UNKNOWN) for key in range(n_domains)]
-    return [_clipped(figure) for figure in figures] if share else figures
-
-
-def _clipped(estimate: Estimate) -> Estimate:
-    """A share's interval within [0, 1] (rounding can leave it a hair outside)."""
-    return Estimate(*(min(max(v, 0.0), 1.0) if math.isfinite(v) else v for v in estimate))
+    if not share:
+        return figures
+    # A share's interval within [0, 1]: rounding can leave it a hair outside.
+    return [Estimate(*(min(max(v, 0.0), 1.0) if math.isfinite(v) else v for v in figure)) for figure in figures]
 
 
 # --- inputs -------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import svy
 import yaml
 
 from balanceit.data.contract import QUESTIONNAIRE
-from balanceit.reports.aggregate import WEIGHT, suppressed_groups, survey_weights
+from balanceit.reports.aggregate import WEIGHT, suppressed_groups, weights_or_ones
 from balanceit.reports.estimates import population_estimates
 
 METHOD = "raking"
@@ -94,8 +94,7 @@ def reweight(answers: pd.DataFrame, target: Target, trim_ratio: float) -> Reweig
     refuses a target it cannot reach (a level nobody in the batch has, or people in a level it lacks)."""
     levels = {column: _margin_levels(answers, target, column) for column in target.margins}
     shares = {column: _batch_margin(target, column, levels[column], len(answers)) for column in target.margins}
-    base = survey_weights(answers)  # the batch's own (an NHANES cycle), else 1 for everyone
-    base = np.ones(len(answers)) if base is None else base
+    base = weights_or_ones(answers).to_numpy()  # the batch's own (an NHANES cycle), else 1 for everyone
     sample = svy.Sample(pl.DataFrame({**{f"m{i}": levels[c] for i, c in enumerate(shares)}, "_base": base}),
                         svy.Design(wgt="_base"))
     raked = sample.weighting.rake(
