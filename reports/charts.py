@@ -78,7 +78,9 @@ def bar_chart(rows: Sequence[tuple[str, float, float | None, float | None]], tit
               value_format: str) -> Markup:
     """Horizontal bars of rows (label, value >= 0, ci_low, ci_high), an interval drawn as a whisker; each
     label on its own line so long labels fit a phone. `value_format` is a format spec such as ".0%"."""
-    value_texts = [_value_text(value, low, high, value_format) for _, value, low, high in rows]
+    shown = lambda value: format(value, value_format)  # noqa: E731
+    value_texts = [shown(value) if low is None or high is None else f"{shown(value)} ({shown(low)}–{shown(high)})"
+                   for _, value, low, high in rows]
     value_room = max((_text_width(text) for text in value_texts), default=0) + 8
     labels = [_label_lines(label) for label, *_ in rows]
     positions, height = _row_positions(labels, 0)
@@ -217,12 +219,6 @@ def _row_label(row_top: float, label: str, lines: list[str], note: str = "") -> 
                     for index, line in enumerate(lines))
     return (f'<text x="0" y="{row_top + 14}" fill="{INK}" font-weight="600">'
             f"<title>{escape(label)}</title>{shown}{note_part}</text>")
-
-
-def _value_text(value: float, low: float | None, high: float | None, value_format: str) -> str:
-    if low is None or high is None:
-        return format(value, value_format)
-    return f"{format(value, value_format)} ({format(low, value_format)}–{format(high, value_format)})"
 
 
 def _text_width(text: str) -> float:
