@@ -127,7 +127,8 @@ def explain_batch(model: AdditiveTerms, answers: pd.DataFrame, features: pd.Data
         out[f"driver_{rank + 1}"] = names[:, rank]
         out[f"driver_{rank + 1}_answers"] = texts[:, rank]
         out[f"driver_{rank + 1}_contribution"] = values[:, rank]
-    out["signs"] = _text_per_combination([answers[name].to_numpy(dtype=object) for name in SIGN_ANSWERS], _signs)
+    signs = [answers[name].to_numpy(dtype=object) for name in SIGN_ANSWERS]
+    out["signs"] = _text_per_combination(signs, _signs)
     out["missing_answers"] = _missing_text(answers, not_asked)
     for what_if in WHAT_IFS:
         out[f"whatif_{what_if.name}"] = _what_if_risk(model, what_if, X, terms, unknown)

@@ -108,7 +108,7 @@ def train_model(features: pd.DataFrame, labels: pd.Series, settings: Settings,
         peer_holdout_metrics=classification_metrics(y_test, peer_risk),
         subgroups=subgroup_metrics(y_test, risk, features.loc[X_test.index, ["sex", "age_band"]]),
         holdout_index=X_test.index, holdout_risk=risk, peer_holdout_risk=peer_risk)
-    if true_risk is not None:  # generated data: the Bayes-optimal AUC (the ceiling) and each model's share of it
+    if true_risk is not None:  # generated data: the Bayes-optimal AUC (the ceiling), each model's share of it
         ceiling, model_auc, peer_auc = (classification_metrics(y_test, p)["roc_auc"]
                                         for p in (true_risk.loc[X_test.index].to_numpy(), risk, peer_risk))
         result.truth_metrics = {"ceiling_roc_auc": ceiling, "share_of_ceiling": model_auc / ceiling,

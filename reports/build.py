@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 TRAINING = "training"
 TRAINING_FIGURES = "training_figures.json"
 ESTIMATE_NAMES = {
-    "mean_risk": "Mean risk", **{f"share_{band}_risk": f"Share in the {band} band" for band in aggregate.BANDS},
+    "mean_risk": "Mean risk",
+    **{f"share_{band}_risk": f"Share in the {band} band" for band in aggregate.BANDS},
     "mean_sitting_hours": "Mean sitting per day", "share_sitting_over_8h": "Share sitting over 8 hours a day",
 }
 BAND_ORDER = {band: order for order, band in enumerate(aggregate.BANDS)}

@@ -79,8 +79,8 @@ def bar_chart(rows: Sequence[tuple[str, float, float | None, float | None]], tit
     """Horizontal bars of rows (label, value >= 0, ci_low, ci_high), an interval drawn as a whisker; each
     label on its own line so long labels fit a phone. `value_format` is a format spec such as ".0%"."""
     shown = lambda value: format(value, value_format)  # noqa: E731
-    value_texts = [shown(value) if low is None or high is None else f"{shown(value)} ({shown(low)}–{shown(high)})"
-                   for _, value, low, high in rows]
+    value_texts = [f"{shown(value)} ({shown(low)}–{shown(high)})" if low is not None and high is not None
+                   else shown(value) for _, value, low, high in rows]
     value_room = max((_text_width(text) for text in value_texts), default=0) + 8
     labels = [_label_lines(label) for label, *_ in rows]
     positions, height = _row_positions(labels, 0)

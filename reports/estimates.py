@@ -178,7 +178,8 @@ def _estimates(sample: svy.Sample, column: str, share: bool, by: str | None = No
     if not share:
         return figures
     # A share's interval within [0, 1]: rounding can leave it a hair outside.
-    return [Estimate(*(min(max(v, 0.0), 1.0) if math.isfinite(v) else v for v in figure)) for figure in figures]
+    return [Estimate(*(min(max(v, 0.0), 1.0) if math.isfinite(v) else v for v in figure))
+            for figure in figures]
 
 
 # --- inputs -------------------------------------------------------------------------------------------
