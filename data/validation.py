@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 import pyarrow as arrow
 import pyarrow.compute as pc
-from pandera.errors import SchemaErrors
 
 from balanceit.config import Settings
 from balanceit.data.contract import (
@@ -37,8 +35,6 @@ ANY_TEXT_RULE = (r"^.{1,64}$", "must be 1-64 characters")
 UNPARSEABLE_RULES: dict[ColumnType, str] = {"number": "not a number", "integer": "not a number",
                                             "datetime": "not a date", "date": "not a date", "boolean": "not yes/no"}
 MOMENT = arrow.timestamp("us")  # dates and times alike, whatever the parser chose
-FAILURE_COLUMNS = ("column", "check", "index")
-DIRECT_CHECK_ROWS = 100  # up to this many rows, checks run without pandera's bookkeeping (see _validate)
 QUARANTINE_DTYPES = {"row_number": "int64", "column": TEXT, "rule": TEXT, "raw_value": TEXT}
 NOTHING_QUARANTINED = pd.DataFrame(columns=list(QUARANTINE_DTYPES)).astype(QUARANTINE_DTYPES)
 
@@ -152,12 +148,10 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     typed = {spec.name: PARSERS[spec.type](text[spec.name]) for spec in kind.specs}
     _refuse_repeated_keys(typed, kind.key, source)
 
-    rules = Rules.of(kind, text, set(raw.columns), _utc_naive(now), pd.Timestamp(Settings().earliest_submitted_at))
-    # a request of a few rows: pandera's bookkeeping per check costs more than the data
-    direct = _failures(rules, typed) if len(raw) <= DIRECT_CHECK_ROWS else None
+    earliest = pd.Timestamp(Settings().earliest_submitted_at)
+    failures = _failures(_file_rules(kind, text, set(raw.columns), _utc_naive(now), earliest), typed)
     # emptying `typed`, each Arrow column is freed once pandas has its copy
     frame = pd.DataFrame({name: _pandas(typed.pop(name)) for name in list(typed)}, copy=False)
-    failures = _pandera_failures(rules, frame) if direct is None else direct
     quarantined = _quarantine(failures, text, kind, row_numbers)
 
     kept = np.ones(len(raw), dtype=bool)
@@ -183,32 +177,12 @@ class Rule:
     skips_missing: bool = True  # a missing value (a row missing every value) is not judged
 
 
-@dataclass(frozen=True)
-class Rules:
-    """One file's rules: per contract column, and over whole rows."""
-
-    columns: dict[str, list[Rule]]
-    rows: list[Rule]
-
-    @classmethod
-    def of(cls, kind: FileKind, text: Columns, present: set[str], now: pd.Timestamp, earliest: pd.Timestamp) -> Rules:
-        columns = {spec.name: _column_rules(spec, text[spec.name], spec.name in present, now, earliest)
-                   for spec in kind.specs}
-        return cls(columns, [Rule(rule.rule, rule.holds) for rule in kind.row_rules])
-
-    def schema(self) -> pa.DataFrameSchema:
-        """The rules as a pandera schema over the typed frame."""
-        columns = {name: pa.Column(checks=[_pandera_check(rule) for rule in rules], nullable=True)
-                   for name, rules in self.columns.items()}
-        return pa.DataFrameSchema(columns, checks=[_pandera_check(rule) for rule in self.rows])
-
-
-def _pandera_check(rule: Rule) -> pa.Check:
-    def check(data: pd.Series | pd.DataFrame) -> pd.Series:
-        values = _arrow(data) if isinstance(data, pd.Series) else {name: _arrow(data[name]) for name in data.columns}
-        return pd.Series(_held(rule, values), index=data.index)
-
-    return pa.Check(check, error=rule.error, ignore_na=rule.skips_missing)
+def _file_rules(kind: FileKind, text: Columns, present: set[str], now: pd.Timestamp,
+                earliest: pd.Timestamp) -> list[tuple[str | None, Rule]]:
+    """One file's rules, each with the column it judges (None: a row rule, over all columns)."""
+    rules = [(spec.name, rule) for spec in kind.specs
+             for rule in _column_rules(spec, text[spec.name], spec.name in present, now, earliest)]
+    return rules + [(None, Rule(rule.rule, rule.holds)) for rule in kind.row_rules]
 
 
 def _arrow(series: pd.Series) -> Values:
@@ -217,31 +191,18 @@ def _arrow(series: pd.Series) -> Values:
     return values.cast(ARROW_TEXT) if arrow.types.is_string(values.type) else values
 
 
-def _held(rule: Rule, values: Values | Columns) -> np.ndarray:
-    """Where `rule` holds or is not judged, as booleans."""
-    return pc.fill_null(rule.holds(values), True).to_numpy(zero_copy_only=False)
-
-
-def _pandera_failures(rules: Rules, frame: pd.DataFrame) -> pd.DataFrame:
-    """Every broken rule as pandera reports it: `column`, `check` (the rule in words), `index` (position)."""
-    try:
-        rules.schema().validate(frame, lazy=True, inplace=True)
-    except SchemaErrors as errors:
-        return errors.failure_cases[list(FAILURE_COLUMNS)]
-    return pd.DataFrame(columns=list(FAILURE_COLUMNS))
-
-
-def _failures(rules: Rules, typed: Columns) -> pd.DataFrame:
-    """`_pandera_failures` without pandera: the same rules, the same skipping of missing values."""
-    failed = [(name, rule.error, position) for name, column_rules in rules.columns.items()
-              for rule in column_rules for position in _breaking_positions(rule, typed[name])]
-    failed += [(None, rule.error, position) for rule in rules.rows for position in _breaking_positions(rule, typed)]
-    return pd.DataFrame(failed, columns=list(FAILURE_COLUMNS))
+def _failures(rules: list[tuple[str | None, Rule]], typed: Columns) -> pd.DataFrame:
+    """Every broken rule: `column` (None for a row rule), `check` (the rule in words), `index` (position)."""
+    broken = [_breaking_positions(rule, typed if column is None else typed[column]) for column, rule in rules]
+    counts = [len(positions) for positions in broken]
+    named = np.array([(column, rule.error) for column, rule in rules], dtype=object)
+    return pd.DataFrame({"column": np.repeat(named[:, 0], counts), "check": np.repeat(named[:, 1], counts),
+                         "index": np.concatenate(broken)})
 
 
 def _breaking_positions(rule: Rule, values: Values | Columns) -> np.ndarray:
-    """Where `rule` is broken, skipping what pandera skips under `ignore_na`."""
-    held = _held(rule, values)
+    """Where `rule` is broken; with `skips_missing`, a row missing every value it reads is not judged."""
+    held = pc.fill_null(rule.holds(values), True).to_numpy(zero_copy_only=False)
     if rule.skips_missing:
         columns = list(values.values()) if isinstance(values, dict) else [values]
         held = held | reduce(np.logical_and, (column.is_null().to_numpy(zero_copy_only=False) for column in columns))
@@ -448,9 +409,9 @@ def _quarantine(failures: pd.DataFrame, text: Columns, kind: FileKind, row_numbe
     if failures.empty:
         return NOTHING_QUARANTINED.copy()
     row_rules = {rule.rule: rule for rule in kind.row_rules}
-    # pandera reports a row rule once per column of the row; keep it once, under the rule's columns
+    # a row rule is named by its columns
     labels = failures["check"].map({name: " + ".join(rule.columns) for name, rule in row_rules.items()})
-    failures = failures.assign(column=labels.fillna(failures["column"])).drop_duplicates(["column", "check", "index"])
+    failures = failures.assign(column=labels.fillna(failures["column"]))
     pieces = []
     for (label, rule), group in failures.groupby(["column", "check"], sort=False):
         positions = group["index"].to_numpy(dtype="int64")
