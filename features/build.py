@@ -1,7 +1,7 @@
 """Features, one definition for training, scoring, the feature store and requests.
 
 `row_features` is NumPy over whole columns (planning the SQL it replaced cost a one-row request ~9 ms);
-`wearable_window_sql` stays in SQL and reads only days before `submitted_at`, so training never sees
+`wearable_window` stays in SQL and reads only days before `submitted_at`, so training never sees
 activity recorded after the answers it explains. Rows come in key order, with the values and dtypes
 DuckDB's `.df()` gave when every feature was SQL, so stored features and models see the same frames.
 """
@@ -58,10 +58,8 @@ def compute_features(con: duckdb.DuckDBPyConnection | None, answers: pd.DataFram
                      window_days: int) -> pd.DataFrame:
     """Features of `answers` (in key order); `activity` names a relation of `con` with contract section 2's
     columns and `worn`, or is None for no wearable data (and no query)."""
-    if activity is None:
-        wearable = no_wearable_days(len(answers))
-    else:
-        wearable = wearable_window(con, answers, activity, window_days)
+    wearable = (no_wearable_days(len(answers)) if activity is None
+                else wearable_window(con, answers, activity, window_days))
     return pd.DataFrame({**row_features(answers), **wearable}, copy=False)
 
 
@@ -123,28 +121,22 @@ def breaks_per_sitting_hour(breaks: np.ndarray, sitting_hours: np.ndarray) -> np
     return breaks / np.fmax(sitting_hours, 1.0)
 
 
-def wearable_window_sql(keys: str, activity: str, window_days: int) -> str:
-    """Per row of `keys` (position, respondent_id, submitted_at) with worn days in the window before it:
-    its position, how many days, and their summaries."""
+def wearable_window(con: duckdb.DuckDBPyConnection, answers: pd.DataFrame, activity: str,
+                    window_days: int) -> dict[str, np.ndarray]:
+    """days_worn and the WEARABLE_SUMMARIES of each answer's worn days in the window before it, row for row."""
+    keys = pd.DataFrame({"position": np.arange(len(answers)), **{k: answers[k] for k in QUESTIONNAIRE_KEY}})
     summaries = "".join(f",\n       {sql} AS {name}" for name, sql in WEARABLE_SUMMARIES.items())
-    return f"""
+    with registered(con, WINDOW_KEYS, keys):
+        worn = con.execute(f"""
 SELECT q.position, count(*) AS days_worn{summaries}
-FROM {keys} q
+FROM {WINDOW_KEYS} q
 JOIN {activity} a
   ON a.respondent_id = q.respondent_id
  AND a.worn
  AND a.date <  CAST(q.submitted_at AS DATE)
  AND a.date >= CAST(q.submitted_at AS DATE) - INTERVAL {int(window_days)} DAY
 GROUP BY q.position
-"""
-
-
-def wearable_window(con: duckdb.DuckDBPyConnection, answers: pd.DataFrame, activity: str,
-                    window_days: int) -> dict[str, np.ndarray]:
-    """days_worn and the WEARABLE_SUMMARIES of each answer, row for row (see `wearable_window_sql`)."""
-    keys = pd.DataFrame({"position": np.arange(len(answers)), **{k: answers[k] for k in QUESTIONNAIRE_KEY}})
-    with registered(con, WINDOW_KEYS, keys):
-        worn = con.execute(wearable_window_sql(WINDOW_KEYS, activity, window_days)).df()
+""").df()
     columns = no_wearable_days(len(answers))
     positions = worn["position"].to_numpy()
     for name, values in columns.items():
