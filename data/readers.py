@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 TEXT = pd.StringDtype()
 # pandas keeps "string" as Arrow large_string: text read so needs no cast (~0.4 s per million rows).
 ARROW_TEXT = pa.large_string()
+TEXT_TYPES = {ARROW_TEXT: TEXT}.get  # Arrow's text as pandas' (a `types_mapper`)
 
 
 class FileRefused(Exception):
@@ -86,7 +87,7 @@ def _read_csv(path: Path, source: str) -> pd.DataFrame:
                 strings_can_be_null=True,
             ),
         )
-    return _to_text_frame(table)
+    return table.to_pandas(types_mapper=TEXT_TYPES)
 
 
 def _csv_header(path: Path, compression: str | None, source: str) -> list[str]:
@@ -109,7 +110,7 @@ def _read_parquet(path: Path, source: str) -> pd.DataFrame:
             columns.append(pc.cast(column, ARROW_TEXT))
         except pa.ArrowException as error:
             raise FileRefused(source, f"column '{name}' cannot be read as text ({column.type})", name) from error
-    return _to_text_frame(pa.Table.from_arrays(columns, names=table.column_names))
+    return pa.Table.from_arrays(columns, names=table.column_names).to_pandas(types_mapper=TEXT_TYPES)
 
 
 def _read_json_lines(path: Path, source: str) -> pd.DataFrame:
@@ -119,10 +120,6 @@ def _read_json_lines(path: Path, source: str) -> pd.DataFrame:
     if not all(isinstance(name, str) for name in frame.columns):
         raise FileRefused(source, "not JSON Lines: each line must be a JSON object")
     return frame.astype(TEXT)
-
-
-def _to_text_frame(table: pa.Table) -> pd.DataFrame:
-    return table.to_pandas(types_mapper={ARROW_TEXT: TEXT}.get)
 
 
 _READERS: dict[str, Callable[[Path, str], pd.DataFrame]] = {
