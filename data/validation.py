@@ -122,21 +122,16 @@ def validate_activity(raw: pd.DataFrame, source: str, now: pd.Timestamp | None =
     """Daily activity (contract section 2), canonical or the Fitbit export as it is; adds `worn`."""
     raw = normalise_column_names(raw, source)
     if "respondent_id" not in raw.columns and FITBIT_ONLY_COLUMNS & set(raw.columns):
-        raw = _from_fitbit(raw, source)
+        # the Fitbit export renamed, M/D/YYYY dates as ISO; an unparseable date stays as written for quarantine
+        raw = normalise_column_names(raw.rename(columns=FITBIT_DAILY_ACTIVITY), source)
+        if "date" in raw.columns:
+            dates = pd.to_datetime(raw["date"].str.strip(), format=FITBIT_DATE, errors="coerce")
+            raw["date"] = dates.dt.strftime(ISO_DATE).astype(TEXT).fillna(raw["date"])
     validated = _validate(raw, source, now, ACTIVITY_KIND)
     accepted = validated.accepted
     worn = ~is_non_wear_day(accepted["steps"], accepted["sedentary_minutes"]).astype(bool)
     accepted.insert(len(ACTIVITY_COLUMNS), "worn", worn)
     return validated
-
-
-def _from_fitbit(raw: pd.DataFrame, source: str) -> pd.DataFrame:
-    """The Fitbit export renamed, M/D/YYYY dates as ISO; an unparseable date stays as written for quarantine."""
-    renamed = normalise_column_names(raw.rename(columns=FITBIT_DAILY_ACTIVITY), source)
-    if "date" in renamed.columns:
-        dates = pd.to_datetime(renamed["date"].str.strip(), format=FITBIT_DATE, errors="coerce")
-        renamed["date"] = dates.dt.strftime(ISO_DATE).astype(TEXT).fillna(renamed["date"])
-    return renamed
 
 
 def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: FileKind) -> Validated:
@@ -148,8 +143,10 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     typed = {spec.name: PARSERS[spec.type](text[spec.name]) for spec in kind.specs}
     _refuse_repeated_keys(typed, kind.key, source)
 
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now  # times are compared as naive UTC
     earliest = pd.Timestamp(Settings().earliest_submitted_at)
-    failures = _failures(_file_rules(kind, text, set(raw.columns), _utc_naive(now), earliest), typed)
+    failures = _failures(_file_rules(kind, text, set(raw.columns), now, earliest), typed)
     # emptying `typed`, each Arrow column is freed once pandas has its copy
     frame = pd.DataFrame({name: _pandas(typed.pop(name)) for name in list(typed)}, copy=False)
     quarantined = _quarantine(failures, text, kind, row_numbers)
@@ -347,11 +344,6 @@ PARSERS: dict[ColumnType, Callable[[Values], Values]] = {
     "date": partial(_times_by_arrow_or, arrow_type=arrow.date32(),
                     pandas_parse=partial(pd.to_datetime, format=ISO_DATE, errors="coerce")),
 }
-
-
-def _utc_naive(now: pd.Timestamp | None) -> pd.Timestamp:
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    return now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now
 
 
 def _column_rules(spec: ColumnSpec, text: Values, present: bool, now: pd.Timestamp,
