@@ -69,11 +69,13 @@ class Validated:
 
 @dataclass(frozen=True)
 class RowRule:
-    """A limit on the sum of several columns of one row (sitting + standing, minutes in a day)."""
+    """A limit on the sum of several columns of one row (sitting + standing, minutes in a day): a `Rule`
+    over all columns, named by its own."""
 
     columns: tuple[str, ...]
     most: float
-    rule: str
+    error: str
+    skips_missing = True  # a row missing every value is not judged
 
     def holds(self, columns: Columns) -> Values:
         """A missing value counts as nothing."""
@@ -149,7 +151,7 @@ def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: Fi
     failures = _failures(_file_rules(kind, text, set(raw.columns), now, earliest), typed)
     # emptying `typed`, each Arrow column is freed once pandas has its copy
     frame = pd.DataFrame({name: _pandas(typed.pop(name)) for name in list(typed)}, copy=False)
-    quarantined = _quarantine(failures, text, kind, row_numbers)
+    quarantined = _quarantine(failures, text, row_numbers)
 
     kept = np.ones(len(raw), dtype=bool)
     kept[failures["index"].to_numpy(dtype="int64")] = False
@@ -175,11 +177,11 @@ class Rule:
 
 
 def _file_rules(kind: FileKind, text: Columns, present: set[str], now: pd.Timestamp,
-                earliest: pd.Timestamp) -> list[tuple[str | None, Rule]]:
-    """One file's rules, each with the column it judges (None: a row rule, over all columns)."""
+                earliest: pd.Timestamp) -> list[tuple[str, Rule | RowRule]]:
+    """One file's rules, each with the column it judges (a row rule: its columns joined by " + ")."""
     rules = [(spec.name, rule) for spec in kind.specs
              for rule in _column_rules(spec, text[spec.name], spec.name in present, now, earliest)]
-    return rules + [(None, Rule(rule.rule, rule.holds)) for rule in kind.row_rules]
+    return rules + [(" + ".join(rule.columns), rule) for rule in kind.row_rules]
 
 
 def _arrow(series: pd.Series) -> Values:
@@ -188,16 +190,17 @@ def _arrow(series: pd.Series) -> Values:
     return values.cast(ARROW_TEXT) if arrow.types.is_string(values.type) else values
 
 
-def _failures(rules: list[tuple[str | None, Rule]], typed: Columns) -> pd.DataFrame:
-    """Every broken rule: `column` (None for a row rule), `check` (the rule in words), `index` (position)."""
-    broken = [_breaking_positions(rule, typed if column is None else typed[column]) for column, rule in rules]
+def _failures(rules: list[tuple[str, Rule | RowRule]], typed: Columns) -> pd.DataFrame:
+    """Every broken rule: `column` (see `_file_rules`), `check` (the rule in words), `index` (position)."""
+    broken = [_breaking_positions(rule, typed if isinstance(rule, RowRule) else typed[column])
+              for column, rule in rules]
     counts = [len(positions) for positions in broken]
     named = np.array([(column, rule.error) for column, rule in rules], dtype=object)
     return pd.DataFrame({"column": np.repeat(named[:, 0], counts), "check": np.repeat(named[:, 1], counts),
                          "index": np.concatenate(broken)})
 
 
-def _breaking_positions(rule: Rule, values: Values | Columns) -> np.ndarray:
+def _breaking_positions(rule: Rule | RowRule, values: Values | Columns) -> np.ndarray:
     """Where `rule` is broken; with `skips_missing`, a row missing every value it reads is not judged."""
     held = pc.fill_null(rule.holds(values), True).to_numpy(zero_copy_only=False)
     if rule.skips_missing:
@@ -396,19 +399,14 @@ def _range_rule(spec: ColumnSpec) -> Rule:
     return Rule(words, lambda number: pc.and_(above_low(number, low), pc.less_equal(number, high)))
 
 
-def _quarantine(failures: pd.DataFrame, text: Columns, kind: FileKind, row_numbers: np.ndarray) -> pd.DataFrame:
+def _quarantine(failures: pd.DataFrame, text: Columns, row_numbers: np.ndarray) -> pd.DataFrame:
     """One row per broken rule: row number, column (or columns, for a row rule), rule, the value as written."""
     if failures.empty:
         return NOTHING_QUARANTINED.copy()
-    row_rules = {rule.rule: rule for rule in kind.row_rules}
-    # a row rule is named by its columns
-    labels = failures["check"].map({name: " + ".join(rule.columns) for name, rule in row_rules.items()})
-    failures = failures.assign(column=labels.fillna(failures["column"]))
     pieces = []
     for (label, rule), group in failures.groupby(["column", "check"], sort=False):
         positions = group["index"].to_numpy(dtype="int64")
-        columns = row_rules[rule].columns if rule in row_rules else (label,)
-        cells = [pd.Series(_pandas(text[name].take(positions))) for name in columns]
+        cells = [pd.Series(_pandas(text[name].take(positions))) for name in label.split(" + ")]
         raw_value = cells[0] if len(cells) == 1 else reduce(lambda a, b: a + " + " + b, [c.fillna("") for c in cells])
         pieces.append(pd.DataFrame({"row_number": row_numbers[positions], "column": label, "rule": rule,
                                     "raw_value": raw_value}))
