@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from balanceit.data.contract import PAIN_COLUMNS
+from balanceit.data.contract import EXERCISE_TYPES, PAIN_COLUMNS
 
 Role = Literal["cause", "sign"]
 Encoding = Literal["numeric", "category"]
@@ -52,8 +52,8 @@ def _cat(*names: str) -> tuple[FeatureColumn, ...]:
     return tuple(FeatureColumn(n, "category") for n in names)
 
 
-MODELLED_EXERCISES = ("walking", "running", "cycling", "swimming", "yoga", "pilates",
-                      "team_sports", "racket_sports", "other")
+# Every exercise a feature of its own, but weightlifting (part of strength training) and "none".
+MODELLED_EXERCISES = tuple(kind for kind in EXERCISE_TYPES if kind not in ("weightlifting", "none"))
 
 _EXERCISE_LABELS = {kind: kind.replace("_", " ").capitalize() for kind in MODELLED_EXERCISES}
 _EXERCISE_LABELS["other"] = "Other exercise"
