@@ -238,22 +238,18 @@ def _rows_sharing_times(keys: pd.DataFrame) -> pd.DataFrame:
 
 
 def _contract_text(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...]) -> Columns:
-    """The contract's columns as trimmed text, blank -> missing; an absent optional column is all missing."""
-    present = _as_text(raw[[spec.name for spec in specs if spec.name in raw]])
-    absent = arrow.nulls(len(raw), ARROW_TEXT)
-    return {spec.name: _trimmed(present[spec.name]) if spec.name in present else absent for spec in specs}
-
-
-def _as_text(frame: pd.DataFrame) -> Columns:
-    """Every column as Arrow text as pandas writes it (40 -> "40", True -> "True"); non-text columns are
-    converted in one call, since per column pandas costs more than a request's data."""
+    """The contract's columns as Arrow text as pandas writes it (40 -> "40", True -> "True"), trimmed, blank ->
+    missing; an absent optional column is all missing. Non-text columns are converted in one call, since per
+    column pandas costs more than a request's data."""
+    frame = raw[[spec.name for spec in specs if spec.name in raw]]
     textual = [name for name, dtype in frame.dtypes.items() if dtype == TEXT]
-    columns = {name: _arrow(frame[name]) for name in textual}
+    present = {name: _arrow(frame[name]) for name in textual}
     others = frame.drop(columns=textual)
     if not others.columns.empty:
         stacked = arrow.array(pd.array(others.to_numpy(dtype=object).T.ravel(), dtype=TEXT), type=ARROW_TEXT)
-        columns |= {name: stacked.slice(i * len(frame), len(frame)) for i, name in enumerate(others.columns)}
-    return columns
+        present |= {name: stacked.slice(i * len(frame), len(frame)) for i, name in enumerate(others.columns)}
+    absent = arrow.nulls(len(raw), ARROW_TEXT)
+    return {spec.name: _trimmed(present[spec.name]) if spec.name in present else absent for spec in specs}
 
 
 def _trimmed(values: Values) -> Values:
