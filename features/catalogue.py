@@ -143,7 +143,7 @@ def model_columns() -> list[FeatureColumn]:
 def model_arrays(features: pd.DataFrame) -> ModelInput:
     """Every model column as a NumPy array (categories as text or None, numbers as floats): explanations
     read these, as a frame per request would cost more than the model."""
-    return {c.name: model_column(c.name, features[c.name]) for c in model_columns()}
+    return {c.name: model_column(c, features[c.name]) for c in model_columns()}
 
 
 def model_input(features: pd.DataFrame) -> pd.DataFrame:
@@ -151,9 +151,9 @@ def model_input(features: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(model_arrays(features), index=features.index)
 
 
-def model_column(name: str, values: pd.Series) -> np.ndarray:
+def model_column(column: FeatureColumn, values: pd.Series) -> np.ndarray:
     """One feature-table column in model form (see `model_arrays`); whole numbers become "0", "1", ..."""
-    if _ENCODINGS[name] == "numeric":
+    if column.encoding == "numeric":
         if pd.api.types.is_float_dtype(values.dtype):  # most are: no conversion to pay for, per request
             return values.to_numpy(dtype=float, na_value=np.nan)
         return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
@@ -163,6 +163,3 @@ def model_column(name: str, values: pd.Series) -> np.ndarray:
     else:
         labels = values.to_numpy(dtype=object)
     return np.where(missing, None, labels)
-
-
-_ENCODINGS = {c.name: c.encoding for c in model_columns()}
