@@ -75,7 +75,13 @@ def _read_csv(path: Path, source: str) -> pd.DataFrame:
     """Comma-separated UTF-8 (BOM allowed), optionally gzipped, every column read as text; on one thread,
     since with quoted newlines Arrow's parallel reader spends 1.5-3x the CPU."""
     compression = "gzip" if path.name.lower().endswith(".gz") else None
-    header = _csv_header(path, compression, source)
+    # The header row first, so that every column can be declared text before parsing.
+    with pa.input_stream(path, compression=compression) as stream:
+        header = next(csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")), None)
+    if not header:
+        raise FileRefused(source, "file is empty")
+    if any("\x00" in name for name in header):
+        raise FileRefused(source, "binary data, not CSV text")
     with pa.input_stream(path, compression=compression) as stream:
         table = pa_csv.read_csv(
             stream,
@@ -88,17 +94,6 @@ def _read_csv(path: Path, source: str) -> pd.DataFrame:
             ),
         )
     return table.to_pandas(types_mapper=TEXT_TYPES)
-
-
-def _csv_header(path: Path, compression: str | None, source: str) -> list[str]:
-    """The header row, read first so that every column can be declared text before parsing."""
-    with pa.input_stream(path, compression=compression) as stream:
-        header = next(csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")), None)
-    if not header:
-        raise FileRefused(source, "file is empty")
-    if any("\x00" in name for name in header):
-        raise FileRefused(source, "binary data, not CSV text")
-    return header
 
 
 def _read_parquet(path: Path, source: str) -> pd.DataFrame:

@@ -138,7 +138,10 @@ def validate_activity(raw: pd.DataFrame, source: str, now: pd.Timestamp | None =
 
 def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: FileKind) -> Validated:
     raw = normalise_column_names(raw, source)
-    _refuse_missing_columns(raw, kind.specs, source)
+    missing = [spec.name for spec in kind.specs if spec.required and spec.name not in raw.columns]
+    if missing:
+        names = ", ".join(f"'{name}'" for name in missing)
+        raise FileRefused(source, f"missing required column{'s' if len(missing) > 1 else ''} {names}", missing[0])
     row_numbers = np.asarray(raw.index, dtype="int64") + 1
     raw = raw.reset_index(drop=True)
     text = _contract_text(raw, kind.specs)
@@ -207,13 +210,6 @@ def _breaking_positions(rule: Rule | RowRule, values: Values | Columns) -> np.nd
         columns = list(values.values()) if isinstance(values, dict) else [values]
         held = held | reduce(np.logical_and, (column.is_null().to_numpy(zero_copy_only=False) for column in columns))
     return np.flatnonzero(~held)
-
-
-def _refuse_missing_columns(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...], source: str) -> None:
-    missing = [spec.name for spec in specs if spec.required and spec.name not in raw.columns]
-    if missing:
-        names = ", ".join(f"'{name}'" for name in missing)
-        raise FileRefused(source, f"missing required column{'s' if len(missing) > 1 else ''} {names}", missing[0])
 
 
 def _refuse_repeated_keys(typed: Columns, key: tuple[str, ...], source: str, shown: int = 5) -> None:

@@ -20,7 +20,6 @@ ROW_INPUTS = (*QUESTIONNAIRE_KEY, "age", "sex", "sitting_hours_per_day", *OPTION
 FLAGGED_EXERCISES = (*MODELLED_EXERCISES, "weightlifting")
 AGE_BANDS = ("16-34", "35-44", "45-64", "65+")
 SITTING_BANDS = ("<4 h", "4-6 h", "6-8 h", ">8 h")
-ZERO_ONE = ("0", "1")
 # pandas' "str", as DuckDB's `.df()` gives text (the object saves a request a dtype lookup per column)
 FEATURE_TEXT = pd.StringDtype(na_value=np.nan)
 
@@ -164,7 +163,7 @@ def _labels(codes: np.ndarray, labels: tuple[str, ...]) -> Column:
 
 def _zero_or_one(flags: pd.api.extensions.ExtensionArray) -> Column:
     """A yes/no answer as the text "0" or "1", missing when unanswered."""
-    return _labels(flags.to_numpy(dtype=float, na_value=-1).astype(np.int64), ZERO_ONE)
+    return _labels(flags.to_numpy(dtype=float, na_value=-1).astype(np.int64), ("0", "1"))
 
 
 def _whole_numbers(values: np.ndarray, missing: np.ndarray) -> Column:
