@@ -15,31 +15,27 @@ import pyarrow
 from filelock import FileLock, Timeout
 
 from balanceit.config import Settings
+from balanceit.data.contract import ACTIVITY, ACTIVITY_KEY, QUESTIONNAIRE, QUESTIONNAIRE_KEY, ColumnSpec
+
+
+def _input_table(name: str, specs: tuple[ColumnSpec, ...], key: tuple[str, ...], integer: str,
+                 added: tuple[str, ...]) -> str:
+    """An input file's table, typed by the contract (the key NOT NULL; whole numbers as `integer`, as each
+    table was first made), with `added` and the lineage that loading adds."""
+    sql_types = {"integer": integer, "number": "DOUBLE", "boolean": "BOOLEAN", "datetime": "TIMESTAMP", "date": "DATE"}
+    columns = [f"{spec.name} {sql_types.get(spec.type, 'VARCHAR')}{' NOT NULL' * (spec.name in key)}" for spec in specs]
+    return (f"CREATE TABLE IF NOT EXISTS {name} ({', '.join([*columns, *added])}, "
+            "row_number BIGINT, extras VARCHAR, ingestion_id VARCHAR NOT NULL);")
+
 
 # Tables are keyed without an index: `upsert_frame` replaces a file's keys in one transaction under the
 # workspace lock, so an index would guard nothing more and cost 15-20% of every large ingestion.
-SCHEMA = """
+SCHEMA = _input_table("questionnaire", QUESTIONNAIRE, QUESTIONNAIRE_KEY, "INTEGER", ()) + _input_table(
+    "activity", ACTIVITY, ACTIVITY_KEY, "BIGINT", ("worn BOOLEAN",)) + """
 CREATE TABLE IF NOT EXISTS ingestions (
     ingestion_id VARCHAR PRIMARY KEY, file VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, kind VARCHAR NOT NULL,
     rows_read BIGINT, accepted BIGINT, quarantined BIGINT, started_at TIMESTAMP, finished_at TIMESTAMP,
     status VARCHAR NOT NULL, message VARCHAR
-);
-CREATE TABLE IF NOT EXISTS questionnaire (
-    respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL,
-    age INTEGER, sex VARCHAR, height_cm DOUBLE, weight_kg DOUBLE, occupation VARCHAR,
-    sitting_hours_per_day DOUBLE, standing_hours_per_day DOUBLE, screen_hours_per_day DOUBLE,
-    movement_breaks_per_day INTEGER, exercise_types VARCHAR, exercise_days_per_week INTEGER,
-    exercise_minutes_per_session INTEGER, strength_training VARCHAR, stretching_days_per_week INTEGER,
-    stretches_before_exercise BOOLEAN, stretches_after_exercise BOOLEAN, posture_self_report VARCHAR,
-    back_pain VARCHAR, neck_pain VARCHAR, shoulder_pain VARCHAR, imbalance BOOLEAN,
-    survey_weight DOUBLE, survey_stratum VARCHAR, survey_psu VARCHAR,
-    row_number BIGINT, extras VARCHAR, ingestion_id VARCHAR NOT NULL
-);
-CREATE TABLE IF NOT EXISTS activity (
-    respondent_id VARCHAR NOT NULL, date DATE NOT NULL,
-    steps BIGINT, sedentary_minutes BIGINT, lightly_active_minutes BIGINT,
-    fairly_active_minutes BIGINT, very_active_minutes BIGINT, calories BIGINT,
-    worn BOOLEAN, row_number BIGINT, extras VARCHAR, ingestion_id VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     ingestion_id VARCHAR NOT NULL, file VARCHAR NOT NULL, row_number BIGINT,

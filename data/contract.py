@@ -90,17 +90,10 @@ ACTIVITY_COLUMNS = tuple(c.name for c in ACTIVITY)
 ACTIVITY_KEY = ("respondent_id", "date")
 MINUTES_PER_DAY = 1440
 
-# The Fitbit export `dailyActivity_merged.csv`, accepted unchanged (contract section 2).
-FITBIT_DAILY_ACTIVITY = {
-    "id": "respondent_id",
-    "activitydate": "date",
-    "totalsteps": "steps",
-    "sedentaryminutes": "sedentary_minutes",
-    "lightlyactiveminutes": "lightly_active_minutes",
-    "fairlyactiveminutes": "fairly_active_minutes",
-    "veryactiveminutes": "very_active_minutes",
-    "calories": "calories",
-}
+# The Fitbit export `dailyActivity_merged.csv`, accepted unchanged (contract section 2): its names (lowercased)
+# are the canonical ones without underscores, but for the key and the steps.
+FITBIT_DAILY_ACTIVITY = {"id": "respondent_id", "activitydate": "date", "totalsteps": "steps", **{
+    name.replace("_", ""): name for name in ACTIVITY_COLUMNS if name not in ("respondent_id", "date", "steps")}}
 
 
 def is_non_wear_day(steps, sedentary_minutes):
@@ -108,13 +101,11 @@ def is_non_wear_day(steps, sedentary_minutes):
     return (steps == 0) & (sedentary_minutes >= MINUTES_PER_DAY)
 
 
-# What scoring writes: the output file's leading columns, the scores table's rows and key, and the
-# ranks of the drivers each person gets.
-OUTPUT_COLUMNS = (
-    "respondent_id", "submitted_at", "risk", "band", "model_version",
-    "driver_1", "driver_1_answers", "driver_2", "driver_2_answers", "driver_3", "driver_3_answers",
-    "signs", "missing_answers",
-)
+# What scoring writes: the ranks of the drivers each person gets, the output file's leading columns, and
+# the scores table's rows and key.
+DRIVER_RANKS = (1, 2, 3)
+OUTPUT_COLUMNS = ("respondent_id", "submitted_at", "risk", "band", "model_version",
+                  *(f"driver_{rank}{part}" for rank in DRIVER_RANKS for part in ("", "_answers")),
+                  "signs", "missing_answers")
 SCORE_COLUMNS = ["respondent_id", "submitted_at", "batch_id", "model_version", "risk", "band", "scored_at"]
 SCORE_KEY = ("respondent_id", "submitted_at", "model_version")
-DRIVER_RANKS = (1, 2, 3)

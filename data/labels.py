@@ -85,9 +85,14 @@ def label_problems(answers: pd.DataFrame, reference: pd.DataFrame, settings: Set
             problems.append(f"label rate {rate:.3f} differs from the reference set's {reference_rate:.3f} by more "
                             f"than {settings.label_rate_tolerance} (BALANCEIT_LABEL_RATE_TOLERANCE)")
     for column, direction in KNOWN_DIRECTIONS.items():
-        correlation = _correlation(_numbers(answers[column]), labels)
+        values = _numbers(answers[column])
+        answered = ~np.isnan(values)
+        values, answered_labels = values[answered], labels[answered]
+        if len(values) < 3 or values.std() == 0 or answered_labels.std() == 0:
+            continue  # no correlation to judge
+        correlation = float(np.corrcoef(values, answered_labels)[0, 1])
         limit = max(settings.label_contradiction_correlation, 3 / np.sqrt(max(len(labels), 1)))
-        if correlation is not None and direction * correlation < -limit:
+        if direction * correlation < -limit:
             expected = "more" if direction > 0 else "less"
             problems.append(f"{column} correlates {correlation:+.3f} with {LABEL}, but {expected} of it goes with "
                             f"more imbalance (limit {limit:.3f}; BALANCEIT_LABEL_CONTRADICTION_CORRELATION)")
@@ -96,11 +101,3 @@ def label_problems(answers: pd.DataFrame, reference: pd.DataFrame, settings: Set
 
 def _numbers(column: pd.Series) -> np.ndarray:
     return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-def _correlation(values: np.ndarray, labels: np.ndarray) -> float | None:
-    answered = ~np.isnan(values)
-    values, labels = values[answered], labels[answered]
-    if len(values) < 3 or values.std() == 0 or labels.std() == 0:
-        return None
-    return float(np.corrcoef(values, labels)[0, 1])

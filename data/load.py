@@ -133,7 +133,7 @@ def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated | str, 
     questionnaire = kind != "activity"
     accepted = validated.accepted.assign(ingestion_id=ingestion_id)
     quarantine = validated.quarantined.assign(ingestion_id=ingestion_id, file=str(path))
-    conflicts = label_conflicts(con, accepted) if questionnaire else None
+    conflicts = label_conflicts(con, accepted)  # none for activity, which has no label
     with transaction(con):
         upsert_frame(con, "questionnaire" if questionnaire else "activity", accepted,
                      QUESTIONNAIRE_KEY if questionnaire else ACTIVITY_KEY)
@@ -149,14 +149,13 @@ def store_validated(con: duckdb.DuckDBPyConnection, validated: Validated | str, 
                      validated.quarantined_rows, started, now()])
     return IngestionSummary(str(path), kind, "loaded", ingestion_id, validated.rows_read,
                             len(validated.accepted), validated.quarantined_rows, validated.reasons(),
-                            validated.skipped, _conflict_message(conflicts),
-                            0 if conflicts is None else len(conflicts),
+                            validated.skipped, _conflict_message(conflicts), len(conflicts),
                             first_rows=validated.first_rows())
 
 
-def _conflict_message(conflicts: pd.DataFrame | None, shown: int = 5) -> str:
+def _conflict_message(conflicts: pd.DataFrame, shown: int = 5) -> str:
     """Name the keys whose label this file changed (both labels stay in `label_history`)."""
-    if conflicts is None or conflicts.empty:
+    if conflicts.empty:
         return ""
     listed = "; ".join(f"{row.respondent_id} {row.submitted_at:%Y-%m-%d %H:%M:%S} was {row.imbalance} "
                        f"(ingestion {row.ingestion_id})" for row in conflicts.head(shown).itertuples())

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 TEXT = pd.StringDtype()
 # pandas keeps "string" as Arrow large_string: text read so needs no cast (~0.4 s per million rows).
 ARROW_TEXT = pa.large_string()
+TEXT_TYPES = {ARROW_TEXT: TEXT}.get  # Arrow's text as pandas' (a `types_mapper`)
 
 
 class FileRefused(Exception):
@@ -74,7 +75,13 @@ def _read_csv(path: Path, source: str) -> pd.DataFrame:
     """Comma-separated UTF-8 (BOM allowed), optionally gzipped, every column read as text; on one thread,
     since with quoted newlines Arrow's parallel reader spends 1.5-3x the CPU."""
     compression = "gzip" if path.name.lower().endswith(".gz") else None
-    header = _csv_header(path, compression, source)
+    # The header row first, so that every column can be declared text before parsing.
+    with pa.input_stream(path, compression=compression) as stream:
+        header = next(csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")), None)
+    if not header:
+        raise FileRefused(source, "file is empty")
+    if any("\x00" in name for name in header):
+        raise FileRefused(source, "binary data, not CSV text")
     with pa.input_stream(path, compression=compression) as stream:
         table = pa_csv.read_csv(
             stream,
@@ -86,18 +93,7 @@ def _read_csv(path: Path, source: str) -> pd.DataFrame:
                 strings_can_be_null=True,
             ),
         )
-    return _to_text_frame(table)
-
-
-def _csv_header(path: Path, compression: str | None, source: str) -> list[str]:
-    """The header row, read first so that every column can be declared text before parsing."""
-    with pa.input_stream(path, compression=compression) as stream:
-        header = next(csv.reader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")), None)
-    if not header:
-        raise FileRefused(source, "file is empty")
-    if any("\x00" in name for name in header):
-        raise FileRefused(source, "binary data, not CSV text")
-    return header
+    return table.to_pandas(types_mapper=TEXT_TYPES)
 
 
 def _read_parquet(path: Path, source: str) -> pd.DataFrame:
@@ -109,7 +105,7 @@ def _read_parquet(path: Path, source: str) -> pd.DataFrame:
             columns.append(pc.cast(column, ARROW_TEXT))
         except pa.ArrowException as error:
             raise FileRefused(source, f"column '{name}' cannot be read as text ({column.type})", name) from error
-    return _to_text_frame(pa.Table.from_arrays(columns, names=table.column_names))
+    return pa.Table.from_arrays(columns, names=table.column_names).to_pandas(types_mapper=TEXT_TYPES)
 
 
 def _read_json_lines(path: Path, source: str) -> pd.DataFrame:
@@ -119,10 +115,6 @@ def _read_json_lines(path: Path, source: str) -> pd.DataFrame:
     if not all(isinstance(name, str) for name in frame.columns):
         raise FileRefused(source, "not JSON Lines: each line must be a JSON object")
     return frame.astype(TEXT)
-
-
-def _to_text_frame(table: pa.Table) -> pd.DataFrame:
-    return table.to_pandas(types_mapper={ARROW_TEXT: TEXT}.get)
 
 
 _READERS: dict[str, Callable[[Path, str], pd.DataFrame]] = {

@@ -58,8 +58,11 @@ def generate(rows: int, seed: int = 0, labelled: bool = False, config: Populatio
     latents = {k: patterns[:, i].astype(float) for i, k in enumerate(LATENTS)}
     answers = answers.assign(**_sample_posture_and_pain(terms, latents, config, rng))[list(ANSWER_COLUMNS)]
     imbalance = patterns.max(axis=1)
-    signs = _sample_clinical_signs(terms, latents, config, rng)
-    questionnaire = _blank_optional_answers(answers, config.missing_rate, rng)
+    signs = {f"sign_{name}": (rng.random(rows) < expit(outcome_linear_predictor(model, terms, latents))).astype(int)
+             for name, model in config.clinical_signs.items()}  # table 3.3: what a clinician sees, truth only
+    questionnaire = answers.copy()
+    for column in OPTIONAL_ANSWERS:  # missing completely at random; required answers are never blanked
+        questionnaire[column] = questionnaire[column].mask(rng.random(rows) < config.missing_rate)
     if labelled:
         questionnaire[LABEL] = _spell(NO_YES, imbalance)
     has_wearable = rng.random(rows) < config.wearable.share_with_device
@@ -93,10 +96,15 @@ def _sample_answers(rows: int, seed: int, config: PopulationConfig,
     person.update(_sample_working_day(person, config, rng))
     person.update(_sample_exercise(person, config, rng))
     person.update(_sample_stretching(person, config, rng))
-    true_steps = _sample_true_steps(person, config, rng)
+    # The true daily steps level (lognormal; E72), shifted by answers only (the truth needs P(band | answers)).
+    shift = log_steps_shift(pd.DataFrame({c: person[c] for c in STEPS_SHIFT_ANSWERS}), config)
+    steps = config.steps
+    true_steps = np.round(steps.median * np.exp(shift + rng.normal(0.0, steps.log_sigma, rows))).astype(int)
     person["respondent_id"] = ("syn" + str(seed) + "-" + pd.Series(np.arange(rows)).astype("str")
                                .str.zfill(len(str(max(rows - 1, 0))))).array
-    person["submitted_at"] = _sample_submission_times(rows, config, rng)
+    start, end = (np.datetime64(day, "s") for day in config.submitted_between)
+    seconds = rng.integers(0, (end - start).astype(int), rows)
+    person["submitted_at"] = np.datetime_as_string(start + seconds.astype("timedelta64[s]"), unit="s")
     answers = pd.DataFrame({c: person[c] for c in ANSWER_COLUMNS if c in person})
     dtypes = {"integer": "Int64", "number": "float64"}
     return answers.astype({c: dtypes.get(SPECS[c].type, "str") for c in answers.columns}), true_steps
@@ -109,7 +117,7 @@ def _sample_demographics(rows: int, config: PopulationConfig, rng: np.random.Gen
     sexes = list(demo.sex_shares)
     sex_code = rng.choice(len(sexes), size=rows, p=list(demo.sex_shares.values()))
     height = _sample_height(sex_code, config, rng)
-    weight = _weight_from_bmi(_sample_bmi(rows, config, rng), height)
+    weight = _sample_weight(height, config, rng)
     return {"age_band": band, "age": rng.integers(lows[band], highs[band] + 1), "sex_code": sex_code,
             "sex": _spell(sexes, sex_code), "height_cm": height, "weight_kg": weight}
 
@@ -121,12 +129,10 @@ def _sample_height(sex_code: np.ndarray, config: PopulationConfig, rng: np.rando
     return _clip_to_contract("height_cm", np.round(rng.normal(height_mean, demo.height_cm_sd)))
 
 
-def _sample_bmi(rows: int, config: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
-    """BMI is lognormal and independent of everything else (weight follows from it and the height)."""
-    return config.demographics.bmi_median * np.exp(rng.normal(0.0, config.demographics.bmi_log_sigma, rows))
-
-
-def _weight_from_bmi(bmi: np.ndarray, height: np.ndarray) -> np.ndarray:
+def _sample_weight(height: np.ndarray, config: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
+    """BMI is lognormal and independent of everything else; the weight follows from it and the height."""
+    demo = config.demographics
+    bmi = demo.bmi_median * np.exp(rng.normal(0.0, demo.bmi_log_sigma, len(height)))
     return _clip_to_contract("weight_kg", np.round(bmi * (height / 100) ** 2, 1))
 
 
@@ -309,20 +315,6 @@ def _stretches_with_exercise_probability(answer: np.ndarray, share: float, exerc
     return np.where(can, np.where(answer == 1, share, 1 - share), answer == 0)
 
 
-def _sample_true_steps(person: dict[str, np.ndarray], config: PopulationConfig,
-                       rng: np.random.Generator) -> np.ndarray:
-    """The true daily steps level (lognormal; E72), shifted by answers only (the truth needs P(band | answers))."""
-    steps = config.steps
-    shift = log_steps_shift(pd.DataFrame({c: person[c] for c in STEPS_SHIFT_ANSWERS}), config)
-    return np.round(steps.median * np.exp(shift + rng.normal(0.0, steps.log_sigma, len(shift)))).astype(int)
-
-
-def _sample_submission_times(rows: int, config: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
-    start, end = (np.datetime64(day, "s") for day in config.submitted_between)
-    seconds = rng.integers(0, (end - start).astype(int), rows)
-    return np.datetime_as_string(start + seconds.astype("timedelta64[s]"), unit="s")
-
-
 def _sample_posture_and_pain(terms: pd.DataFrame, latents: dict[str, np.ndarray], config: PopulationConfig,
                              rng: np.random.Generator) -> dict[str, pd.Series]:
     """posture_self_report from the postural patterns; each pain answer from table 3.3."""
@@ -332,21 +324,6 @@ def _sample_posture_and_pain(terms: pd.DataFrame, latents: dict[str, np.ndarray]
         levels = pain_level_probabilities(outcome_linear_predictor(model, terms, latents), model.frequent_logit_offset)
         answers[name] = _spell(PAIN, _draw_level(levels, rng))
     return {name: pd.Series(values, index=terms.index) for name, values in answers.items()}
-
-
-def _sample_clinical_signs(terms: pd.DataFrame, latents: dict[str, np.ndarray], config: PopulationConfig,
-                           rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Signs a clinician would see (table 3.3); truth only, never a questionnaire answer."""
-    return {f"sign_{name}": (rng.random(len(terms)) < expit(outcome_linear_predictor(model, terms, latents)))
-            .astype(int) for name, model in config.clinical_signs.items()}
-
-
-def _blank_optional_answers(answers: pd.DataFrame, rate: float, rng: np.random.Generator) -> pd.DataFrame:
-    """Missing completely at random, per optional answer; required answers are never blanked."""
-    blanked = answers.copy()
-    for column in OPTIONAL_ANSWERS:
-        blanked[column] = blanked[column].mask(rng.random(len(blanked)) < rate)
-    return blanked
 
 
 def draw_blank_causes(questionnaire: pd.DataFrame, config: PopulationConfig,
@@ -388,7 +365,7 @@ def _complete(observed: pd.DataFrame, owners: np.ndarray, draws: int, config: Po
     height = np.where(np.isnan(height), _sample_height(sex_code, config, rng), height)
     weight = number("weight_kg")
     evidence.append(np.where(np.isnan(weight), 1.0, _weight_probability(weight, height, config)))
-    weight = np.where(np.isnan(weight), _weight_from_bmi(_sample_bmi(rows, config, rng), height), weight)
+    weight = np.where(np.isnan(weight), _sample_weight(height, config, rng), weight)
 
     occupation = level("occupation", list(config.occupations.profiles))
     occupation = np.where(occupation < 0, _sample_occupation(age_band, config, rng), occupation)

@@ -57,8 +57,13 @@ class TermDefinitions:
     age_reference_years: float = 40.0  # centring only; absorbed by the intercepts
 
 
-def _latent_terms() -> dict[str, LatentTerm]:
-    return {  # table 3.2
+@dataclass(frozen=True)
+class LatentModel:
+    """logit p_k = b0_k + sum_j ln(OR_jk) x_j + u_i, u_i ~ N(0, sigma^2) shared by the four latents."""
+
+    intercepts: Mapping[str, float] = field(default_factory=lambda: {  # tuned to the section 3.4 targets
+        "U": -2.48, "Lc": -2.61, "P": -0.87, "A": -1.98})
+    terms: Mapping[str, LatentTerm] = field(default_factory=lambda: {  # table 3.2
         "sitting_hours_over_reference": LatentTerm("sitting_hours", {"U": 1.08, "Lc": 1.08, "P": 1.05},
                                             "anchor E14 (1.42), E15 (1.47-1.73); E16 keeps it modest"),
         "desk_like_occupation": LatentTerm("occupation", {"U": 1.3, "Lc": 1.2, "P": 1.1},
@@ -89,50 +94,9 @@ def _latent_terms() -> dict[str, LatentTerm]:
                              "E30 (OR 1.8 derived), E35, E39 (men tighter); shrunk"),
         "age_decades": LatentTerm("age", {"U": 1.05, "Lc": 1.1, "P": 1.15}, "assumption; direction E3, E4"),
         "bmi_30_plus": LatentTerm("bmi", {"U": 1.1, "Lc": 1.3, "P": 1.1}, "assumption; E35"),
-    }
-
-
-@dataclass(frozen=True)
-class LatentModel:
-    """logit p_k = b0_k + sum_j ln(OR_jk) x_j + u_i, u_i ~ N(0, sigma^2) shared by the four latents."""
-
-    intercepts: Mapping[str, float] = field(default_factory=lambda: {  # tuned to the section 3.4 targets
-        "U": -2.48, "Lc": -2.61, "P": -0.87, "A": -1.98})
-    terms: Mapping[str, LatentTerm] = field(default_factory=_latent_terms)
+    })
     person_effect_sigma: float = 0.5  # section 3.1, assumption
     quadrature_nodes: int = 12  # Gauss-Hermite nodes for u; vs 60 nodes the truth moves < 1e-10 (measured)
-
-
-def _pain_models() -> dict[str, OutcomeModel]:
-    # table 3.3. Intercepts tuned (neck 45% and back 47% among desk workers, shoulder 30% among lifters);
-    # frequent_logit_offset 1.5: assumption (about a third of those with pain report it as frequent).
-    return {
-        "neck_pain": OutcomeModel(
-            intercept=-2.33, latent_odds_ratios={"U": 1.8},
-            direct_odds_ratios={"female": 1.5, "screen_hours": 1.2, "no_hourly_breaks": 1.4},
-            source="E20, E25 (U); E21 (female); E17 (computer h); E22 (breaks). Prior NP (7.2) is not asked",
-            frequent_logit_offset=1.5),
-        "back_pain": OutcomeModel(
-            intercept=-0.49, latent_odds_ratios={"Lc": 1.4, "P": 1.2},
-            direct_odds_ratios={"bmi_30_plus": 1.33, "manual_handling_occupation": 1.7, "long_sitting": 1.2},
-            source="E28, E29 (weak latent links); E61 (BMI); E24 (lifting); E15 (sitting)",
-            frequent_logit_offset=1.5),
-        "shoulder_pain": OutcomeModel(
-            intercept=-1.20, latent_odds_ratios={"A": 2.0},
-            direct_odds_ratios={"unbalanced_lifting": 1.5},
-            source="E51, E44 (A); push-dominant lifting = unbalanced strength training",
-            frequent_logit_offset=1.5),
-    }
-
-
-def _clinical_signs() -> dict[str, OutcomeModel]:
-    # table 3.3 signs a clinician would see; not questionnaire answers. Intercepts tuned to mid-range targets.
-    return {
-        "rounded_shoulders": OutcomeModel(-0.13, {"U": 4.0}, {"exercise_swimming": 1.1}, "E31-E33; OR assumption"),
-        "forward_head": OutcomeModel(-1.01, {"U": 3.0}, {"screen_hours": 1.1}, "E31, E32, E34; assumption"),
-        "excessive_pelvic_tilt": OutcomeModel(-1.53, {"Lc": 2.5}, {}, "E36, E37; cut-off derived"),
-        "tight_hamstrings": OutcomeModel(-0.99, {"P": 6.0}, {}, "E38; cut-off assumption"),
-    }
 
 
 @dataclass(frozen=True)
@@ -182,8 +146,10 @@ class OccupationProfile:
     log_steps_shift: float  # added to the log of the step median
 
 
-def _occupations() -> dict[str, OccupationProfile]:
-    return {  # mix and behaviours: assumption (section 3.5) unless tagged
+@dataclass(frozen=True)
+class Occupations:
+    # Mix and behaviours: assumption (section 3.5) unless tagged.
+    profiles: Mapping[str, OccupationProfile] = field(default_factory=lambda: {
         # E68 (activPAL 10.6 h), E69: desk sitting shifted to 9-11 h.
         "desk": OccupationProfile(0.45, "desk_like", False, 9.5, 1.8, 1.5, 8.0, -0.10),
         # Teachers and service work: E12, E24.
@@ -197,12 +163,7 @@ def _occupations() -> dict[str, OccupationProfile]:
         "student": OccupationProfile(0.0, "desk_like", False, 8.5, 2.0, 2.0, 8.0, 0.0),
         # No occupational exposure: the reference OR, general-population sitting (E66 median 6-8 h).
         "retired": OccupationProfile(0.0, "reference", False, 6.5, 2.5, 3.0, 5.0, -0.10),
-    }
-
-
-@dataclass(frozen=True)
-class Occupations:
-    profiles: Mapping[str, OccupationProfile] = field(default_factory=_occupations)
+    })
     student_share_by_age_band: tuple[float, ...] = (0.07, 0.0, 0.0, 0.0)  # assumption, per Demographics.age_bands
     retired_share_by_age_band: tuple[float, ...] = (0.0, 0.0, 0.02, 0.25)  # assumption
     min_lying_hours: float = 6.0  # standing is capped at 24 - sleep - sitting: assumption
@@ -287,8 +248,32 @@ class TopFactorRule:
 class PopulationConfig:
     latent: LatentModel = field(default_factory=LatentModel)
     terms: TermDefinitions = field(default_factory=TermDefinitions)
-    pain: Mapping[str, OutcomeModel] = field(default_factory=_pain_models)
-    clinical_signs: Mapping[str, OutcomeModel] = field(default_factory=_clinical_signs)
+    # table 3.3. Intercepts tuned (neck 45% and back 47% among desk workers, shoulder 30% among lifters);
+    # frequent_logit_offset 1.5: assumption (about a third of those with pain report it as frequent).
+    pain: Mapping[str, OutcomeModel] = field(default_factory=lambda: {
+        "neck_pain": OutcomeModel(
+            intercept=-2.33, latent_odds_ratios={"U": 1.8},
+            direct_odds_ratios={"female": 1.5, "screen_hours": 1.2, "no_hourly_breaks": 1.4},
+            source="E20, E25 (U); E21 (female); E17 (computer h); E22 (breaks). Prior NP (7.2) is not asked",
+            frequent_logit_offset=1.5),
+        "back_pain": OutcomeModel(
+            intercept=-0.49, latent_odds_ratios={"Lc": 1.4, "P": 1.2},
+            direct_odds_ratios={"bmi_30_plus": 1.33, "manual_handling_occupation": 1.7, "long_sitting": 1.2},
+            source="E28, E29 (weak latent links); E61 (BMI); E24 (lifting); E15 (sitting)",
+            frequent_logit_offset=1.5),
+        "shoulder_pain": OutcomeModel(
+            intercept=-1.20, latent_odds_ratios={"A": 2.0},
+            direct_odds_ratios={"unbalanced_lifting": 1.5},
+            source="E51, E44 (A); push-dominant lifting = unbalanced strength training",
+            frequent_logit_offset=1.5),
+    })
+    # table 3.3 signs a clinician would see; not questionnaire answers. Intercepts tuned to mid-range targets.
+    clinical_signs: Mapping[str, OutcomeModel] = field(default_factory=lambda: {
+        "rounded_shoulders": OutcomeModel(-0.13, {"U": 4.0}, {"exercise_swimming": 1.1}, "E31-E33; OR assumption"),
+        "forward_head": OutcomeModel(-1.01, {"U": 3.0}, {"screen_hours": 1.1}, "E31, E32, E34; assumption"),
+        "excessive_pelvic_tilt": OutcomeModel(-1.53, {"Lc": 2.5}, {}, "E36, E37; cut-off derived"),
+        "tight_hamstrings": OutcomeModel(-0.99, {"P": 6.0}, {}, "E38; cut-off assumption"),
+    })
     posture: PostureModel = field(default_factory=PostureModel)
     demographics: Demographics = field(default_factory=Demographics)
     occupations: Occupations = field(default_factory=Occupations)

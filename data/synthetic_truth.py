@@ -164,29 +164,25 @@ def compute_truth(terms: pd.DataFrame, answers: pd.DataFrame, config: Population
     behaviour_risk = 1 - _no_pattern_moments(eta, nodes, weights)[:, 0]
     observed = np.asarray(has_wearable, dtype=bool)
     band = terms[STEPS_TERM].to_numpy()
-    joint = _band_mixture_joint(terms, answers, config, _band_weights(band, answers, config, observed))
+    joint = _band_mixture_joint(terms, answers, config, band, observed)
     for completion in completions:
         owners, draw_owner = np.unique(completion.owner, return_inverse=True)
         draw_terms = design_terms(completion.answers, np.zeros(len(draw_owner)), config)  # b is set per band
-        band_weights = _band_weights(band[completion.owner], completion.answers, config, observed[completion.owner])
-        draw_joint = _band_mixture_joint(draw_terms, completion.answers, config, band_weights)
+        draw_joint = _band_mixture_joint(draw_terms, completion.answers, config, band[completion.owner],
+                                         observed[completion.owner])
         joint[owners] = _weighted_sum(draw_joint, completion.log_weight, draw_owner, len(owners))
     return pd.DataFrame({"true_risk": 1 - joint[:, 0] / joint.sum(axis=1), "behaviour_risk": behaviour_risk,
                          **_top_factor(eta, behaviour_risk, terms, config)}, index=answers.index)
 
 
-def _band_weights(band: np.ndarray, answers: pd.DataFrame, config: PopulationConfig,
-                  observed: np.ndarray) -> np.ndarray:
-    """(rows x 2) weights of the step bands b = 0, 1: P(b | x), times 1[b = the true band] where it is
-    observed (P(b | x) then still weighs the draws of a blanked answer that shifts the steps)."""
+def _band_mixture_joint(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig,
+                        band: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """sum_b w_b P(z, s | x, b) for the 16 patterns z (rows x 16) over the step bands b = 0, 1: w_b = P(b | x),
+    times 1[b = the true `band`] where it is `observed` (P(b | x) then still weighs the draws of a blanked
+    answer that shifts the steps)."""
     p_low = low_steps_probability(answers, config)
     prior = np.stack([1 - p_low, p_low], axis=1)
-    return np.where(observed[:, None], prior * np.stack([1 - band, band], axis=1), prior)
-
-
-def _band_mixture_joint(terms: pd.DataFrame, answers: pd.DataFrame, config: PopulationConfig,
-                        band_weights: np.ndarray) -> np.ndarray:
-    """sum_b band_weights[:, b] P(z, s | x, b) for the 16 patterns z (rows x 16)."""
+    band_weights = np.where(observed[:, None], prior * np.stack([1 - band, band], axis=1), prior)
     joint = np.zeros((len(terms), len(PATTERNS)))
     for level in (0, 1):
         band_terms = terms.assign(**{STEPS_TERM: float(level)})  # also feeds any direct path on the step band

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 import pyarrow as arrow
 import pyarrow.compute as pc
-from pandera.errors import SchemaErrors
 
 from balanceit.config import Settings
 from balanceit.data.contract import (
@@ -37,8 +35,6 @@ ANY_TEXT_RULE = (r"^.{1,64}$", "must be 1-64 characters")
 UNPARSEABLE_RULES: dict[ColumnType, str] = {"number": "not a number", "integer": "not a number",
                                             "datetime": "not a date", "date": "not a date", "boolean": "not yes/no"}
 MOMENT = arrow.timestamp("us")  # dates and times alike, whatever the parser chose
-FAILURE_COLUMNS = ("column", "check", "index")
-DIRECT_CHECK_ROWS = 100  # up to this many rows, checks run without pandera's bookkeeping (see _validate)
 QUARANTINE_DTYPES = {"row_number": "int64", "column": TEXT, "rule": TEXT, "raw_value": TEXT}
 NOTHING_QUARANTINED = pd.DataFrame(columns=list(QUARANTINE_DTYPES)).astype(QUARANTINE_DTYPES)
 
@@ -73,11 +69,13 @@ class Validated:
 
 @dataclass(frozen=True)
 class RowRule:
-    """A limit on the sum of several columns of one row (sitting + standing, minutes in a day)."""
+    """A limit on the sum of several columns of one row (sitting + standing, minutes in a day): a `Rule`
+    over all columns, named by its own."""
 
     columns: tuple[str, ...]
     most: float
-    rule: str
+    error: str
+    skips_missing = True  # a row missing every value is not judged
 
     def holds(self, columns: Columns) -> Values:
         """A missing value counts as nothing."""
@@ -126,7 +124,11 @@ def validate_activity(raw: pd.DataFrame, source: str, now: pd.Timestamp | None =
     """Daily activity (contract section 2), canonical or the Fitbit export as it is; adds `worn`."""
     raw = normalise_column_names(raw, source)
     if "respondent_id" not in raw.columns and FITBIT_ONLY_COLUMNS & set(raw.columns):
-        raw = _from_fitbit(raw, source)
+        # the Fitbit export renamed, M/D/YYYY dates as ISO; an unparseable date stays as written for quarantine
+        raw = normalise_column_names(raw.rename(columns=FITBIT_DAILY_ACTIVITY), source)
+        if "date" in raw.columns:
+            dates = pd.to_datetime(raw["date"].str.strip(), format=FITBIT_DATE, errors="coerce")
+            raw["date"] = dates.dt.strftime(ISO_DATE).astype(TEXT).fillna(raw["date"])
     validated = _validate(raw, source, now, ACTIVITY_KIND)
     accepted = validated.accepted
     worn = ~is_non_wear_day(accepted["steps"], accepted["sedentary_minutes"]).astype(bool)
@@ -134,31 +136,25 @@ def validate_activity(raw: pd.DataFrame, source: str, now: pd.Timestamp | None =
     return validated
 
 
-def _from_fitbit(raw: pd.DataFrame, source: str) -> pd.DataFrame:
-    """The Fitbit export renamed, M/D/YYYY dates as ISO; an unparseable date stays as written for quarantine."""
-    renamed = normalise_column_names(raw.rename(columns=FITBIT_DAILY_ACTIVITY), source)
-    if "date" in renamed.columns:
-        dates = pd.to_datetime(renamed["date"].str.strip(), format=FITBIT_DATE, errors="coerce")
-        renamed["date"] = dates.dt.strftime(ISO_DATE).astype(TEXT).fillna(renamed["date"])
-    return renamed
-
-
 def _validate(raw: pd.DataFrame, source: str, now: pd.Timestamp | None, kind: FileKind) -> Validated:
     raw = normalise_column_names(raw, source)
-    _refuse_missing_columns(raw, kind.specs, source)
+    missing = [spec.name for spec in kind.specs if spec.required and spec.name not in raw.columns]
+    if missing:
+        names = ", ".join(f"'{name}'" for name in missing)
+        raise FileRefused(source, f"missing required column{'s' if len(missing) > 1 else ''} {names}", missing[0])
     row_numbers = np.asarray(raw.index, dtype="int64") + 1
     raw = raw.reset_index(drop=True)
     text = _contract_text(raw, kind.specs)
     typed = {spec.name: PARSERS[spec.type](text[spec.name]) for spec in kind.specs}
     _refuse_repeated_keys(typed, kind.key, source)
 
-    rules = Rules.of(kind, text, set(raw.columns), _utc_naive(now), pd.Timestamp(Settings().earliest_submitted_at))
-    # a request of a few rows: pandera's bookkeeping per check costs more than the data
-    direct = _failures(rules, typed) if len(raw) <= DIRECT_CHECK_ROWS else None
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now  # times are compared as naive UTC
+    earliest = pd.Timestamp(Settings().earliest_submitted_at)
+    failures = _failures(_file_rules(kind, text, set(raw.columns), now, earliest), typed)
     # emptying `typed`, each Arrow column is freed once pandas has its copy
     frame = pd.DataFrame({name: _pandas(typed.pop(name)) for name in list(typed)}, copy=False)
-    failures = _pandera_failures(rules, frame) if direct is None else direct
-    quarantined = _quarantine(failures, text, kind, row_numbers)
+    quarantined = _quarantine(failures, text, row_numbers)
 
     kept = np.ones(len(raw), dtype=bool)
     kept[failures["index"].to_numpy(dtype="int64")] = False
@@ -183,32 +179,12 @@ class Rule:
     skips_missing: bool = True  # a missing value (a row missing every value) is not judged
 
 
-@dataclass(frozen=True)
-class Rules:
-    """One file's rules: per contract column, and over whole rows."""
-
-    columns: dict[str, list[Rule]]
-    rows: list[Rule]
-
-    @classmethod
-    def of(cls, kind: FileKind, text: Columns, present: set[str], now: pd.Timestamp, earliest: pd.Timestamp) -> Rules:
-        columns = {spec.name: _column_rules(spec, text[spec.name], spec.name in present, now, earliest)
-                   for spec in kind.specs}
-        return cls(columns, [Rule(rule.rule, rule.holds) for rule in kind.row_rules])
-
-    def schema(self) -> pa.DataFrameSchema:
-        """The rules as a pandera schema over the typed frame."""
-        columns = {name: pa.Column(checks=[_pandera_check(rule) for rule in rules], nullable=True)
-                   for name, rules in self.columns.items()}
-        return pa.DataFrameSchema(columns, checks=[_pandera_check(rule) for rule in self.rows])
-
-
-def _pandera_check(rule: Rule) -> pa.Check:
-    def check(data: pd.Series | pd.DataFrame) -> pd.Series:
-        values = _arrow(data) if isinstance(data, pd.Series) else {name: _arrow(data[name]) for name in data.columns}
-        return pd.Series(_held(rule, values), index=data.index)
-
-    return pa.Check(check, error=rule.error, ignore_na=rule.skips_missing)
+def _file_rules(kind: FileKind, text: Columns, present: set[str], now: pd.Timestamp,
+                earliest: pd.Timestamp) -> list[tuple[str, Rule | RowRule]]:
+    """One file's rules, each with the column it judges (a row rule: its columns joined by " + ")."""
+    rules = [(spec.name, rule) for spec in kind.specs
+             for rule in _column_rules(spec, text[spec.name], spec.name in present, now, earliest)]
+    return rules + [(" + ".join(rule.columns), rule) for rule in kind.row_rules]
 
 
 def _arrow(series: pd.Series) -> Values:
@@ -217,48 +193,33 @@ def _arrow(series: pd.Series) -> Values:
     return values.cast(ARROW_TEXT) if arrow.types.is_string(values.type) else values
 
 
-def _held(rule: Rule, values: Values | Columns) -> np.ndarray:
-    """Where `rule` holds or is not judged, as booleans."""
-    return pc.fill_null(rule.holds(values), True).to_numpy(zero_copy_only=False)
+def _failures(rules: list[tuple[str, Rule | RowRule]], typed: Columns) -> pd.DataFrame:
+    """Every broken rule: `column` (see `_file_rules`), `check` (the rule in words), `index` (position)."""
+    broken = [_breaking_positions(rule, typed if isinstance(rule, RowRule) else typed[column])
+              for column, rule in rules]
+    counts = [len(positions) for positions in broken]
+    named = np.array([(column, rule.error) for column, rule in rules], dtype=object)
+    return pd.DataFrame({"column": np.repeat(named[:, 0], counts), "check": np.repeat(named[:, 1], counts),
+                         "index": np.concatenate(broken)})
 
 
-def _pandera_failures(rules: Rules, frame: pd.DataFrame) -> pd.DataFrame:
-    """Every broken rule as pandera reports it: `column`, `check` (the rule in words), `index` (position)."""
-    try:
-        rules.schema().validate(frame, lazy=True, inplace=True)
-    except SchemaErrors as errors:
-        return errors.failure_cases[list(FAILURE_COLUMNS)]
-    return pd.DataFrame(columns=list(FAILURE_COLUMNS))
-
-
-def _failures(rules: Rules, typed: Columns) -> pd.DataFrame:
-    """`_pandera_failures` without pandera: the same rules, the same skipping of missing values."""
-    failed = [(name, rule.error, position) for name, column_rules in rules.columns.items()
-              for rule in column_rules for position in _breaking_positions(rule, typed[name])]
-    failed += [(None, rule.error, position) for rule in rules.rows for position in _breaking_positions(rule, typed)]
-    return pd.DataFrame(failed, columns=list(FAILURE_COLUMNS))
-
-
-def _breaking_positions(rule: Rule, values: Values | Columns) -> np.ndarray:
-    """Where `rule` is broken, skipping what pandera skips under `ignore_na`."""
-    held = _held(rule, values)
+def _breaking_positions(rule: Rule | RowRule, values: Values | Columns) -> np.ndarray:
+    """Where `rule` is broken; with `skips_missing`, a row missing every value it reads is not judged."""
+    held = pc.fill_null(rule.holds(values), True).to_numpy(zero_copy_only=False)
     if rule.skips_missing:
         columns = list(values.values()) if isinstance(values, dict) else [values]
         held = held | reduce(np.logical_and, (column.is_null().to_numpy(zero_copy_only=False) for column in columns))
     return np.flatnonzero(~held)
 
 
-def _refuse_missing_columns(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...], source: str) -> None:
-    missing = [spec.name for spec in specs if spec.required and spec.name not in raw.columns]
-    if missing:
-        names = ", ".join(f"'{name}'" for name in missing)
-        raise FileRefused(source, f"missing required column{'s' if len(missing) > 1 else ''} {names}", missing[0])
-
-
 def _refuse_repeated_keys(typed: Columns, key: tuple[str, ...], source: str, shown: int = 5) -> None:
     if len(typed[key[0]]) < 2:
         return
-    keys = _rows_sharing_times(pd.DataFrame({name: _pandas(typed[name]) for name in key}).dropna())
+    keys = pd.DataFrame({name: _pandas(typed[name]) for name in key}).dropna()
+    # A key can repeat only where its time (both keys end in one) repeats too, and times hash several times
+    # faster than text ids (~250 -> ~70 ms per million answers).
+    shared = keys[key[-1]].duplicated(keep=False).to_numpy()
+    keys = keys[shared] if shared.sum() < len(keys) / 2 else keys
     ids = keys.loc[keys.duplicated(keep=False), key[0]].unique()
     if len(ids):
         listed = ", ".join(f"'{value}'" for value in ids[:shown]) + (", ..." if len(ids) > shown else "")
@@ -266,33 +227,19 @@ def _refuse_repeated_keys(typed: Columns, key: tuple[str, ...], source: str, sho
         raise FileRefused(source, problem, key[0])
 
 
-def _rows_sharing_times(keys: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose key can repeat, in file order: only where the times repeat too (times hash several
-    times faster than text ids, ~250 -> ~70 ms per million answers)."""
-    times = keys.select_dtypes("datetime")
-    if times.columns.empty:
-        return keys
-    shared = times.duplicated(keep=False).to_numpy()
-    return keys[shared] if shared.sum() < len(keys) / 2 else keys
-
-
 def _contract_text(raw: pd.DataFrame, specs: tuple[ColumnSpec, ...]) -> Columns:
-    """The contract's columns as trimmed text, blank -> missing; an absent optional column is all missing."""
-    present = _as_text(raw[[spec.name for spec in specs if spec.name in raw]])
-    absent = arrow.nulls(len(raw), ARROW_TEXT)
-    return {spec.name: _trimmed(present[spec.name]) if spec.name in present else absent for spec in specs}
-
-
-def _as_text(frame: pd.DataFrame) -> Columns:
-    """Every column as Arrow text as pandas writes it (40 -> "40", True -> "True"); non-text columns are
-    converted in one call, since per column pandas costs more than a request's data."""
+    """The contract's columns as Arrow text as pandas writes it (40 -> "40", True -> "True"), trimmed, blank ->
+    missing; an absent optional column is all missing. Non-text columns are converted in one call, since per
+    column pandas costs more than a request's data."""
+    frame = raw[[spec.name for spec in specs if spec.name in raw]]
     textual = [name for name, dtype in frame.dtypes.items() if dtype == TEXT]
-    columns = {name: _arrow(frame[name]) for name in textual}
+    present = {name: _arrow(frame[name]) for name in textual}
     others = frame.drop(columns=textual)
     if not others.columns.empty:
         stacked = arrow.array(pd.array(others.to_numpy(dtype=object).T.ravel(), dtype=TEXT), type=ARROW_TEXT)
-        columns |= {name: stacked.slice(i * len(frame), len(frame)) for i, name in enumerate(others.columns)}
-    return columns
+        present |= {name: stacked.slice(i * len(frame), len(frame)) for i, name in enumerate(others.columns)}
+    absent = arrow.nulls(len(raw), ARROW_TEXT)
+    return {spec.name: _trimmed(present[spec.name]) if spec.name in present else absent for spec in specs}
 
 
 def _trimmed(values: Values) -> Values:
@@ -388,11 +335,6 @@ PARSERS: dict[ColumnType, Callable[[Values], Values]] = {
 }
 
 
-def _utc_naive(now: pd.Timestamp | None) -> pd.Timestamp:
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    return now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now
-
-
 def _column_rules(spec: ColumnSpec, text: Values, present: bool, now: pd.Timestamp,
                   earliest: pd.Timestamp) -> list[Rule]:
     """The contract's rules for one column, each named by its rule in plain words."""
@@ -443,19 +385,14 @@ def _range_rule(spec: ColumnSpec) -> Rule:
     return Rule(words, lambda number: pc.and_(above_low(number, low), pc.less_equal(number, high)))
 
 
-def _quarantine(failures: pd.DataFrame, text: Columns, kind: FileKind, row_numbers: np.ndarray) -> pd.DataFrame:
+def _quarantine(failures: pd.DataFrame, text: Columns, row_numbers: np.ndarray) -> pd.DataFrame:
     """One row per broken rule: row number, column (or columns, for a row rule), rule, the value as written."""
     if failures.empty:
         return NOTHING_QUARANTINED.copy()
-    row_rules = {rule.rule: rule for rule in kind.row_rules}
-    # pandera reports a row rule once per column of the row; keep it once, under the rule's columns
-    labels = failures["check"].map({name: " + ".join(rule.columns) for name, rule in row_rules.items()})
-    failures = failures.assign(column=labels.fillna(failures["column"])).drop_duplicates(["column", "check", "index"])
     pieces = []
     for (label, rule), group in failures.groupby(["column", "check"], sort=False):
         positions = group["index"].to_numpy(dtype="int64")
-        columns = row_rules[rule].columns if rule in row_rules else (label,)
-        cells = [pd.Series(_pandas(text[name].take(positions))) for name in columns]
+        cells = [pd.Series(_pandas(text[name].take(positions))) for name in label.split(" + ")]
         raw_value = cells[0] if len(cells) == 1 else reduce(lambda a, b: a + " + " + b, [c.fillna("") for c in cells])
         pieces.append(pd.DataFrame({"row_number": row_numbers[positions], "column": label, "rule": rule,
                                     "raw_value": raw_value}))

@@ -1,7 +1,7 @@
 """Features, one definition for training, scoring, the feature store and requests.
 
 `row_features` is NumPy over whole columns (planning the SQL it replaced cost a one-row request ~9 ms);
-`wearable_window_sql` stays in SQL and reads only days before `submitted_at`, so training never sees
+`wearable_window` stays in SQL and reads only days before `submitted_at`, so training never sees
 activity recorded after the answers it explains. Rows come in key order, with the values and dtypes
 DuckDB's `.df()` gave when every feature was SQL, so stored features and models see the same frames.
 """
@@ -20,7 +20,6 @@ ROW_INPUTS = (*QUESTIONNAIRE_KEY, "age", "sex", "sitting_hours_per_day", *OPTION
 FLAGGED_EXERCISES = (*MODELLED_EXERCISES, "weightlifting")
 AGE_BANDS = ("16-34", "35-44", "45-64", "65+")
 SITTING_BANDS = ("<4 h", "4-6 h", "6-8 h", ">8 h")
-ZERO_ONE = ("0", "1")
 # pandas' "str", as DuckDB's `.df()` gives text (the object saves a request a dtype lookup per column)
 FEATURE_TEXT = pd.StringDtype(na_value=np.nan)
 
@@ -39,8 +38,14 @@ Column = np.ndarray | pd.api.extensions.ExtensionArray
 
 def answers_and_features(questionnaire: pd.DataFrame, activity: pd.DataFrame | None,
                          window_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The answers in key order and their features, row for row; `activity` may be None or empty."""
-    answers = in_key_order(questionnaire)
+    """The answers sorted by (respondent_id, submitted_at), as SQL's ORDER BY gave them (keys are unique), and
+    their features, row for row; `activity` may be None or empty."""
+    if len(questionnaire) > 1:  # one row is in order already, and sorting would cost a request ~0.2 ms
+        ids, _ = pd.factorize(questionnaire["respondent_id"], sort=True)
+        order = np.lexsort((questionnaire["submitted_at"].to_numpy(), ids))
+        if (order != np.arange(len(order))).any():
+            questionnaire = questionnaire.take(order)
+    answers = questionnaire.reset_index(drop=True)
     if activity is None or activity.empty:
         return answers, compute_features(None, answers, None, window_days)
     with scratch_cursor() as con:
@@ -58,21 +63,9 @@ def compute_features(con: duckdb.DuckDBPyConnection | None, answers: pd.DataFram
                      window_days: int) -> pd.DataFrame:
     """Features of `answers` (in key order); `activity` names a relation of `con` with contract section 2's
     columns and `worn`, or is None for no wearable data (and no query)."""
-    if activity is None:
-        wearable = no_wearable_days(len(answers))
-    else:
-        wearable = wearable_window(con, answers, activity, window_days)
+    wearable = (no_wearable_days(len(answers)) if activity is None
+                else wearable_window(con, answers, activity, window_days))
     return pd.DataFrame({**row_features(answers), **wearable}, copy=False)
-
-
-def in_key_order(questionnaire: pd.DataFrame) -> pd.DataFrame:
-    """The rows sorted by (respondent_id, submitted_at), as SQL's ORDER BY gave them (keys are unique)."""
-    if len(questionnaire) > 1:  # one row is in order already, and sorting would cost a request ~0.2 ms
-        ids, _ = pd.factorize(questionnaire["respondent_id"], sort=True)
-        order = np.lexsort((questionnaire["submitted_at"].to_numpy(), ids))
-        if (order != np.arange(len(order))).any():
-            questionnaire = questionnaire.take(order)
-    return questionnaire.reset_index(drop=True)
 
 
 def row_features(answers: pd.DataFrame) -> dict[str, Column]:
@@ -123,28 +116,22 @@ def breaks_per_sitting_hour(breaks: np.ndarray, sitting_hours: np.ndarray) -> np
     return breaks / np.fmax(sitting_hours, 1.0)
 
 
-def wearable_window_sql(keys: str, activity: str, window_days: int) -> str:
-    """Per row of `keys` (position, respondent_id, submitted_at) with worn days in the window before it:
-    its position, how many days, and their summaries."""
+def wearable_window(con: duckdb.DuckDBPyConnection, answers: pd.DataFrame, activity: str,
+                    window_days: int) -> dict[str, np.ndarray]:
+    """days_worn and the WEARABLE_SUMMARIES of each answer's worn days in the window before it, row for row."""
+    keys = pd.DataFrame({"position": np.arange(len(answers)), **{k: answers[k] for k in QUESTIONNAIRE_KEY}})
     summaries = "".join(f",\n       {sql} AS {name}" for name, sql in WEARABLE_SUMMARIES.items())
-    return f"""
+    with registered(con, WINDOW_KEYS, keys):
+        worn = con.execute(f"""
 SELECT q.position, count(*) AS days_worn{summaries}
-FROM {keys} q
+FROM {WINDOW_KEYS} q
 JOIN {activity} a
   ON a.respondent_id = q.respondent_id
  AND a.worn
  AND a.date <  CAST(q.submitted_at AS DATE)
  AND a.date >= CAST(q.submitted_at AS DATE) - INTERVAL {int(window_days)} DAY
 GROUP BY q.position
-"""
-
-
-def wearable_window(con: duckdb.DuckDBPyConnection, answers: pd.DataFrame, activity: str,
-                    window_days: int) -> dict[str, np.ndarray]:
-    """days_worn and the WEARABLE_SUMMARIES of each answer, row for row (see `wearable_window_sql`)."""
-    keys = pd.DataFrame({"position": np.arange(len(answers)), **{k: answers[k] for k in QUESTIONNAIRE_KEY}})
-    with registered(con, WINDOW_KEYS, keys):
-        worn = con.execute(wearable_window_sql(WINDOW_KEYS, activity, window_days)).df()
+""").df()
     columns = no_wearable_days(len(answers))
     positions = worn["position"].to_numpy()
     for name, values in columns.items():
@@ -176,7 +163,7 @@ def _labels(codes: np.ndarray, labels: tuple[str, ...]) -> Column:
 
 def _zero_or_one(flags: pd.api.extensions.ExtensionArray) -> Column:
     """A yes/no answer as the text "0" or "1", missing when unanswered."""
-    return _labels(flags.to_numpy(dtype=float, na_value=-1).astype(np.int64), ZERO_ONE)
+    return _labels(flags.to_numpy(dtype=float, na_value=-1).astype(np.int64), ("0", "1"))
 
 
 def _whole_numbers(values: np.ndarray, missing: np.ndarray) -> Column:

@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from balanceit.data.contract import PAIN_COLUMNS
+from balanceit.data.contract import EXERCISE_TYPES, PAIN_COLUMNS
 
 Role = Literal["cause", "sign"]
 Encoding = Literal["numeric", "category"]
@@ -52,8 +52,8 @@ def _cat(*names: str) -> tuple[FeatureColumn, ...]:
     return tuple(FeatureColumn(n, "category") for n in names)
 
 
-MODELLED_EXERCISES = ("walking", "running", "cycling", "swimming", "yoga", "pilates",
-                      "team_sports", "racket_sports", "other")
+# Every exercise a feature of its own, but weightlifting (part of strength training) and "none".
+MODELLED_EXERCISES = tuple(kind for kind in EXERCISE_TYPES if kind not in ("weightlifting", "none"))
 
 _EXERCISE_LABELS = {kind: kind.replace("_", " ").capitalize() for kind in MODELLED_EXERCISES}
 _EXERCISE_LABELS["other"] = "Other exercise"
@@ -143,7 +143,7 @@ def model_columns() -> list[FeatureColumn]:
 def model_arrays(features: pd.DataFrame) -> ModelInput:
     """Every model column as a NumPy array (categories as text or None, numbers as floats): explanations
     read these, as a frame per request would cost more than the model."""
-    return {c.name: model_column(c.name, features[c.name]) for c in model_columns()}
+    return {c.name: model_column(c, features[c.name]) for c in model_columns()}
 
 
 def model_input(features: pd.DataFrame) -> pd.DataFrame:
@@ -151,9 +151,9 @@ def model_input(features: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(model_arrays(features), index=features.index)
 
 
-def model_column(name: str, values: pd.Series) -> np.ndarray:
+def model_column(column: FeatureColumn, values: pd.Series) -> np.ndarray:
     """One feature-table column in model form (see `model_arrays`); whole numbers become "0", "1", ..."""
-    if _ENCODINGS[name] == "numeric":
+    if column.encoding == "numeric":
         if pd.api.types.is_float_dtype(values.dtype):  # most are: no conversion to pay for, per request
             return values.to_numpy(dtype=float, na_value=np.nan)
         return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
@@ -163,6 +163,3 @@ def model_column(name: str, values: pd.Series) -> np.ndarray:
     else:
         labels = values.to_numpy(dtype=object)
     return np.where(missing, None, labels)
-
-
-_ENCODINGS = {c.name: c.encoding for c in model_columns()}

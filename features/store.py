@@ -13,8 +13,6 @@ from balanceit.data.partitions import Partition, write_atomically
 from balanceit.features.build import compute_features, features_for_frames
 from balanceit.warehouse import upsert_frame
 
-KEY_ORDER = ", ".join(QUESTIONNAIRE_KEY)
-
 
 def selection_sql(batch_id: str | None) -> str:
     """The answers of one batch, or with `None` every labelled answer in the warehouse (the training set)."""
@@ -26,22 +24,17 @@ def selection_sql(batch_id: str | None) -> str:
 
 
 def selected_answers(con: duckdb.DuckDBPyConnection, batch_id: str | None) -> pd.DataFrame:
-    return con.execute(f"SELECT * FROM ({selection_sql(batch_id)}) ORDER BY {KEY_ORDER}").df()
-
-
-def batch_features(con: duckdb.DuckDBPyConnection, batch_id: str | None,
-                   settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Answers and features of one ingested batch (or the training set), row for row; the features are stored."""
-    answers = selected_answers(con, batch_id)
-    features = compute_features(con, answers, "activity", settings.activity_window_days)
-    upsert_frame(con, "features", features, QUESTIONNAIRE_KEY)
-    return answers, features
+    return con.execute(f"SELECT * FROM ({selection_sql(batch_id)}) ORDER BY {', '.join(QUESTIONNAIRE_KEY)}").df()
 
 
 def labelled_features(con: duckdb.DuckDBPyConnection, settings: Settings,
                       batch_id: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every labelled answer in the warehouse (or in one batch): the training set."""
-    return only_labelled(*batch_features(con, batch_id, settings))
+    """Every labelled answer in the warehouse (or in one batch) and its features, row for row: the training
+    set. The features of every answer selected, labelled or not, are stored."""
+    answers = selected_answers(con, batch_id)
+    features = compute_features(con, answers, "activity", settings.activity_window_days)
+    upsert_frame(con, "features", features, QUESTIONNAIRE_KEY)
+    return only_labelled(answers, features)
 
 
 def only_labelled(answers: pd.DataFrame, features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -483,7 +483,7 @@ def test_each_answer_probability_matches_its_sampler():
         frequency = drawn.value_counts(normalize=True).reindex(support, fill_value=0.0).to_numpy()
         assert np.abs(frequency - probability).max() < 0.005, name
     height = np.full(n, 165.0)
-    weight = pd.Series(synthetic._weight_from_bmi(synthetic._sample_bmi(n, DEFAULT, rng), height))
+    weight = pd.Series(synthetic._sample_weight(height, DEFAULT, rng))
     support = np.round(np.arange(30.0, 300.05, 0.1), 1)
     probability = synthetic._weight_probability(support, np.full(len(support), 165.0), DEFAULT)
     assert probability.sum() == pytest.approx(1.0, abs=1e-9)

@@ -12,7 +12,6 @@ from bad_files import (
     write_good_file,
 )
 
-from balanceit.data import validation
 from balanceit.data.contract import ACTIVITY_COLUMNS, QUESTIONNAIRE, QUESTIONNAIRE_COLUMNS
 from balanceit.data.validation import (
     FileRefused, Validated, load_activity, load_questionnaire, validate_activity, validate_questionnaire,
@@ -52,29 +51,6 @@ def test_bad_activity_gets_the_contract_outcome(tmp_path, case):
     path = tmp_path / "activity.csv"
     path.write_bytes(content)
     assert_outcome(load_activity, path, expected)
-
-
-LOADED_CASES = {f"questionnaire {name}": (load_questionnaire, content, expected) for name, (content, expected) in BAD_QUESTIONNAIRES.items()
-                if isinstance(expected, Quarantined)}
-LOADED_CASES |= {f"activity {name}": (load_activity, content, expected) for name, (content, expected) in BAD_ACTIVITY.items()
-                 if isinstance(expected, Quarantined)}
-
-
-@pytest.mark.parametrize("case", list(LOADED_CASES))
-def test_checks_called_directly_give_pandera_outcome(tmp_path, monkeypatch, case):
-    """A scoring request of a few rows skips pandera's bookkeeping and calls the checks itself:
-    on every loadable file of the corpus, both ways accept and quarantine exactly the same."""
-    load, content, expected = LOADED_CASES[case]
-    path = tmp_path / "file.csv"
-    path.write_bytes(content)
-    outcomes = []
-    for direct_up_to in (0, 1_000_000):
-        monkeypatch.setattr(validation, "DIRECT_CHECK_ROWS", direct_up_to)
-        outcomes.append(load(path, now=NOW))
-    through_pandera, direct = outcomes
-    assert direct.reasons() == expected.reasons
-    pd.testing.assert_frame_equal(direct.accepted, through_pandera.accepted)
-    pd.testing.assert_frame_equal(direct.quarantined, through_pandera.quarantined)
 
 
 @pytest.fixture(scope="module")

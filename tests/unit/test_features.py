@@ -10,7 +10,7 @@ from balanceit.config import Settings
 from balanceit.data.validation import validate_activity, validate_questionnaire
 from balanceit.features.build import OPTIONAL_ANSWERS, WEARABLE_SUMMARIES, answers_and_features, features_for_frames
 from balanceit.features.catalogue import CATALOGUE, model_columns, model_input
-from balanceit.features.store import batch_features
+from balanceit.features.store import labelled_features
 from balanceit.models.additive import AdditiveRiskModel
 from balanceit.warehouse import open_warehouse
 
@@ -124,7 +124,7 @@ def test_training_and_scoring_features_are_identical(tmp_path):
         con.register("a", activity.assign(ingestion_id="i2"))
         con.execute("INSERT INTO activity BY NAME SELECT * FROM a")
         con.execute("INSERT INTO batch_members SELECT 'b1', respondent_id, submitted_at FROM q")
-        _, stored = batch_features(con, "b1", settings)
+        _, stored = labelled_features(con, settings, "b1")  # every answer is labelled
     assert (in_memory["days_worn"] > 0).any() and in_memory["ex_yoga"].isna().any()
     pd.testing.assert_frame_equal(stored, in_memory, check_exact=True)
 
@@ -142,7 +142,7 @@ def test_a_question_the_first_stored_batch_never_asked_is_stored_when_a_later_ba
             con.register("q", answers.assign(ingestion_id=batch_id))
             con.execute("INSERT INTO questionnaire BY NAME SELECT * FROM q")
             con.execute("INSERT INTO batch_members SELECT ?, respondent_id, submitted_at FROM q", [batch_id])
-            batch_features(con, batch_id, settings)
+            labelled_features(con, settings, batch_id)
         stored = con.execute("SELECT occupation FROM features WHERE occupation IS NOT NULL").df()["occupation"]
     assert sorted(stored) == sorted(batches["asked"]["occupation"])
 
