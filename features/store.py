@@ -7,11 +7,9 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from balanceit.config import Settings
 from balanceit.data.contract import LABEL, QUESTIONNAIRE_KEY
 from balanceit.data.partitions import Partition, write_atomically
-from balanceit.features.build import compute_features, features_for_frames
-from balanceit.warehouse import upsert_frame
+from balanceit.features.build import features_for_frames
 
 
 def selection_sql(batch_id: str | None) -> str:
@@ -25,16 +23,6 @@ def selection_sql(batch_id: str | None) -> str:
 
 def selected_answers(con: duckdb.DuckDBPyConnection, batch_id: str | None) -> pd.DataFrame:
     return con.execute(f"SELECT * FROM ({selection_sql(batch_id)}) ORDER BY {', '.join(QUESTIONNAIRE_KEY)}").df()
-
-
-def labelled_features(con: duckdb.DuckDBPyConnection, settings: Settings,
-                      batch_id: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every labelled answer in the warehouse (or in one batch) and its features, row for row: the training
-    set. The features of every answer selected, labelled or not, are stored."""
-    answers = selected_answers(con, batch_id)
-    features = compute_features(con, answers, "activity", settings.activity_window_days)
-    upsert_frame(con, "features", features, QUESTIONNAIRE_KEY)
-    return only_labelled(answers, features)
 
 
 def only_labelled(answers: pd.DataFrame, features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

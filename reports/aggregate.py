@@ -45,11 +45,6 @@ def survey_weights(frame: pd.DataFrame) -> np.ndarray | None:
     return weights if np.isfinite(weights).all() and (weights > 0).all() else None
 
 
-def is_weighted(scored: pd.DataFrame) -> bool:
-    """True when every person has a positive survey weight, so figures can be weighted."""
-    return survey_weights(scored) is not None
-
-
 def band_counts(scored: pd.DataFrame) -> pd.DataFrame:
     """People per risk band (all three bands, in order) with their (weighted) share."""
     weights = weights_or_ones(scored)

@@ -81,7 +81,7 @@ def build_population_context(scored: pd.DataFrame, min_group_size: int = 10, **o
         "generated_at": datetime(2025, 6, 2, 9, 30, tzinfo=timezone.utc),
         "population": "Scored batch 'b-2025-06-01' from file spring-survey.csv",
         "min_group_size": min_group_size,
-        "weighted": aggregate.is_weighted(scored),
+        "weighted": aggregate.survey_weights(scored) is not None,
         "summary": {
             "n": n,
             "mean_risk": aggregate.mean_risk(scored),
@@ -207,3 +207,16 @@ def own_mlflow_store():
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     if saved is not None:
         os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def labelled_features(con, settings, batch_id: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training set computed in this process, the reference the partitioned path is checked against:
+    every labelled answer in the warehouse (or in one batch) and its features; all selected features stored."""
+    from balanceit.features.build import compute_features
+    from balanceit.features.store import only_labelled, selected_answers
+    from balanceit.warehouse import upsert_frame
+
+    answers = selected_answers(con, batch_id)
+    features = compute_features(con, answers, "activity", settings.activity_window_days)
+    upsert_frame(con, "features", features, ("respondent_id", "submitted_at"))
+    return only_labelled(answers, features)

@@ -262,7 +262,7 @@ def test_a_rerun_after_a_crash_completes_the_batch_and_writes_no_partition_twice
 def test_training_features_on_partitions_equal_the_warehouse_query(workspace, small_partitions):
     """Scoring's partition function (features_for_frames on Parquet partitions) gives training's features."""
     from balanceit.config import load_settings
-    from balanceit.features.store import labelled_features
+    from conftest import labelled_features
     from balanceit.flows.train import training_features
     from balanceit.warehouse import open_warehouse
 

@@ -103,7 +103,7 @@ def test_the_registry_read_directly_answers_as_mlflow_does(home, files):
 
     from balanceit.config import load_settings
     from balanceit.features.catalogue import model_input
-    from balanceit.features.store import labelled_features
+    from conftest import labelled_features
     from balanceit.models import registry
     from balanceit.warehouse import open_warehouse
 

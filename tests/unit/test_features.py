@@ -10,7 +10,7 @@ from balanceit.config import Settings
 from balanceit.data.validation import validate_activity, validate_questionnaire
 from balanceit.features.build import OPTIONAL_ANSWERS, WEARABLE_SUMMARIES, answers_and_features, features_for_frames
 from balanceit.features.catalogue import CATALOGUE, model_columns, model_input
-from balanceit.features.store import labelled_features
+from conftest import labelled_features
 from balanceit.models.additive import AdditiveRiskModel
 from balanceit.warehouse import open_warehouse
 

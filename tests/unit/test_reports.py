@@ -237,7 +237,7 @@ def test_survey_weights_weight_means_but_not_counts():
     assert aggregate.mean_risk(scored) == pytest.approx(0.35)
     bands = aggregate.band_counts(scored).set_index("band")
     assert bands.loc["high", "n"] == 1 and bands.loc["high", "share"] == pytest.approx(0.25)
-    assert not aggregate.is_weighted(scored.assign(survey_weight=[3.0, None]))
+    assert aggregate.survey_weights(scored.assign(survey_weight=[3.0, None])) is None
 
 
 def test_templates_are_named_for_package_data():
