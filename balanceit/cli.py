@@ -152,9 +152,9 @@ def _prepare_cluster_flows(cluster: str | None, as_json: bool, *inputs: Path | N
         if path and not path.exists():
             _fail(f"{path}: no such file or folder", as_json)
     _prepare(flows=True)
-    from balanceit.flows.cluster import ClusterConfigError, parse_cluster
+    from balanceit.flows.cluster import parse_cluster
 
-    with _refusals_fail(as_json, ClusterConfigError):
+    with _refusals_fail(as_json, ValueError):
         return cluster if parse_cluster(cluster) else None
 
 

@@ -40,10 +40,10 @@ def score_stage(settings: Settings, batch_id: str, output: str | None) -> dict[s
     done = on_runner(settings, score_partition_task, partitions, settings, version)
     with open_warehouse(settings) as con:
         bands = register_results(con, batch_id, version, done, root, Path(output) if output else None)
-    spec = parse_cluster(settings.cluster)
-    cluster = {"cluster": spec.describe()} if spec else {}
+    cluster = parse_cluster(settings.cluster)
     return {"batch_id": batch_id, "rows_scored": sum(bands.values()), "model_version": version,
-            "partitions": len(done), "bands": bands, "output": output, **cluster}
+            "partitions": len(done), "bands": bands, "output": output,
+            **({"cluster": cluster} if cluster else {})}
 
 
 @flow(name="score")
