@@ -12,7 +12,7 @@ from balanceit.config import Settings, load_settings
 from balanceit.data.partitions import Partition, export_batch, partitions_root, register_results
 from balanceit.flows.cluster import on_runner, parse_cluster
 from balanceit.flows.common import stage
-from balanceit.flows.ingest import ingest_or_fail
+from balanceit.flows.ingest import ingest_file
 from balanceit.models.terms import AdditiveTerms
 from balanceit.models.registry import champion_version, load_model
 from balanceit.models.score import score_partition
@@ -51,7 +51,7 @@ def score_flow(path: str, activity: str | None = None, output: str | None = None
                cluster: str | None = None, not_asked: tuple[str, ...] = ()) -> dict[str, object]:
     settings = load_settings(home, cluster)
     if activity:
-        ingest_or_fail(settings, activity, "activity")
+        ingest_file(settings, activity, "activity")
     # A folder is an NHANES cycle, the only input that comes as one (DEMO + PAQ files, BMX optional).
-    ingestion = ingest_or_fail(settings, path, "nhanes" if Path(path).is_dir() else "questionnaire", not_asked)
+    ingestion = ingest_file(settings, path, "nhanes" if Path(path).is_dir() else "questionnaire", not_asked)
     return {"ingestion": ingestion.to_dict(), **score_stage(settings, ingestion.ingestion_id, output)}
