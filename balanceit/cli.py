@@ -263,12 +263,12 @@ def report_population(batch: Annotated[str | None, typer.Option(
                                "or reference rows (CSV/Parquet, weighted by survey_weight).")] = None,
                       as_json: JsonOption = False) -> None:
     """The population report: risk bands, segments, drivers, what-ifs, model card, data quality, drift."""
-    _prepare(flows=True)
-    from balanceit.flows.report import population_report_flow
+    settings = _prepare()
+    from balanceit.flows.report import population_report
     from balanceit.reports.reweight import TargetRefused
 
     with _refusals_fail(as_json, LookupError, TargetRefused):
-        result = population_report_flow(batch, home=_State.home, target=str(target) if target else None)
+        result = population_report(settings, batch, str(target) if target else None)
     _emit(result, as_json, "Population report")
 
 
