@@ -152,9 +152,9 @@ def _prepare_cluster_flows(cluster: str | None, as_json: bool, *inputs: Path | N
         if path and not path.exists():
             _fail(f"{path}: no such file or folder", as_json)
     _prepare(flows=True)
-    from balanceit.flows.cluster import ClusterConfigError, parse_cluster
+    from balanceit.flows.cluster import parse_cluster
 
-    with _refusals_fail(as_json, ClusterConfigError):
+    with _refusals_fail(as_json, ValueError):
         return cluster if parse_cluster(cluster) else None
 
 
@@ -168,26 +168,23 @@ def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None, no
     if as_json:
         folder = {"files": [s.to_dict() for s in summaries], "cluster": cluster, "refused": len(refused)}
         print(json.dumps(summaries[0].to_dict() if len(summaries) == 1 else folder, default=str))
-    elif len(summaries) == 1:
-        _show_ingestion(summaries[0])
-    else:
-        for summary in summaries:
-            refusal = f" ({escape(summary.message)})" if summary.status == "refused" else ""
-            console.print(_ingestion_line(summary) + refusal)
+    elif len(summaries) == 1 and refused:
+        _fail(refused[0].message, False)
+    for summary in () if as_json else summaries:
+        _show_ingestion(summary, alone=len(summaries) == 1)
     if refused:
         raise typer.Exit(2)
 
 
-def _ingestion_line(summary: Any) -> str:
+def _show_ingestion(summary: Any, alone: bool) -> None:
+    """A file's figures; alone, why rows were quarantined or skipped; in a folder, why it was refused."""
     rules = f" for breaking {len(summary.reasons)} rules (a row can break several)" if len(summary.reasons) > 1 else ""
-    return (f"[bold]{escape(summary.file)}[/]: {STATUS_WORDS.get(summary.status, summary.status)}. "
+    line = (f"[bold]{escape(summary.file)}[/]: {STATUS_WORDS.get(summary.status, summary.status)}. "
             f"rows read {summary.rows_read:,}, accepted {summary.accepted:,}, quarantined {summary.quarantined:,}{rules}")
-
-
-def _show_ingestion(summary: Any) -> None:
-    if summary.status == "refused":
-        _fail(summary.message, False)
-    console.print(_ingestion_line(summary))
+    if not alone:
+        console.print(line + (f" ({escape(summary.message)})" if summary.status == "refused" else ""))
+        return
+    console.print(line)
     for reason, count in summary.reasons.items():
         rows = summary.first_rows.get(reason, [])
         where = f" (row{'s' if count > 1 else ''} {', '.join(map(str, rows))}{', …' if count > len(rows) else ''})" \
@@ -263,12 +260,12 @@ def report_population(batch: Annotated[str | None, typer.Option(
                                "or reference rows (CSV/Parquet, weighted by survey_weight).")] = None,
                       as_json: JsonOption = False) -> None:
     """The population report: risk bands, segments, drivers, what-ifs, model card, data quality, drift."""
-    _prepare(flows=True)
-    from balanceit.flows.report import population_report_flow
+    settings = _prepare()
+    from balanceit.flows.report import population_report
     from balanceit.reports.reweight import TargetRefused
 
     with _refusals_fail(as_json, LookupError, TargetRefused):
-        result = population_report_flow(batch, home=_State.home, target=str(target) if target else None)
+        result = population_report(settings, batch, str(target) if target else None)
     _emit(result, as_json, "Population report")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from prefect import Task, flow, unmapped
@@ -21,23 +20,9 @@ _LOCAL = re.compile(r"^local(?::(\d+))?$")
 _ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/]+$")
 
 
-class ClusterConfigError(ValueError):
-    """A `cluster` value that is neither `local[:N]` nor a scheduler address."""
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """A parsed `cluster` setting: a local cluster of `workers` processes, or a scheduler `address`."""
-
-    address: str | None = None
-    workers: int | None = None
-
-    def describe(self) -> str:
-        return self.address or f"local:{self.workers}"
-
-
-def parse_cluster(text: str | None) -> ClusterSpec | None:
-    """`None`/`""`/`"none"` -> None (in-process); `local[:N]` -> a LocalCluster; `tcp://HOST:PORT` -> that scheduler."""
+def parse_cluster(text: str | None) -> str | None:
+    """`None`/`""`/`"none"` -> None (in-process); `local[:N]` -> `local:N`, a LocalCluster of N processes;
+    `tcp://HOST:PORT` -> that scheduler's address; anything else, a ValueError saying what is understood."""
     text = (text or "").strip()
     if text.lower() in {"", "none", "in-process", "off"}:
         return None
@@ -45,17 +30,18 @@ def parse_cluster(text: str | None) -> ClusterSpec | None:
     if local:
         workers = int(local.group(1)) if local.group(1) else (os.cpu_count() or 1)
         if workers < 1:
-            raise ClusterConfigError(f"cluster {text!r}: a local cluster needs at least one worker")
-        return ClusterSpec(workers=workers)
+            raise ValueError(f"cluster {text!r}: a local cluster needs at least one worker")
+        return f"local:{workers}"
     if _ADDRESS.match(text):
-        return ClusterSpec(address=text)
-    raise ClusterConfigError(f"cluster {text!r} is not understood: use local:N (N worker processes on this "
-                             "machine) or tcp://HOST:PORT (an existing Dask scheduler)")
+        return text
+    raise ValueError(f"cluster {text!r} is not understood: use local:N (N worker processes on this "
+                     "machine) or tcp://HOST:PORT (an existing Dask scheduler)")
 
 
-def task_runner(spec: ClusterSpec | None) -> TaskRunner:
-    """Prefect's default runner without a cluster, else prefect-dask's `DaskTaskRunner` (the `cluster` extra)."""
-    if spec is None:
+def task_runner(cluster: str | None) -> TaskRunner:
+    """Prefect's default runner without a cluster, else prefect-dask's `DaskTaskRunner` (the `cluster` extra);
+    `cluster` as `parse_cluster` answers it."""
+    if cluster is None:
         from prefect.task_runners import ThreadPoolTaskRunner
 
         return ThreadPoolTaskRunner()
@@ -64,9 +50,10 @@ def task_runner(spec: ClusterSpec | None) -> TaskRunner:
     except ImportError as missing:  # pragma: no cover - depends on the installed extras
         raise RuntimeError("running on a Dask cluster needs the `cluster` extra: "
                            "pip install 'balanceit[cluster]' (prefect-dask, dask[distributed])") from missing
-    if spec.address:
-        return DaskTaskRunner(address=spec.address)
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=local_cluster_kwargs(spec.workers))
+    if not cluster.startswith("local:"):
+        return DaskTaskRunner(address=cluster)
+    workers = int(cluster.removeprefix("local:"))
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=local_cluster_kwargs(workers))
 
 
 def local_cluster_kwargs(workers: int) -> dict[str, Any]:

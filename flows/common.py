@@ -20,27 +20,20 @@ class InputRefused(RuntimeError):
     """A file the flow needs was refused; the message names the file and the problem."""
 
 
-class _AnswersAreNotCrashes(logging.Filter):
+_REFUSALS = (InputRefused, LookupError)
+
+
+def _not_a_refusal(record: logging.LogRecord) -> bool:
     """A refused file, or a batch, person or version that does not exist, is a one-line answer, not a crash:
     Prefect's records of the failed run (traceback, exception repeated) are not shown; the run stays failed."""
-
-    answers: tuple[type[Exception], ...] = (InputRefused, LookupError)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info:
-            return not isinstance(record.exc_info[1], self.answers)
-        message = record.getMessage()
-        # A task run's closing record carries no exception, only its final state's message naming the type.
-        return not (message.startswith("Finished in state Failed")
-                    and any(f"exception {answer.__name__}:" in message for answer in self.answers))
-
-
-def log_refusals_without_traceback(*refusals: type[Exception]) -> None:
-    """A flow's own refusals (besides InputRefused and LookupError) are answers too, not crashes."""
-    _AnswersAreNotCrashes.answers += refusals
+    if record.exc_info:
+        return not isinstance(record.exc_info[1], _REFUSALS)
+    message = record.getMessage()
+    # A task run's closing record carries no exception, only its final state's message naming the type.
+    return not (message.startswith("Finished in state Failed")
+                and any(f"exception {refusal.__name__}:" in message for refusal in _REFUSALS))
 
 
 for _runs in ("prefect.flow_runs", "prefect.task_runs"):
-    logging.getLogger(_runs).addFilter(_AnswersAreNotCrashes())
+    logging.getLogger(_runs).addFilter(_not_a_refusal)
 tie_temporary_server()
-

@@ -13,17 +13,18 @@ from prefect import flow
 
 from balanceit.config import Settings, load_settings, masked_uri
 from balanceit.data.contract import LABEL
-from balanceit.data.synthetic import Population, generate
+from balanceit.data.synthetic import generate
 from balanceit.flows.common import stage
-from balanceit.flows.report import person_report_flow, population_report_flow
+from balanceit.flows.report import population_report
 from balanceit.flows.score import score_flow
 from balanceit.flows.train import train_flow
 from balanceit.models.evaluate import explanation_agreement
+from balanceit.reports.build import write_person_report
 
 TRAINING_SHARE = 0.75
 
 
-def _write(questionnaire: pd.DataFrame, activity: pd.DataFrame, folder: Path) -> tuple[str, str]:
+def _write(folder: Path, questionnaire: pd.DataFrame, activity: pd.DataFrame) -> tuple[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     questionnaire.to_csv(folder / "questionnaire.csv", index=False)
     activity.to_csv(folder / "activity.csv", index=False)
@@ -31,37 +32,34 @@ def _write(questionnaire: pd.DataFrame, activity: pd.DataFrame, folder: Path) ->
 
 
 @stage(name="generate demo population")
-def write_demo_population(settings: Settings, rows: int, seed: int) -> dict[str, str]:
-    """Split one generated population into a labelled training set and a new unlabelled batch."""
+def write_demo_population(settings: Settings, rows: int,
+                          seed: int) -> tuple[tuple[str, str], tuple[str, str], str]:
+    """Split one generated population into a labelled training set and a new unlabelled batch: the
+    (questionnaire, activity) files of each, and the truth file."""
     folder = settings.root / "demo"
-    population: Population = generate(rows, seed=seed, labelled=True)
-    q = population.questionnaire
+    population = generate(rows, seed=seed, labelled=True)
+    q, activity = population.questionnaire, population.activity
     cut = int(len(q) * TRAINING_SHARE)
-    training_ids = set(q["respondent_id"].iloc[:cut])
-    in_training = population.activity["respondent_id"].isin(training_ids)
-    train_q, train_a = _write(q.iloc[:cut], population.activity[in_training], folder / "training")
-    batch_q, batch_a = _write(q.iloc[cut:].drop(columns=[LABEL]), population.activity[~in_training],
-                              folder / "new-batch")
-    truth = folder / "truth.csv"
-    population.truth.to_csv(truth, index=False)
-    return {"training": train_q, "training_activity": train_a, "batch": batch_q,
-            "batch_activity": batch_a, "truth": str(truth)}
+    in_training = activity["respondent_id"].isin(set(q["respondent_id"].iloc[:cut]))
+    training = _write(folder / "training", q.iloc[:cut], activity[in_training])
+    batch = _write(folder / "new-batch", q.iloc[cut:].drop(columns=[LABEL]), activity[~in_training])
+    population.truth.to_csv(folder / "truth.csv", index=False)
+    return training, batch, str(folder / "truth.csv")
 
 
 @flow(name="demo")
 def demo_flow(rows: int = 20000, seed: int = 0, home: str | None = None,
               cluster: str | None = None) -> dict[str, object]:
     settings = load_settings(home, cluster)
-    files = write_demo_population(settings, rows, seed)
-    trained = train_flow(files["training"], files["training_activity"], files["truth"], home=home, cluster=cluster)
+    training_files, batch_files, truth = write_demo_population(settings, rows, seed)
+    trained = train_flow(*training_files, truth, home=home, cluster=cluster)
     output = settings.exports_path / "demo-scores.csv"
-    scored = score_flow(files["batch"], files["batch_activity"], str(output), home=home, cluster=cluster)
-    population = population_report_flow(scored["batch_id"], home=home)
-    training = population_report_flow("training", home=home)
+    scored = score_flow(*batch_files, str(output), home=home, cluster=cluster)
+    population = population_report(settings, scored["batch_id"])
+    training = population_report(settings, "training")
     first_person = pd.read_csv(output, usecols=["respondent_id"], nrows=1)["respondent_id"].iloc[0]
-    person = person_report_flow(str(first_person), home=home)
-    agreement = explanation_agreement(pd.read_csv(output, parse_dates=["submitted_at"]),
-                                      pd.read_csv(files["truth"]))
+    person = write_person_report(settings, str(first_person))
+    agreement = explanation_agreement(pd.read_csv(output, parse_dates=["submitted_at"]), pd.read_csv(truth))
     return {
         "workspace": str(settings.root),
         "duckdb": str(settings.warehouse_path),

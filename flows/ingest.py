@@ -16,16 +16,13 @@ from balanceit.flows.common import InputRefused, stage
 from balanceit.warehouse import open_warehouse
 
 
-def ingest_file(settings: Settings, path: str, kind: Kind, not_asked: tuple[str, ...] = ()) -> IngestionSummary:
-    """One input of a train or score run, in this process."""
+def ingest_file(settings: Settings, path: str, kind: Kind, not_asked: tuple[str, ...] = (),
+                needed: bool = True) -> IngestionSummary:
+    """One input of a run, in this process; the refusal of a file the run cannot go on without (`needed`)
+    stops it, with the reason."""
     with open_warehouse(settings) as con:
-        return ingest(con, path, kind, not_asked)
-
-
-def ingest_or_fail(settings: Settings, path: str, kind: Kind, not_asked: tuple[str, ...] = ()) -> IngestionSummary:
-    """`ingest_file` for a flow that cannot go on without the file: a refusal stops it, with the reason."""
-    summary = ingest_file(settings, path, kind, not_asked)
-    if summary.status == "refused":
+        summary = ingest(con, path, kind, not_asked)
+    if needed and summary.status == "refused":
         raise InputRefused(summary.message)
     return summary
 
@@ -33,18 +30,20 @@ def ingest_or_fail(settings: Settings, path: str, kind: Kind, not_asked: tuple[s
 validate_file = stage(name="read and validate a file", retries=2, retry_delay_seconds=1)(validate)
 
 
-def ingest_files(settings: Settings, path: Path, kind: Kind,
-                 not_asked: tuple[str, ...] = ()) -> list[IngestionSummary]:
+@flow(name="ingest")
+def ingest_flow(path: str, kind: Kind = "questionnaire", home: str | None = None,
+                cluster: str | None = None, not_asked: tuple[str, ...] = ()) -> list[IngestionSummary]:
     """Every visible file of `path` (sorted), one batch each, or `path` itself if it is a file or an NHANES
     cycle's folder; content loaded before (or earlier in the folder) is answered as `ingest` answers it,
     without validating it again."""
-    refusal = refused_unread(path, kind, not_asked)
+    settings, source = load_settings(home, cluster), Path(path)
+    refusal = refused_unread(source, kind, not_asked)
     if refusal:
         return [refusal]
-    files = ([path] if kind == "nhanes" or not path.is_dir()
-             else sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
+    files = ([source] if kind == "nhanes" or not source.is_dir()
+             else sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")))
     if not files:
-        return [IngestionSummary(str(path), kind, "refused", message=f"{path}: no files to ingest")]
+        return [IngestionSummary(str(source), kind, "refused", message=f"{source}: no files to ingest")]
     started = now()
     shas = {file: content_sha256(file, not_asked) for file in files}
     # reversed: a content repeated in the folder is read in its first file
@@ -55,9 +54,3 @@ def ingest_files(settings: Settings, path: Path, kind: Kind,
     with open_warehouse(settings) as con:
         return [store_validated(con, checked[file], file, kind, shas[file], started) if file in checked
                 else ingest(con, file, kind, not_asked) for file in files]
-
-
-@flow(name="ingest")
-def ingest_flow(path: str, kind: Kind = "questionnaire", home: str | None = None,
-                cluster: str | None = None, not_asked: tuple[str, ...] = ()) -> list[IngestionSummary]:
-    return ingest_files(load_settings(home, cluster), Path(path), kind, not_asked)

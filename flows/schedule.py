@@ -21,27 +21,25 @@ from balanceit.flows.score import score_stage
 from balanceit.flows.train import fit_and_register, training_features
 
 
-def _file_away(settings: Settings, path: Path, refused_because: str | None = None) -> None:
-    folder = settings.inbox_path / ("refused" if refused_because else "done")
-    folder.mkdir(exist_ok=True)
-    shutil.move(str(path), folder / path.name)
-    if refused_because:
-        (folder / f"{path.name}.reason.txt").write_text(refused_because + "\n")
-
-
 def _take(settings: Settings, wanted: set[InboxFile]) -> list[dict[str, object]]:
-    """Ingest the inbox files of the wanted kinds; returns their ingestion summaries."""
+    """Ingest the inbox files of the wanted kinds, each then filed in done/ (or refused/, with the reason)."""
     inbox = settings.inbox_path
     handled = []
     for path in sorted(inbox.iterdir() if inbox.is_dir() else ()):
         kind = classify(path) if path.is_file() and not path.name.startswith(".") else None
         if kind not in wanted:
             continue
-        summary = ingest_file(settings, str(path), "activity" if kind == "activity" else "questionnaire")
+        summary = ingest_file(settings, str(path), "activity" if kind == "activity" else "questionnaire",
+                              needed=False)
         handled.append({**summary.to_dict(), "inbox_kind": kind})
-        if kind == "unlabelled" and summary.status != "refused":
+        refused = summary.status == "refused"
+        if kind == "unlabelled" and not refused:
             handled[-1]["scoring"] = score_stage(settings, summary.ingestion_id, None)
-        _file_away(settings, path, summary.message if summary.status == "refused" else None)
+        folder = inbox / ("refused" if refused else "done")
+        folder.mkdir(exist_ok=True)
+        shutil.move(str(path), folder / path.name)
+        if refused:
+            (folder / f"{path.name}.reason.txt").write_text(summary.message + "\n")
     return handled
 
 

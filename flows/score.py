@@ -12,7 +12,7 @@ from balanceit.config import Settings, load_settings
 from balanceit.data.partitions import Partition, export_batch, partitions_root, register_results
 from balanceit.flows.cluster import on_runner, parse_cluster
 from balanceit.flows.common import stage
-from balanceit.flows.ingest import ingest_or_fail
+from balanceit.flows.ingest import ingest_file
 from balanceit.models.terms import AdditiveTerms
 from balanceit.models.registry import champion_version, load_model
 from balanceit.models.score import score_partition
@@ -40,10 +40,10 @@ def score_stage(settings: Settings, batch_id: str, output: str | None) -> dict[s
     done = on_runner(settings, score_partition_task, partitions, settings, version)
     with open_warehouse(settings) as con:
         bands = register_results(con, batch_id, version, done, root, Path(output) if output else None)
-    spec = parse_cluster(settings.cluster)
-    cluster = {"cluster": spec.describe()} if spec else {}
+    cluster = parse_cluster(settings.cluster)
     return {"batch_id": batch_id, "rows_scored": sum(bands.values()), "model_version": version,
-            "partitions": len(done), "bands": bands, "output": output, **cluster}
+            "partitions": len(done), "bands": bands, "output": output,
+            **({"cluster": cluster} if cluster else {})}
 
 
 @flow(name="score")
@@ -51,7 +51,7 @@ def score_flow(path: str, activity: str | None = None, output: str | None = None
                cluster: str | None = None, not_asked: tuple[str, ...] = ()) -> dict[str, object]:
     settings = load_settings(home, cluster)
     if activity:
-        ingest_or_fail(settings, activity, "activity")
+        ingest_file(settings, activity, "activity")
     # A folder is an NHANES cycle, the only input that comes as one (DEMO + PAQ files, BMX optional).
-    ingestion = ingest_or_fail(settings, path, "nhanes" if Path(path).is_dir() else "questionnaire", not_asked)
+    ingestion = ingest_file(settings, path, "nhanes" if Path(path).is_dir() else "questionnaire", not_asked)
     return {"ingestion": ingestion.to_dict(), **score_stage(settings, ingestion.ingestion_id, output)}

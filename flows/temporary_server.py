@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from functools import partial, wraps
 from typing import Any
 from unittest import mock
@@ -30,7 +29,15 @@ def _terminate_with(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _tied_to_this_process(run_server: Callable[[Any], subprocess.Popen]) -> Callable[[Any], subprocess.Popen]:
+def tie_temporary_server() -> None:
+    """Start Prefect's temporary server (when one is started at all) tied to this process; Linux only.
+    Called once, where `flows.common` is imported."""
+    if not sys.platform.startswith("linux") or os.environ.get("PREFECT_API_URL"):
+        return  # elsewhere, or a real server: nothing to tie (and Prefect's server module not worth importing)
+    from prefect.server.api.server import SubprocessASGIServer
+
+    run_server = SubprocessASGIServer._run_uvicorn_command
+
     @wraps(run_server)
     def run_tied(server: Any) -> subprocess.Popen:
         # The signal follows the thread that started the child, so only threads that live as long as the
@@ -40,15 +47,5 @@ def _tied_to_this_process(run_server: Callable[[Any], subprocess.Popen]) -> Call
         tied = partial(subprocess.Popen, preexec_fn=partial(_terminate_with, os.getpid()))
         with mock.patch.object(subprocess, "Popen", tied):
             return run_server(server)
-    run_tied.tied = True  # type: ignore[attr-defined]
-    return run_tied
 
-
-def tie_temporary_server() -> None:
-    """Start Prefect's temporary server (when one is started at all) tied to this process; Linux only."""
-    if not sys.platform.startswith("linux") or os.environ.get("PREFECT_API_URL"):
-        return  # elsewhere, or a real server: nothing to tie (and Prefect's server module not worth importing)
-    from prefect.server.api.server import SubprocessASGIServer
-
-    if not getattr(SubprocessASGIServer._run_uvicorn_command, "tied", False):
-        SubprocessASGIServer._run_uvicorn_command = _tied_to_this_process(SubprocessASGIServer._run_uvicorn_command)
+    SubprocessASGIServer._run_uvicorn_command = run_tied

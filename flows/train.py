@@ -17,7 +17,7 @@ from balanceit.features.catalogue import model_input
 from balanceit.features.store import only_labelled, partition_features, selected_answers, selection_sql
 from balanceit.flows.cluster import on_runner
 from balanceit.flows.common import InputRefused, stage
-from balanceit.flows.ingest import ingest_or_fail
+from balanceit.flows.ingest import ingest_file
 from balanceit.models.registry import CHAMPION, Reference, log_and_register
 from balanceit.models.train import train_model
 from balanceit.warehouse import open_warehouse, transaction, upsert_frame
@@ -96,8 +96,8 @@ def train_flow(data: str | None = None, activity: str | None = None, truth: str 
                home: str | None = None, cluster: str | None = None) -> dict[str, object]:
     settings = load_settings(home, cluster)
     if activity:
-        ingest_or_fail(settings, activity, "activity")
-    batch_id = ingest_or_fail(settings, data, "questionnaire").ingestion_id if data else None
+        ingest_file(settings, activity, "activity")
+    batch_id = ingest_file(settings, data, "questionnaire").ingestion_id if data else None
     answers, features = training_features(settings, batch_id)
     if answers.empty or answers[LABEL].nunique() < 2:
         raise InputRefused("no labelled rows with both outcomes to train on: give a questionnaire file "

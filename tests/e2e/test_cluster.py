@@ -34,13 +34,13 @@ def test_cluster_setting_is_parsed_and_default_imports_no_dask():
     import subprocess
     import sys
 
-    from balanceit.flows.cluster import ClusterConfigError, ClusterSpec, parse_cluster
+    from balanceit.flows.cluster import parse_cluster
 
     assert parse_cluster(None) is None and parse_cluster("") is None and parse_cluster("none") is None
-    assert parse_cluster("local:3") == ClusterSpec(workers=3)
-    assert parse_cluster("tcp://127.0.0.1:8786") == ClusterSpec(address="tcp://127.0.0.1:8786")
+    assert parse_cluster("local:3") == "local:3" and parse_cluster(" local ") == f"local:{os.cpu_count()}"
+    assert parse_cluster("tcp://127.0.0.1:8786") == "tcp://127.0.0.1:8786"
     for bad in ("local:0", "127.0.0.1:8786", "http://x:1", "local:two"):
-        with pytest.raises(ClusterConfigError):
+        with pytest.raises(ValueError):
             parse_cluster(bad)
     code = ("import sys; import balanceit.cli, balanceit.flows.score, balanceit.flows.cluster; "
             "print(any(m == 'dask' or m.startswith(('dask.', 'distributed', 'prefect_dask')) for m in sys.modules))")
@@ -55,7 +55,7 @@ def test_partition_work_follows_the_cluster_setting(tmp_path, monkeypatch):
 
     import balanceit.flows.cluster as cluster_flows
     from balanceit.config import load_settings
-    from balanceit.flows.cluster import ClusterSpec, on_runner
+    from balanceit.flows.cluster import on_runner
     from balanceit.flows.common import stage
 
     @stage(name="double")
@@ -67,7 +67,7 @@ def test_partition_work_follows_the_cluster_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("BALANCEIT_CLUSTER", "local:2")
     assert on_runner(load_settings(tmp_path), double, [1, 2, 3], 2) == [2, 4, 6]
     assert on_runner(load_settings(tmp_path, "tcp://127.0.0.1:8786"), double, [1], 3) == [3]
-    assert chosen == [ClusterSpec(workers=2), ClusterSpec(address="tcp://127.0.0.1:8786")]
+    assert chosen == ["local:2", "tcp://127.0.0.1:8786"]
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_local_cluster_workers_report_to_the_flows_prefect_server(prefect_home):
     from prefect import flow
     from prefect.context import get_run_context
 
-    from balanceit.flows.cluster import ClusterSpec, task_runner
+    from balanceit.flows.cluster import task_runner
     from balanceit.flows.common import stage
 
     @stage(name="what a worker reports to")
@@ -97,7 +97,7 @@ def test_local_cluster_workers_report_to_the_flows_prefect_server(prefect_home):
         futures = [worker_prefect.submit() for _ in range(tasks)]
         return str(get_run_context().client.api_url), [future.result() for future in futures]
 
-    flow_api, answers = ask_the_workers.with_options(task_runner=task_runner(ClusterSpec(workers=2)))(4)
+    flow_api, answers = ask_the_workers.with_options(task_runner=task_runner("local:2"))(4)
     assert [answer["servers"] for answer in answers] == [[]] * 4
     assert {answer["api"] for answer in answers} == {flow_api}
 
