@@ -93,14 +93,6 @@ def unknown_features(not_asked: Sequence[str]) -> np.ndarray:
     return np.array([any(source in not_asked for source in feature.sources) for feature in CATALOGUE])
 
 
-def _missing_text(answers: pd.DataFrame, not_asked: Sequence[str]) -> np.ndarray:
-    asked = [name for name in OPTIONAL_ANSWERS if name not in not_asked]
-    missing = [pd.isna(answers[name].array) for name in asked]
-    if not missing:
-        return np.full(len(answers), "", dtype=object)
-    return _text_per_combination(missing, lambda *flags: ";".join(np.array(asked)[list(flags)]))
-
-
 def explain_batch(model: AdditiveTerms, answers: pd.DataFrame, features: pd.DataFrame,
                   settings: Settings, not_asked: Sequence[str] = ()) -> pd.DataFrame:
     """Risk, band, top drivers with their answers and logit contributions, signs, missing answers
@@ -129,7 +121,11 @@ def explain_batch(model: AdditiveTerms, answers: pd.DataFrame, features: pd.Data
         out[f"driver_{rank + 1}_contribution"] = values[:, rank]
     signs = [answers[name].to_numpy(dtype=object) for name in SIGN_ANSWERS]
     out["signs"] = _text_per_combination(signs, _signs)
-    out["missing_answers"] = _missing_text(answers, not_asked)
+    asked = [name for name in OPTIONAL_ANSWERS if name not in not_asked]
+    missing = [pd.isna(answers[name].array) for name in asked]
+    out["missing_answers"] = (
+        _text_per_combination(missing, lambda *flags: ";".join(np.array(asked)[list(flags)]))
+        if missing else np.full(len(answers), "", dtype=object))
     for what_if in WHAT_IFS:
         out[f"whatif_{what_if.name}"] = _what_if_risk(model, what_if, X, terms, unknown)
     return pd.DataFrame(out, index=answers.index)  # built once: adding columns one by one costs ~0.1 ms each

@@ -59,18 +59,6 @@ def _no_stretching(answers: pd.Series) -> str:
     return "you don't stretch"
 
 
-def _exercise_situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
-    kind = feature.removeprefix("exercise_")
-    does = _EXERCISE[kind]
-    if _value(features, BY_NAME[feature].column_names[0]) in (None, 0, "0"):
-        return _NOT_EXERCISING.get(kind, does.replace("You ", "You don't ", 1))
-    stretching = _value(answers, "stretching_days_per_week")
-    if feature in ("exercise_running", "exercise_walking") and stretching is not None and int(stretching) < 3:
-        return f"{does} and " + (_no_stretching(answers).removeprefix("you ") if int(stretching) == 0
-                                 else f"stretch {_about(stretching, 'days')} a week")
-    return does
-
-
 def _situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
     """What the person's answers say about one catalogue feature."""
     a = lambda column: _value(answers, column)  # noqa: E731
@@ -81,7 +69,15 @@ def _situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
         template, column, unit = _ONE_ANSWER[feature]
         return template.format(_about(a(column), unit))
     if feature.startswith("exercise_") and feature != "exercise_volume":
-        return _exercise_situation(feature, answers, features)
+        kind = feature.removeprefix("exercise_")
+        does = _EXERCISE[kind]
+        if f(BY_NAME[feature].column_names[0]) in (None, 0, "0"):
+            return _NOT_EXERCISING.get(kind, does.replace("You ", "You don't ", 1))
+        stretching = a("stretching_days_per_week")
+        if kind in ("running", "walking") and stretching is not None and int(stretching) < 3:
+            return f"{does} and " + (_no_stretching(answers).removeprefix("you ") if int(stretching) == 0
+                                     else f"stretch {_about(stretching, 'days')} a week")
+        return does
     if feature == "sitting_hours":
         measured = f("mean_sedentary_hours")
         return f"You sit {_about(a('sitting_hours_per_day'), 'hours')} a day" + (
@@ -106,17 +102,15 @@ def _situation(feature: str, answers: pd.Series, features: pd.Series) -> str:
     return BY_NAME[feature].label
 
 
-def answer_words(value: str) -> str:
-    """A stored answer as a reader would say it: `running;walking;weight_lifting` -> `running, walking
-    and weight lifting`."""
-    choices = [choice.strip().replace("_", " ") for choice in str(value).split(";") if choice.strip()]
-    return ", ".join(choices[:-1]) + " and " + choices[-1] if len(choices) > 1 else str(value).replace("_", " ")
-
-
-def _question(column: str) -> str:
-    """A column name as a reader would say it: `stretching_days_per_week` -> `Stretching days per week`."""
-    text = column.replace("_", " ").replace("mean ", "average ")
-    return text[:1].upper() + text[1:]
+def _answer_said(pair: str) -> dict[str, str]:
+    """A stored `column=value` pair as a reader would say it: `stretching_days_per_week=2` -> `Stretching
+    days per week`, `2`; `exercise_types=running;walking;weight_lifting` -> `running, walking and weight
+    lifting`."""
+    column, value = pair.split("=", 1)
+    question = column.replace("_", " ").replace("mean ", "average ")
+    choices = [choice.strip().replace("_", " ") for choice in value.split(";") if choice.strip()]
+    said = ", ".join(choices[:-1]) + " and " + choices[-1] if len(choices) > 1 else value.replace("_", " ")
+    return {"question": question[:1].upper() + question[1:], "value": said}
 
 
 def sign_sentences(answers: pd.Series) -> list[str]:
@@ -188,8 +182,8 @@ def explanation(scored: pd.Series, answers: pd.Series, features: pd.Series,
         "drivers": [
             {"feature": name, "label": BY_NAME[name].label,
              "sentence": f"{_situation(name, answers, features)}: this raises your risk {RANK_WORDS[rank]}.",
-             "answers": [{"question": _question(part.split("=", 1)[0]), "value": answer_words(part.split("=", 1)[1])}
-                         for part in str(scored[f"driver_{rank + 1}_answers"]).split("; ") if "=" in part],
+             "answers": [_answer_said(part) for part in str(scored[f"driver_{rank + 1}_answers"]).split("; ")
+                         if "=" in part],
              "contribution": float(contributions.get(name, 0.0))}
             for rank, name in enumerate(drivers)
         ],

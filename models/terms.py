@@ -115,7 +115,8 @@ class NumericTerm:
     curve: SplineCurve | None
 
     def __call__(self, values) -> np.ndarray:
-        numbers = _numbers(values)
+        numbers = values if isinstance(values, np.ndarray) and values.dtype == float else pd.to_numeric(
+            pd.Series(values), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         missing = np.isnan(numbers)
         term = missing * self.missing_coef
         if self.curve is not None:
@@ -124,12 +125,6 @@ class NumericTerm:
 
 
 ColumnTerm = CategoryTerm | NumericTerm
-
-
-def _numbers(values) -> np.ndarray:
-    if isinstance(values, np.ndarray) and values.dtype == float:
-        return values
-    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _as_category(values) -> np.ndarray:

@@ -85,17 +85,6 @@ def _answers_and_features(con: duckdb.DuckDBPyConnection, joins: str, where: str
     return con.execute(f"SELECT q.* {rows}", parameters).df(), con.execute(f"SELECT f.* {rows}", parameters).df()
 
 
-def _batch(con: duckdb.DuckDBPyConnection, batch: str | None) -> tuple[str, str | None, str]:
-    """The batch's id, the model version that scored it and its file; the latest scored batch by default."""
-    row = con.execute("SELECT batch_id, model_version, file FROM batches WHERE batch_id = $batch "
-                      "OR ($batch IS NULL AND model_version IS NOT NULL) ORDER BY created_at DESC LIMIT 1",
-                      {"batch": batch}).fetchone()
-    if row is None:
-        raise LookupError("no scored batch yet: run `balanceit score FILE` first" if batch is None
-                          else f"no batch '{batch}' in the warehouse")
-    return row
-
-
 def _model_card(settings: Settings, version: str, alias: str) -> tuple[dict[str, object], dict | None]:
     """The model card, and the training figures logged with the model (None for a model logged before them)."""
     import mlflow
@@ -146,7 +135,14 @@ def load_population(settings: Settings, batch: str | None) -> Population:
             ingestion_ids = answers["ingestion_id"].unique().tolist()
             description = f"Training population: {len(answers):,} labelled respondents"
         else:
-            batch, version, file = _batch(con, batch)
+            row = con.execute(
+                "SELECT batch_id, model_version, file FROM batches WHERE batch_id = $batch "
+                "OR ($batch IS NULL AND model_version IS NOT NULL) ORDER BY created_at DESC LIMIT 1",
+                {"batch": batch}).fetchone()
+            if row is None:
+                raise LookupError("no scored batch yet: run `balanceit score FILE` first" if batch is None
+                                  else f"no batch '{batch}' in the warehouse")
+            batch, version, file = row
             members = "JOIN batch_members m USING (respondent_id, submitted_at)"
             answers, features = _answers_and_features(con, members, "m.batch_id = $batch", {"batch": batch})
             ingestion_ids = [batch]
@@ -286,18 +282,13 @@ def person_explanation(settings: Settings, respondent_id: str) -> dict[str, obje
     model, version = load_model(settings, version)
     scored = explain_batch(model, answers, features, settings)
     contributions = model.contributions(model_input(features)).iloc[0].to_dict()
+    # Where the person's risk falls among the batch scored with it (both as stored when it was); left out for a
+    # batch smaller than the minimum group size, where a share would say too much about a few others.
+    standing = None if len(batch_risk) < settings.min_group_size else {
+        "share_below": float(np.mean(batch_risk < stored_risk)), "people": len(batch_risk),
+        "population": f"the batch scored with you ({batch_id})"}
     return {**explanation(scored.iloc[0], answers.iloc[0], features.iloc[0], contributions),
-            "model_version": version, "standing": _standing(batch_risk, stored_risk, batch_id, settings)}
-
-
-def _standing(batch_risk: np.ndarray, risk: float, batch_id: str, settings: Settings) -> dict[str, object] | None:
-    """Where one person's risk falls among the batch that was scored with it (both as stored when it was);
-    left out for a batch smaller than the minimum group size, where a share would say too much about a few others."""
-    others = len(batch_risk)
-    if others < settings.min_group_size:
-        return None
-    return {"share_below": float(np.mean(batch_risk < risk)), "people": others,
-            "population": f"the batch scored with you ({batch_id})"}
+            "model_version": version, "standing": standing}
 
 
 def write_person_report(settings: Settings, respondent_id: str) -> dict[str, object]:

@@ -37,7 +37,25 @@ PERSON_OPTIONAL = {"standing": None}
 def render_population(context: Mapping[str, Any], out_path: Path) -> Path:
     """Write the population report for program leads; returns `out_path`."""
     values = _checked(context, POPULATION_KEYS, POPULATION_OPTIONAL, "population")
-    return _write("population.html.j2", {**values, "charts": _population_charts(values)}, out_path)
+    cutoffs = values["band_cutoffs"]
+    markers = [(cutoffs["moderate_from"], "moderate"), (cutoffs["high_from"], "high")] if cutoffs else []
+    calibration = values["model"]["calibration"]
+    charts_shown = {
+        "histogram": charts.histogram(values["histogram"]["bin_edges"], values["histogram"]["counts"],
+                                      "Distribution of estimated risk", "estimated risk", x_format=".0%",
+                                      markers=markers),
+        "drivers": charts.bar_chart([(d["label"], d["share_top3"], None, None) for d in values["drivers"]],
+                                    "Share of people with each driver among their top three", ".0%"),
+        "what_ifs": charts.bar_chart([(w["label"], w["share"], None, None) for w in values["what_ifs"]],
+                                     "Share of people who would move to a lower band", ".0%"),
+        "estimates": charts.bar_chart([(e["name"], e["value"], e["ci_low"], e["ci_high"]) for e in values["estimates"]
+                                       if e.get("unit", "share") == "share"],
+                                      "Population estimates with 95% intervals", ".1%"),
+        "calibration": charts.calibration_plot([b["predicted_mean"] for b in calibration],
+                                               [b["observed_rate"] for b in calibration], [b["n"] for b in calibration],
+                                               "Calibration: predicted risk against observed rate"),
+    }
+    return _write("population.html.j2", {**values, "charts": charts_shown}, out_path)
 
 
 def render_person(context: Mapping[str, Any], out_path: Path) -> Path:
@@ -56,27 +74,6 @@ def _checked(context: Mapping[str, Any], required: frozenset[str], optional: Map
     if missing or unknown:
         raise ValueError(f"{kind} report context: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
     return {**optional, **context}
-
-
-def _population_charts(context: Mapping[str, Any]) -> dict[str, Markup]:
-    cutoffs = context["band_cutoffs"]
-    markers = [(cutoffs["moderate_from"], "moderate"), (cutoffs["high_from"], "high")] if cutoffs else []
-    calibration = context["model"]["calibration"]
-    return {
-        "histogram": charts.histogram(context["histogram"]["bin_edges"], context["histogram"]["counts"],
-                                      "Distribution of estimated risk", "estimated risk", x_format=".0%",
-                                      markers=markers),
-        "drivers": charts.bar_chart([(d["label"], d["share_top3"], None, None) for d in context["drivers"]],
-                                    "Share of people with each driver among their top three", ".0%"),
-        "what_ifs": charts.bar_chart([(w["label"], w["share"], None, None) for w in context["what_ifs"]],
-                                     "Share of people who would move to a lower band", ".0%"),
-        "estimates": charts.bar_chart([(e["name"], e["value"], e["ci_low"], e["ci_high"]) for e in context["estimates"]
-                                       if e.get("unit", "share") == "share"],
-                                      "Population estimates with 95% intervals", ".1%"),
-        "calibration": charts.calibration_plot([b["predicted_mean"] for b in calibration],
-                                               [b["observed_rate"] for b in calibration], [b["n"] for b in calibration],
-                                               "Calibration: predicted risk against observed rate"),
-    }
 
 
 def _write(template: str, values: Mapping[str, Any], out_path: Path) -> Path:
