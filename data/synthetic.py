@@ -150,8 +150,8 @@ def _sample_working_day(person: dict[str, np.ndarray], config: PopulationConfig,
     """Occupation (students and retired people by age band), then the working day that depends on it."""
     code = _sample_occupation(person["age_band"], config, rng)
     sitting = _sitting_distribution(code, config).draw(rng)
-    standing = _standing_distribution(code, sitting, config).draw(rng)
-    screen = _screen_distribution(code, sitting, config).draw(rng)
+    standing_given_job, screen_given_job = _standing_and_screen_distributions(code, sitting, config)
+    standing, screen = standing_given_job.draw(rng), screen_given_job.draw(rng)
     breaks = _sample_breaks(sitting, config, rng)
     return {"occupation": _spell(list(config.occupations.profiles), code), "sitting_hours_per_day": sitting,
             "standing_hours_per_day": standing, "screen_hours_per_day": screen, "movement_breaks_per_day": breaks}
@@ -200,18 +200,16 @@ def _sitting_distribution(code: np.ndarray, config: PopulationConfig) -> _HalfHo
     return _HalfHours(_profile(code, "sitting_mean_h", config), _profile(code, "sitting_sd_h", config), 0.5, 16)
 
 
-def _standing_distribution(code: np.ndarray, sitting: np.ndarray, config: PopulationConfig) -> _HalfHours:
-    occ = config.occupations
-    return _HalfHours(_profile(code, "standing_mean_h", config), occ.standing_sd_h, 0,
-                      24 - occ.min_lying_hours - sitting, floor=True)
-
-
-def _screen_distribution(code: np.ndarray, sitting: np.ndarray, config: PopulationConfig) -> _HalfHours:
-    """Screen time rises with sitting above the occupation's mean sitting time."""
+def _standing_and_screen_distributions(code: np.ndarray, sitting: np.ndarray,
+                                       config: PopulationConfig) -> tuple[_HalfHours, _HalfHours]:
+    """Standing fits in the day beside sleep and sitting; screen time rises with sitting above the
+    occupation's mean sitting time."""
     occ = config.occupations
     sitting_mean = _profile(code, "sitting_mean_h", config)
-    return _HalfHours(_profile(code, "screen_mean_h", config) + occ.screen_per_sitting_hour * (sitting - sitting_mean),
-                      occ.screen_sd_h, 0, 18)
+    screen_mean = _profile(code, "screen_mean_h", config) + occ.screen_per_sitting_hour * (sitting - sitting_mean)
+    return (_HalfHours(_profile(code, "standing_mean_h", config), occ.standing_sd_h, 0,
+                       24 - occ.min_lying_hours - sitting, floor=True),
+            _HalfHours(screen_mean, occ.screen_sd_h, 0, 18))
 
 
 def _sample_breaks(sitting: np.ndarray, config: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
@@ -372,10 +370,9 @@ def _complete(observed: pd.DataFrame, owners: np.ndarray, draws: int, config: Po
     sitting = number("sitting_hours_per_day")
     evidence.append(_sitting_distribution(occupation, config).probability(sitting))
     standing = number("standing_hours_per_day")
-    evidence.append(np.where(np.isnan(standing), 1.0,
-                             _standing_distribution(occupation, sitting, config).probability(standing)))
+    standing_given_job, screen_given_job = _standing_and_screen_distributions(occupation, sitting, config)
+    evidence.append(np.where(np.isnan(standing), 1.0, standing_given_job.probability(standing)))
     screen = number("screen_hours_per_day")
-    screen_given_job = _screen_distribution(occupation, sitting, config)
     evidence.append(np.where(np.isnan(screen), 1.0, screen_given_job.probability(screen)))
     screen = np.where(np.isnan(screen), screen_given_job.draw(rng), screen)
     breaks = number("movement_breaks_per_day")
