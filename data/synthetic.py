@@ -450,18 +450,19 @@ def _wearable_days(answers: pd.DataFrame, true_steps: np.ndarray, wearer: np.nda
     def per_day(per_person: np.ndarray) -> np.ndarray:
         return np.repeat(per_person, days)
 
+    def around(per_person: np.ndarray, log_sigma: float) -> np.ndarray:
+        """Daily values, rounded, whose mean-one lognormal noise leaves the person's average unchanged."""
+        return np.round(per_day(per_person) * np.exp(rng.normal(-log_sigma**2 / 2, log_sigma, rows)))
+
     level = true_steps[wearer].astype(float)
     worn = rng.random(rows) >= wear.non_wear_day_rate
-    steps = np.maximum(np.round(per_day(level) * _mean_one_lognormal(wear.day_step_log_sigma, rows, rng)), 1)
+    steps = np.maximum(around(level, wear.day_step_log_sigma), 1)
     mvpa_level = wear.mvpa_minutes_at_median_steps * (level / config.steps.median) ** wear.mvpa_steps_elasticity
-    mvpa = np.minimum(np.round(per_day(mvpa_level) * _mean_one_lognormal(wear.day_mvpa_log_sigma, rows, rng)),
-                      wear.max_mvpa_minutes)
+    mvpa = np.minimum(around(mvpa_level, wear.day_mvpa_log_sigma), wear.max_mvpa_minutes)
     very = np.round(mvpa * wear.very_active_share_of_mvpa)
     light = np.minimum(np.round(steps * (wear.light_minutes_per_1000_steps / 1000)), wear.awake_minutes - mvpa)
     device_sitting = answers["sitting_hours_per_day"].to_numpy(float)[wearer] * 60 * wear.device_to_self_report_sitting
-    sedentary = np.minimum(np.round(per_day(device_sitting) * _mean_one_lognormal(wear.day_sedentary_log_sigma,
-                                                                                  rows, rng)),
-                           MINUTES_PER_DAY - light - mvpa)
+    sedentary = np.minimum(around(device_sitting, wear.day_sedentary_log_sigma), MINUTES_PER_DAY - light - mvpa)
     bmr = _basal_metabolic_rate(answers).to_numpy()[wearer]
     active_kcal = (per_day(bmr * (wear.bmr_activity_factor - 1)) + steps * wear.kcal_per_step
                    + (mvpa - very) * wear.kcal_per_fairly_minute + very * wear.kcal_per_very_minute)
@@ -500,11 +501,6 @@ def _join_exercise_types(flags: np.ndarray) -> pd.api.extensions.ExtensionArray:
 def _draw_level(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Index of the category drawn from each row's probabilities."""
     return (rng.random(len(probabilities))[:, None] > np.cumsum(probabilities, axis=1)[:, :-1]).sum(axis=1)
-
-
-def _mean_one_lognormal(log_sigma: float, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Multiplicative day-to-day noise that leaves the person's average unchanged."""
-    return np.exp(rng.normal(-log_sigma**2 / 2, log_sigma, size))
 
 
 def _spell(levels: Sequence[str], codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
