@@ -57,8 +57,7 @@ def batch_folder(root: UPath, batch_id: str) -> UPath:
 def export_batch(con: duckdb.DuckDBPyConnection, batch_id: str, root: UPath, version: str,
                  rows_per_partition: int) -> list[Partition]:
     """The batch's partitions for scoring by `version`."""
-    escaped = batch_id.replace("'", "''")
-    return export_partitions(con, f"SELECT * FROM batch_members WHERE batch_id = '{escaped}'",
+    return export_partitions(con, f"SELECT * FROM batch_members WHERE batch_id = {_sql_literal(batch_id)}",
                              batch_folder(root, batch_id), rows_per_partition, version)
 
 
@@ -80,18 +79,18 @@ def export_partitions(con: duckdb.DuckDBPyConnection, selection: str, folder: UP
         con.execute(f"""
             COPY (SELECT q.* EXCLUDE (ingestion_id), m.part FROM questionnaire q
                   JOIN partition_members m USING (respondent_id, submitted_at))
-            TO {_sql_path(inputs / "questionnaire")} (FORMAT parquet, PARTITION_BY (part))""")
+            TO {_sql_literal(inputs / "questionnaire")} (FORMAT parquet, PARTITION_BY (part))""")
         con.execute(f"""
             COPY (SELECT a.* EXCLUDE (ingestion_id), m.part FROM activity a
                   JOIN (SELECT DISTINCT respondent_id, part FROM partition_members) m USING (respondent_id))
-            TO {_sql_path(inputs / "activity")} (FORMAT parquet, PARTITION_BY (part))""")
+            TO {_sql_literal(inputs / "activity")} (FORMAT parquet, PARTITION_BY (part))""")
         for number in range(count):
             for table in ("questionnaire", "activity"):
                 leaf = inputs / table / f"part={number}"
                 if not leaf.exists():
                     leaf.mkdir(parents=True, exist_ok=True)
                     con.execute(f"COPY (SELECT * EXCLUDE (ingestion_id) FROM {table} LIMIT 0) "
-                                f"TO {_sql_path(leaf / 'empty.parquet')} (FORMAT parquet)")
+                                f"TO {_sql_literal(leaf / 'empty.parquet')} (FORMAT parquet)")
         (inputs / "_COMPLETE").touch()
     results = folder / (f"v{version}" if version else "features")
     results.mkdir(parents=True, exist_ok=True)
@@ -116,9 +115,9 @@ def remove(place: UPath) -> None:
         place.fs.rm(place.path, recursive=True)
 
 
-def _sql_path(path: UPath) -> str:
-    """A path or URL as a SQL string literal."""
-    return "'" + str(path).replace("'", "''") + "'"
+def _sql_literal(text: UPath | str) -> str:
+    """A batch id, path or URL as a SQL string literal."""
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 def write_atomically(frame: pd.DataFrame, path: UPath) -> None:
@@ -164,19 +163,18 @@ def register_results(con: duckdb.DuckDBPyConnection, batch_id: str, version: str
     return dict(bands)
 
 
-def write_scores_file(con: duckdb.DuckDBPyConnection, partitions: list[Partition], path: Path) -> Path:
+def write_scores_file(con: duckdb.DuckDBPyConnection, partitions: list[Partition], path: Path) -> None:
     """One row per person, sorted by key: the contract's output columns first, then the what-ifs.
 
     Parquet when `path` ends in .parquet, else CSV (compressed when it ends in .gz); DuckDB streams
     the partitions' result files into it, so the batch never sits in memory whole.
     """
     attach(con, partitions[0].scored)
-    files = "[" + ", ".join(_sql_path(p.scored) for p in partitions) + "]"
+    files = "[" + ", ".join(_sql_literal(p.scored) for p in partitions) + "]"
     available = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({files})").fetchall()]
     columns = [*OUTPUT_COLUMNS, *[c for c in available if c.startswith("whatif_")]]
     path.parent.mkdir(parents=True, exist_ok=True)
     file_format = "parquet" if path.suffix.lower() == ".parquet" else "csv, HEADER"
     con.execute(f"""COPY (SELECT {", ".join(f'"{c}"' for c in columns)} FROM read_parquet({files})
                           ORDER BY {", ".join(QUESTIONNAIRE_KEY)})
-                    TO {_sql_path(path)} (FORMAT {file_format})""")
-    return path
+                    TO {_sql_literal(path)} (FORMAT {file_format})""")

@@ -150,8 +150,8 @@ def _sample_working_day(person: dict[str, np.ndarray], config: PopulationConfig,
     """Occupation (students and retired people by age band), then the working day that depends on it."""
     code = _sample_occupation(person["age_band"], config, rng)
     sitting = _sitting_distribution(code, config).draw(rng)
-    standing = _standing_distribution(code, sitting, config).draw(rng)
-    screen = _screen_distribution(code, sitting, config).draw(rng)
+    standing_given_job, screen_given_job = _standing_and_screen_distributions(code, sitting, config)
+    standing, screen = standing_given_job.draw(rng), screen_given_job.draw(rng)
     breaks = _sample_breaks(sitting, config, rng)
     return {"occupation": _spell(list(config.occupations.profiles), code), "sitting_hours_per_day": sitting,
             "standing_hours_per_day": standing, "screen_hours_per_day": screen, "movement_breaks_per_day": breaks}
@@ -200,18 +200,16 @@ def _sitting_distribution(code: np.ndarray, config: PopulationConfig) -> _HalfHo
     return _HalfHours(_profile(code, "sitting_mean_h", config), _profile(code, "sitting_sd_h", config), 0.5, 16)
 
 
-def _standing_distribution(code: np.ndarray, sitting: np.ndarray, config: PopulationConfig) -> _HalfHours:
-    occ = config.occupations
-    return _HalfHours(_profile(code, "standing_mean_h", config), occ.standing_sd_h, 0,
-                      24 - occ.min_lying_hours - sitting, floor=True)
-
-
-def _screen_distribution(code: np.ndarray, sitting: np.ndarray, config: PopulationConfig) -> _HalfHours:
-    """Screen time rises with sitting above the occupation's mean sitting time."""
+def _standing_and_screen_distributions(code: np.ndarray, sitting: np.ndarray,
+                                       config: PopulationConfig) -> tuple[_HalfHours, _HalfHours]:
+    """Standing fits in the day beside sleep and sitting; screen time rises with sitting above the
+    occupation's mean sitting time."""
     occ = config.occupations
     sitting_mean = _profile(code, "sitting_mean_h", config)
-    return _HalfHours(_profile(code, "screen_mean_h", config) + occ.screen_per_sitting_hour * (sitting - sitting_mean),
-                      occ.screen_sd_h, 0, 18)
+    screen_mean = _profile(code, "screen_mean_h", config) + occ.screen_per_sitting_hour * (sitting - sitting_mean)
+    return (_HalfHours(_profile(code, "standing_mean_h", config), occ.standing_sd_h, 0,
+                       24 - occ.min_lying_hours - sitting, floor=True),
+            _HalfHours(screen_mean, occ.screen_sd_h, 0, 18))
 
 
 def _sample_breaks(sitting: np.ndarray, config: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
@@ -372,10 +370,9 @@ def _complete(observed: pd.DataFrame, owners: np.ndarray, draws: int, config: Po
     sitting = number("sitting_hours_per_day")
     evidence.append(_sitting_distribution(occupation, config).probability(sitting))
     standing = number("standing_hours_per_day")
-    evidence.append(np.where(np.isnan(standing), 1.0,
-                             _standing_distribution(occupation, sitting, config).probability(standing)))
+    standing_given_job, screen_given_job = _standing_and_screen_distributions(occupation, sitting, config)
+    evidence.append(np.where(np.isnan(standing), 1.0, standing_given_job.probability(standing)))
     screen = number("screen_hours_per_day")
-    screen_given_job = _screen_distribution(occupation, sitting, config)
     evidence.append(np.where(np.isnan(screen), 1.0, screen_given_job.probability(screen)))
     screen = np.where(np.isnan(screen), screen_given_job.draw(rng), screen)
     breaks = number("movement_breaks_per_day")
@@ -453,18 +450,19 @@ def _wearable_days(answers: pd.DataFrame, true_steps: np.ndarray, wearer: np.nda
     def per_day(per_person: np.ndarray) -> np.ndarray:
         return np.repeat(per_person, days)
 
+    def around(per_person: np.ndarray, log_sigma: float) -> np.ndarray:
+        """Daily values, rounded, whose mean-one lognormal noise leaves the person's average unchanged."""
+        return np.round(per_day(per_person) * np.exp(rng.normal(-log_sigma**2 / 2, log_sigma, rows)))
+
     level = true_steps[wearer].astype(float)
     worn = rng.random(rows) >= wear.non_wear_day_rate
-    steps = np.maximum(np.round(per_day(level) * _mean_one_lognormal(wear.day_step_log_sigma, rows, rng)), 1)
+    steps = np.maximum(around(level, wear.day_step_log_sigma), 1)
     mvpa_level = wear.mvpa_minutes_at_median_steps * (level / config.steps.median) ** wear.mvpa_steps_elasticity
-    mvpa = np.minimum(np.round(per_day(mvpa_level) * _mean_one_lognormal(wear.day_mvpa_log_sigma, rows, rng)),
-                      wear.max_mvpa_minutes)
+    mvpa = np.minimum(around(mvpa_level, wear.day_mvpa_log_sigma), wear.max_mvpa_minutes)
     very = np.round(mvpa * wear.very_active_share_of_mvpa)
     light = np.minimum(np.round(steps * (wear.light_minutes_per_1000_steps / 1000)), wear.awake_minutes - mvpa)
     device_sitting = answers["sitting_hours_per_day"].to_numpy(float)[wearer] * 60 * wear.device_to_self_report_sitting
-    sedentary = np.minimum(np.round(per_day(device_sitting) * _mean_one_lognormal(wear.day_sedentary_log_sigma,
-                                                                                  rows, rng)),
-                           MINUTES_PER_DAY - light - mvpa)
+    sedentary = np.minimum(around(device_sitting, wear.day_sedentary_log_sigma), MINUTES_PER_DAY - light - mvpa)
     bmr = _basal_metabolic_rate(answers).to_numpy()[wearer]
     active_kcal = (per_day(bmr * (wear.bmr_activity_factor - 1)) + steps * wear.kcal_per_step
                    + (mvpa - very) * wear.kcal_per_fairly_minute + very * wear.kcal_per_very_minute)
@@ -503,11 +501,6 @@ def _join_exercise_types(flags: np.ndarray) -> pd.api.extensions.ExtensionArray:
 def _draw_level(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Index of the category drawn from each row's probabilities."""
     return (rng.random(len(probabilities))[:, None] > np.cumsum(probabilities, axis=1)[:, :-1]).sum(axis=1)
-
-
-def _mean_one_lognormal(log_sigma: float, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Multiplicative day-to-day noise that leaves the person's average unchanged."""
-    return np.exp(rng.normal(-log_sigma**2 / 2, log_sigma, size))
 
 
 def _spell(levels: Sequence[str], codes: np.ndarray) -> pd.api.extensions.ExtensionArray:

@@ -474,8 +474,10 @@ def test_each_answer_probability_matches_its_sampler():
     support = np.arange(0, 24.5, 0.5)
     desk = list(DEFAULT.occupations.profiles).index("desk")
     cases = {"sitting": lambda k: synthetic._sitting_distribution(np.full(k, desk), DEFAULT),  # k people alike
-             "standing": lambda k: synthetic._standing_distribution(np.full(k, desk), np.full(k, 11.5), DEFAULT),
-             "screen": lambda k: synthetic._screen_distribution(np.full(k, desk), np.full(k, 11.5), DEFAULT)}
+             "standing": lambda k: synthetic._standing_and_screen_distributions(
+                 np.full(k, desk), np.full(k, 11.5), DEFAULT)[0],
+             "screen": lambda k: synthetic._standing_and_screen_distributions(
+                 np.full(k, desk), np.full(k, 11.5), DEFAULT)[1]}
     for name, distribution in cases.items():  # sitting 11.5 h caps standing at 6.5 h, so the cap is exercised
         probability = distribution(len(support)).probability(support)
         assert probability.sum() == pytest.approx(1.0, abs=1e-12), name
