@@ -261,11 +261,11 @@ def report_population(batch: Annotated[str | None, typer.Option(
                       as_json: JsonOption = False) -> None:
     """The population report: risk bands, segments, drivers, what-ifs, model card, data quality, drift."""
     settings = _prepare()
-    from balanceit.flows.report import population_report
+    from balanceit.reports.build import write_population_report
     from balanceit.reports.reweight import TargetRefused
 
     with _refusals_fail(as_json, LookupError, TargetRefused):
-        result = population_report(settings, batch, str(target) if target else None)
+        result = write_population_report(settings, batch, str(target) if target else None)
     _emit(result, as_json, "Population report")
 
 

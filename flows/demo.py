@@ -15,11 +15,10 @@ from balanceit.config import Settings, load_settings, masked_uri
 from balanceit.data.contract import LABEL
 from balanceit.data.synthetic import generate
 from balanceit.flows.common import stage
-from balanceit.flows.report import population_report
 from balanceit.flows.score import score_flow
 from balanceit.flows.train import train_flow
 from balanceit.models.evaluate import explanation_agreement
-from balanceit.reports.build import write_person_report
+from balanceit.reports.build import write_person_report, write_population_report
 
 TRAINING_SHARE = 0.75
 
@@ -55,8 +54,8 @@ def demo_flow(rows: int = 20000, seed: int = 0, home: str | None = None,
     trained = train_flow(*training_files, truth, home=home, cluster=cluster)
     output = settings.exports_path / "demo-scores.csv"
     scored = score_flow(*batch_files, str(output), home=home, cluster=cluster)
-    population = population_report(settings, scored["batch_id"])
-    training = population_report(settings, "training")
+    population = write_population_report(settings, scored["batch_id"])
+    training = write_population_report(settings, "training")
     first_person = pd.read_csv(output, usecols=["respondent_id"], nrows=1)["respondent_id"].iloc[0]
     person = write_person_report(settings, str(first_person))
     agreement = explanation_agreement(pd.read_csv(output, parse_dates=["submitted_at"]), pd.read_csv(truth))

@@ -17,7 +17,7 @@ from sklearn.preprocessing import OneHotEncoder, SplineTransformer
 
 from balanceit.features.catalogue import CATALOGUE, Feature, FeatureColumn
 from balanceit.models.terms import (MISSING, AdditiveTerms, CategoryTerm, ColumnTerm, NumericTerm, SplineCurve,
-                                    _as_category, expit)
+                                    _as_category)
 
 
 @dataclass

@@ -299,3 +299,23 @@ def write_person_report(settings: Settings, respondent_id: str) -> dict[str, obj
     safe_name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in respondent_id)
     path = render_person(context, settings.reports_path / "people" / f"{safe_name}.html")
     return {"path": str(path), "respondent_id": respondent_id, "risk": context["risk"], "band": context["band"]}
+
+
+def write_population_report(settings: Settings, batch: str | None = None,
+                            target: str | None = None) -> dict[str, object]:
+    """Write a batch's (or the training population's) report, reweighted to `target` if given; a plain
+    function like the person's report, since there is no partition work to run as tasks."""
+    from balanceit.reports.render import render_population
+    from balanceit.reports.reweight import read_target
+
+    target_population = read_target(Path(target)) if target else None  # a refused target stops before any work
+    population = load_population(settings, batch)
+    context = population_context(population, settings)
+    if target_population is not None and not context.get("too_few_people"):
+        context["reweighting"] = reweighted(settings, population, target_population)
+    estimates = context.pop("population_estimates")
+    name = "training" if batch == "training" else "latest" if batch is None else batch
+    path = render_population(context, settings.reports_path / f"population-{name}.html")
+    return {"path": str(path), "population": context["population"], "not_asked_questions": context["unanswered"],
+            "not_asked_note": "risks are computed without the questions not asked" if context["unanswered"] else "",
+            **estimates, **({"reweighting": context["reweighting"]} if context.get("reweighting") else {})}
