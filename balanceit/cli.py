@@ -94,8 +94,17 @@ def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
             table = Table("figure", Column("value", justify="right"), title=key.replace("_", " "),
                           title_justify="left")
             for name, figure in value.items():
-                table.add_row(name, f"{figure:,}" if isinstance(figure, (int, float)) else str(figure))
+                table.add_row(name, escape(_cell(figure)))
             console.print(table)
+
+
+def _cell(figure: object) -> str:
+    """A figure as a person reads it: numbers with separators, `name: value` pairs and lists as words."""
+    if isinstance(figure, dict):
+        return "; ".join(f"{name}: {_cell(value)}" for name, value in figure.items())
+    if isinstance(figure, list):
+        return ", ".join(_cell(value) for value in figure)
+    return f"{figure:,}" if isinstance(figure, (int, float)) and not isinstance(figure, bool) else str(figure)
 
 
 def _fail(message: str, as_json: bool) -> None:

@@ -58,6 +58,19 @@ def test_text_summaries_print_figures_as_tables_not_json(capsys):
     assert "{" not in printed and "roc_auc" in printed and "0.8123" in printed
 
 
+def test_a_summary_table_writes_nested_figures_in_words(capsys, monkeypatch):
+    """`score`'s ingestion table holds its reasons and first rows: words, not Python's dict and list repr."""
+    from balanceit.cli import _emit, console
+
+    monkeypatch.setattr(console, "width", 160)  # the terminal's width (COLUMNS) must not wrap what is checked
+    _emit({"ingestion": {"accepted": 9610, "reasons": {"age: missing required value": 83},
+                         "first_rows": {"age: missing required value": [243, 289]}, "message": "[bold]x"}},
+          False, "Scoring")
+    printed = capsys.readouterr().out
+    assert "{" not in printed and "'" not in printed and "9,610" in printed
+    assert "age: missing required value: 83" in printed and "243, 289" in printed and "[bold]x" in printed
+
+
 @pytest.mark.parametrize("command", [("score",), ("train", "--data"), ("ingest", "questionnaire")],
                          ids=" ".join)
 def test_a_missing_input_is_one_clear_error_at_once(tmp_path, command):
