@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from balanceit.config import Settings
+from balanceit.data.contract import OPTIONAL_ANSWERS
 from balanceit.features.build import compute_features
 from balanceit.features.catalogue import BY_NAME, COLUMN_LABELS, model_columns, model_input
 from balanceit.models.terms import AdditiveTerms
@@ -279,8 +280,14 @@ def person_explanation(settings: Settings, respondent_id: str) -> dict[str, obje
         batch_risk = con.execute(
             "SELECT s.risk FROM batch_members m JOIN scores s USING (respondent_id, submitted_at) "
             "WHERE m.batch_id = ? AND s.model_version = ?", [batch_id, version]).fetchnumpy()["risk"]
+        # One row holding an answer to each question where anyone in the batch gave one: the questions the
+        # batch did not ask are unknown for this person too, as when the batch was scored.
+        batch_answered = con.execute(
+            f"SELECT {', '.join(f'any_value(q.{name}) AS {name}' for name in OPTIONAL_ANSWERS)} "
+            "FROM batch_members m JOIN questionnaire q USING (respondent_id, submitted_at) WHERE m.batch_id = ?",
+            [batch_id]).df()
     model, version = load_model(settings, version)
-    scored = explain_batch(model, answers, features, settings)
+    scored = explain_batch(model, answers, features, settings, not_asked_questions(batch_answered))
     contributions = model.contributions(model_input(features)).iloc[0].to_dict()
     # Where the person's risk falls among the batch scored with it (both as stored when it was); left out for a
     # batch smaller than the minimum group size, where a share would say too much about a few others.

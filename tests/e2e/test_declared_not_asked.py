@@ -73,5 +73,10 @@ def test_a_scored_batch_is_scored_and_reported_without_the_declared_questions(de
     report = run(home, "report", "population", "--batch", scored["batch_id"])
     assert report["not_asked_questions"] == list(DECLARED)
     assert "Not asked in this survey:</strong> back_pain, neck_pain." in Path(report["path"]).read_text("utf-8")
-    missing = pd.read_csv(tmp_path / "s.csv")["missing_answers"].fillna("")
-    assert not missing.str.contains("back|neck").any()
+    scores = pd.read_csv(tmp_path / "s.csv")
+    assert not scores["missing_answers"].fillna("").str.contains("back|neck").any()
+    # One person explained as the batch was scored: the same risk, and the undeclared questions unknown too.
+    person = scores.iloc[0]
+    explained = run(home, "explain", person["respondent_id"])
+    assert explained["risk"] == pytest.approx(person["risk"], abs=1e-12)
+    assert not {"back_pain", "neck_pain"} & set(explained["missing_answers"])
