@@ -179,8 +179,9 @@ def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None, no
         print(json.dumps(summaries[0].to_dict() if len(summaries) == 1 else folder, default=str))
     elif len(summaries) == 1 and refused:
         _fail(refused[0].message, False)
-    for summary in () if as_json else summaries:
-        _show_ingestion(summary, alone=len(summaries) == 1)
+    else:
+        for summary in summaries:
+            _show_ingestion(summary, alone=len(summaries) == 1)
     if refused:
         raise typer.Exit(2)
 

@@ -117,6 +117,14 @@ def _read_json_lines(path: Path, source: str) -> pd.DataFrame:
     return frame.astype(TEXT)
 
 
+def visible_files(folder: Path) -> list[Path]:
+    """The files a person put in `folder`, sorted; hidden ones (.DS_Store, an editor's swap file) left out,
+    and none when there is no such folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
 _READERS: dict[str, Callable[[Path, str], pd.DataFrame]] = {
     ".csv": _read_csv, ".csv.gz": _read_csv, ".parquet": _read_parquet,
     ".jsonl": _read_json_lines, ".ndjson": _read_json_lines, ".json": _read_json_lines,

@@ -11,6 +11,7 @@ from prefect import flow
 from balanceit.config import Settings, load_settings
 from balanceit.data.load import (IngestionSummary, Kind, content_sha256, ingest, loaded_before, now,
                                  refused_unread, store_validated, validate)
+from balanceit.data.readers import visible_files
 from balanceit.flows.cluster import on_runner
 from balanceit.flows.common import InputRefused, stage
 from balanceit.warehouse import open_warehouse
@@ -40,16 +41,17 @@ def ingest_flow(path: str, kind: Kind = "questionnaire", home: str | None = None
     refusal = refused_unread(source, kind, not_asked)
     if refusal:
         return [refusal]
-    files = ([source] if kind == "nhanes" or not source.is_dir()
-             else sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")))
+    files = [source] if kind == "nhanes" or not source.is_dir() else visible_files(source)
     if not files:
         return [IngestionSummary(str(source), kind, "refused", message=f"{source}: no files to ingest")]
     started = now()
     shas = {file: content_sha256(file, not_asked) for file in files}
-    # reversed: a content repeated in the folder is read in its first file
+    firsts: dict[str, Path] = {}  # per content not loaded before, its first file: the one file read
     with open_warehouse(settings) as con:
-        firsts = {sha: file for file, sha in reversed(shas.items()) if not loaded_before(con, file, kind, sha)}
-    todo = sorted(firsts.values())
+        for file, sha in shas.items():
+            if sha not in firsts and not loaded_before(con, file, kind, sha):
+                firsts[sha] = file
+    todo = list(firsts.values())
     checked = dict(zip(todo, on_runner(settings, validate_file, todo, kind, not_asked), strict=True))
     with open_warehouse(settings) as con:
         return [store_validated(con, checked[file], file, kind, shas[file], started) if file in checked

@@ -16,6 +16,7 @@ from prefect import Flow, flow, serve
 
 from balanceit.config import Settings, load_settings
 from balanceit.data.inbox import InboxFile, classify
+from balanceit.data.readers import visible_files
 from balanceit.flows.ingest import ingest_file
 from balanceit.flows.score import score_stage
 from balanceit.flows.train import fit_and_register, training_features
@@ -25,8 +26,8 @@ def _take(settings: Settings, wanted: set[InboxFile]) -> list[dict[str, object]]
     """Ingest the inbox files of the wanted kinds, each then filed in done/ (or refused/, with the reason)."""
     inbox = settings.inbox_path
     handled = []
-    for path in sorted(inbox.iterdir() if inbox.is_dir() else ()):
-        kind = classify(path) if path.is_file() and not path.name.startswith(".") else None
+    for path in visible_files(inbox):
+        kind = classify(path)
         if kind not in wanted:
             continue
         summary = ingest_file(settings, str(path), "activity" if kind == "activity" else "questionnaire",
