@@ -3,8 +3,6 @@ what-ifs, and advice chosen by the drivers."""
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from balanceit.data.contract import PAIN_COLUMNS
@@ -16,9 +14,7 @@ RANK_WORDS = ("the most", "second most", "third most")
 
 def _value(row: pd.Series, column: str) -> object:
     value = row.get(column)
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return None
-    return value
+    return None if pd.isna(value) else value
 
 
 def _about(value: object, unit: str) -> str:

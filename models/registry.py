@@ -354,10 +354,8 @@ class _ModelOnly(pickle.Unpickler):
         package = module.partition(".")[0]
         if package == "mlflow" or (module, name) == ("balanceit.models.pyfunc", "RiskModel"):
             return _Unused
-        if self.evaluation_only and package == "sklearn":
-            return _Unused
-        if self.evaluation_only and package == "scipy":
-            return _PickledBSpline if name == "BSpline" else _Unused
+        if self.evaluation_only and package in ("sklearn", "scipy"):
+            return _PickledBSpline if (package, name) == ("scipy", "BSpline") else _Unused
         if self.evaluation_only and module == "balanceit.models.additive":
             from balanceit.models import terms
 
