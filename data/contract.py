@@ -70,6 +70,7 @@ QUESTIONNAIRE: tuple[ColumnSpec, ...] = (
     ColumnSpec("survey_psu", "text"),
 )
 QUESTIONNAIRE_COLUMNS = tuple(c.name for c in QUESTIONNAIRE)
+QUESTIONNAIRE_SPECS = {c.name: c for c in QUESTIONNAIRE}
 QUESTIONNAIRE_KEY = ("respondent_id", "submitted_at")
 LABEL = "imbalance"
 # What a person answers: not the clinician's label, nor a survey's design columns.

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from balanceit.data.contract import QUESTIONNAIRE
+from balanceit.data.contract import QUESTIONNAIRE_SPECS as SPECS
 from balanceit.data.readers import TEXT, FileRefused
 from balanceit.data.validation import Validated, validate_questionnaire
 
@@ -38,7 +38,6 @@ PAQ_ANSWER_WIDTHS = {
 YES, NO = 1, 2
 SEX = {1: "male", 2: "female"}
 SAS_ZERO = 1e-10  # read_sas returns SAS zeros as ~5e-79
-SPECS = {spec.name: spec for spec in QUESTIONNAIRE}
 MIN_AGE = int(SPECS["age"].low)  # respondents under it are skipped and counted
 MAX_DAYS_A_WEEK = SPECS["exercise_days_per_week"].high
 

@@ -17,7 +17,7 @@ from scipy.stats import binom, norm
 
 from balanceit.data.contract import (
     ANSWER_COLUMNS, EXERCISE_TYPES, LABEL, MINUTES_PER_DAY, OPTIONAL_ANSWERS, PAIN, PAIN_COLUMNS, POSTURE,
-    QUESTIONNAIRE, STRENGTH_TRAINING,
+    QUESTIONNAIRE_SPECS as SPECS, STRENGTH_TRAINING,
 )
 from balanceit.data.synthetic_config import DEFAULT, LATENTS, PopulationConfig
 from balanceit.data.synthetic_truth import (
@@ -26,7 +26,6 @@ from balanceit.data.synthetic_truth import (
     posture_probabilities,
 )
 
-SPECS = {spec.name: spec for spec in QUESTIONNAIRE}
 SYMPTOM_ANSWERS = ("posture_self_report", *PAIN_COLUMNS)  # the truth sees them as exported, blanks marginalised
 EXERCISE_CHOICES = tuple(t for t in EXERCISE_TYPES if t != "none")  # "none" is written only alone
 NO_YES = ("no", "yes")  # boolean answers as a user exports them; index = the boolean

@@ -17,7 +17,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 from balanceit.config import Settings
-from balanceit.data.contract import ANSWER_COLUMNS, QUESTIONNAIRE
+from balanceit.data.contract import ANSWER_COLUMNS, QUESTIONNAIRE_SPECS
 from balanceit.models.additive import AdditiveRiskModel
 
 # The packages scoring needs, by import name; copied as balanceit/<name> into the model.
@@ -100,9 +100,8 @@ def request_contract() -> list[dict]:
     ` Sex ` or `AGE` (which the contract accepts) would be dropped. Without one, rows reach `predict`
     whole and validation answers each one.
     """
-    specs = {c.name: c for c in QUESTIONNAIRE}
     return [{key: list(value) if isinstance(value, tuple) else value
-             for key, value in asdict(specs[name]).items() if value is not None}
+             for key, value in asdict(QUESTIONNAIRE_SPECS[name]).items() if value is not None}
             for name in ANSWER_COLUMNS]
 
 
