@@ -155,13 +155,12 @@ def upsert(con: duckdb.DuckDBPyConnection, table: str, rows: str, key: tuple[str
     typed = ", ".join(f'NULL::VARCHAR AS "{name}"' if kind.strip('"') == "NULL" else f'"{name}"'
                       for name, kind in described)
     key_match = " AND ".join(f't."{k}" = f."{k}"' for k in key)
+    # Reset only on success: in a failed transaction the RESET would fail too and hide the first error.
     con.execute("SET preserve_insertion_order = false")
-    try:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT {typed} FROM {rows} WHERE false")
-        con.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {rows} f WHERE {key_match})")
-        con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {rows}")
-    finally:
-        con.execute("RESET preserve_insertion_order")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT {typed} FROM {rows} WHERE false")
+    con.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {rows} f WHERE {key_match})")
+    con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {rows}")
+    con.execute("RESET preserve_insertion_order")
 
 
 @cache

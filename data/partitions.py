@@ -152,8 +152,9 @@ def register_results(con: duckdb.DuckDBPyConnection, batch_id: str, version: str
 
 
 def _parquet(paths: list[UPath]) -> str:
-    """The Parquet files as one table in SQL."""
-    return "read_parquet([" + ", ".join(_sql_literal(path) for path in paths) + "])"
+    """The Parquet files as one table in SQL, columns matched by name: an empty partition, or one where nobody
+    has a third driver, stores those columns with no type, which the other files' values could not be cast to."""
+    return "read_parquet([" + ", ".join(_sql_literal(path) for path in paths) + "], union_by_name = true)"
 
 
 def _explanation_rows(scored: str) -> str:

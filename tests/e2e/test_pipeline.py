@@ -189,6 +189,21 @@ def test_scoring_the_same_batch_twice_gives_no_duplicates(demo, tmp_path):
     assert tuple(pd.read_parquet(tmp_path / "scores.parquet").columns[:len(OUTPUT_COLUMNS)]) == OUTPUT_COLUMNS
 
 
+def test_a_batch_whose_first_partitions_are_empty_is_registered_whole(demo, tmp_path, monkeypatch):
+    """An empty partition's result files hold untyped columns; the other files' values must still load."""
+    from balanceit.data.synthetic import generate
+
+    home, _ = demo
+    people = generate(5, seed=1, labelled=False).questionnaire
+    parts = {part for (part,) in duckdb.sql("SELECT hash(respondent_id) % 5 FROM people").fetchall()}
+    assert 0 not in parts  # the scoring flow partitions by the same hash
+    people.to_csv(tmp_path / "five.csv", index=False)
+    monkeypatch.setenv("BALANCEIT_ROWS_PER_PARTITION", "1")
+    result = run(home, "score", str(tmp_path / "five.csv"), "--output", str(tmp_path / "five-scores.csv"))
+    assert result["rows_scored"] == 5 and result["partitions"] == 5
+    assert pd.read_csv(tmp_path / "five-scores.csv")["driver_1"].notna().all()
+
+
 def test_partitions_can_live_behind_an_fsspec_url(demo, tmp_path, monkeypatch):
     from upath import UPath
 
