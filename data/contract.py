@@ -26,10 +26,8 @@ class ColumnSpec:
 
 SEX = ("female", "male", "other", "unknown")
 OCCUPATIONS = ("desk", "standing", "manual", "driving", "student", "retired", "other")
-EXERCISE_TYPES = (
-    "walking", "running", "cycling", "swimming", "weightlifting", "yoga", "pilates",
-    "team_sports", "racket_sports", "other", "none",
-)
+EXERCISE_TYPES = ("walking", "running", "cycling", "swimming", "weightlifting", "yoga", "pilates", "team_sports",
+                  "racket_sports", "other", "none")
 STRENGTH_TRAINING = ("none", "balanced", "unbalanced")
 POSTURE = ("good", "fair", "poor")
 PAIN = ("none", "occasional", "frequent")

@@ -67,27 +67,21 @@ def _as_questionnaire(nhanes: pd.DataFrame, letter: str) -> pd.DataFrame:
     walks, vigorous, moderate = nhanes["PAQ635"], nhanes["PAQ650"], nhanes["PAQ665"]
     recreation = (vigorous == YES) | (moderate == YES)
     all_answered = walks.notna() & vigorous.notna() & moderate.notna()
-    exercise_types = np.select(
-        [~all_answered, (walks == YES) & recreation, walks == YES, recreation],
-        [None, "other;walking", "walking", "other"],
-        default="none",
-    )
+    exercise_types = np.select([~all_answered, (walks == YES) & recreation, walks == YES, recreation],
+                               [None, "other;walking", "walking", "other"], default="none")
     days = _larger(_if_done(vigorous, nhanes["PAQ655"]), _if_done(moderate, nhanes["PAQ670"]))
     minutes = _larger(_if_done(vigorous, nhanes["PAD660"]), _if_done(moderate, nhanes["PAD675"]))
     return pd.DataFrame({
         "respondent_id": f"nhanes-{letter}-" + nhanes["SEQN"].astype("int64").astype(str),
         "submitted_at": CYCLES[letter].ends,
-        "age": nhanes["RIDAGEYR"],
-        "sex": nhanes["RIAGENDR"].map(SEX),
-        "height_cm": nhanes["BMXHT"],
-        "weight_kg": nhanes["BMXWT"],
+        "age": nhanes["RIDAGEYR"], "sex": nhanes["RIAGENDR"].map(SEX),
+        "height_cm": nhanes["BMXHT"], "weight_kg": nhanes["BMXWT"],
         "sitting_hours_per_day": nhanes["PAD680"] / 60,
         "exercise_types": exercise_types,
         "exercise_days_per_week": days.clip(upper=MAX_DAYS_A_WEEK),
         "exercise_minutes_per_session": minutes,
         "survey_weight": nhanes[CYCLES[letter].weight],
-        "survey_stratum": _as_code(nhanes["SDMVSTRA"]),
-        "survey_psu": _as_code(nhanes["SDMVPSU"]),
+        "survey_stratum": _as_code(nhanes["SDMVSTRA"]), "survey_psu": _as_code(nhanes["SDMVPSU"]),
     }, index=nhanes.index)
 
 

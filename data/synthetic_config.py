@@ -13,11 +13,9 @@ from typing import Literal, Mapping
 LATENTS = ("U", "Lc", "P", "A")  # upper-crossed, lower-crossed, posterior-chain, agonist:antagonist (section 3.1)
 
 # Explanation factors: the model's explanation features. Every latent term belongs to exactly one.
-FACTORS = (
-    "sitting_hours", "screen_hours", "movement_breaks", "occupation", "daily_steps",
-    "exercise_running", "exercise_walking", "exercise_cycling", "exercise_swimming",
-    "exercise_yoga", "exercise_team_sports", "strength_training", "stretching", "sex", "age", "bmi",
-)
+FACTORS = ("sitting_hours", "screen_hours", "movement_breaks", "occupation", "daily_steps", "exercise_running",
+           "exercise_walking", "exercise_cycling", "exercise_swimming", "exercise_yoga", "exercise_team_sports",
+           "strength_training", "stretching", "sex", "age", "bmi")
 
 Exposure = Literal["desk_like", "standing_like", "reference"]
 

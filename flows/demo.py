@@ -68,11 +68,9 @@ def demo_flow(rows: int = 20000, seed: int = 0, home: str | None = None,
         "held_out_metrics": {k: round(v, 4) for k, v in trained["metrics"].items()
                              if k in ("roc_auc", "pr_auc", "brier", "ece", "share_of_ceiling",
                                       "peer_share_of_ceiling")},
-        "scored_rows": scored["rows_scored"],
-        "scores_file": scored["output"],
+        "scored_rows": scored["rows_scored"], "scores_file": scored["output"],
         "explanations_vs_truth": {k: round(v, 3) for k, v in agreement.items()},
-        "population_report": population["path"],
-        "training_population_report": training["path"],
+        "population_report": population["path"], "training_population_report": training["path"],
         "person_report": person["path"],
         "mlflow_ui": f"mlflow ui --backend-store-uri {masked_uri(settings.mlflow_tracking_uri)}",
     }

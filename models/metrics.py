@@ -36,9 +36,7 @@ def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 def subgroup_metrics(y: np.ndarray, p: np.ndarray, groups: pd.DataFrame) -> pd.DataFrame:
     """The same metrics within each level of each grouping column (e.g. sex, age band)."""
-    rows = []
-    for column in groups.columns:
-        for level, index in groups.groupby(column, dropna=False).indices.items():
-            rows.append({"group": column, "level": str(level),
-                         **classification_metrics(np.asarray(y)[index], np.asarray(p)[index])})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"group": column, "level": str(level),
+                          **classification_metrics(np.asarray(y)[index], np.asarray(p)[index])}
+                         for column in groups.columns
+                         for level, index in groups.groupby(column, dropna=False).indices.items()])

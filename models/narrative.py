@@ -169,10 +169,8 @@ def explanation(scored: pd.Series, answers: pd.Series, features: pd.Series,
     band = scored["band"]
     advice = dict.fromkeys(ADVICE[driver] for driver in drivers if driver in ADVICE) or [GENERAL_ADVICE]
     return {
-        "respondent_id": scored["respondent_id"],
-        "submitted_at": str(scored["submitted_at"]),
-        "risk": float(scored["risk"]),
-        "band": band,
+        "respondent_id": scored["respondent_id"], "submitted_at": str(scored["submitted_at"]),
+        "risk": float(scored["risk"]), "band": band,
         "summary": (f"Your estimated risk of muscle imbalance is {scored['risk']:.0%} ({band})."
                     + (f" What raises it most: {BY_NAME[drivers[0]].label.lower()}." if drivers else "")),
         "drivers": [

@@ -15,7 +15,7 @@ import pickle
 import sqlite3
 import tempfile
 import warnings
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -230,11 +230,9 @@ def _set_alias(client: MlflowClient, settings: Settings, alias: str, version: st
 
     name = settings.registered_model_name
     if alias == CHAMPION:
-        try:
-            previous = client.get_model_version_by_alias(name, CHAMPION).version
-            client.set_registered_model_tag(name, PREVIOUS_CHAMPION_TAG, previous)
-        except MlflowException:
-            pass
+        with suppress(MlflowException):  # the first champion has no previous one
+            client.set_registered_model_tag(name, PREVIOUS_CHAMPION_TAG,
+                                            client.get_model_version_by_alias(name, CHAMPION).version)
     client.set_registered_model_alias(name, alias, version)
 
 

@@ -19,15 +19,8 @@ PSI_WATCH_FROM = 0.1
 PSI_DRIFT_ABOVE = 0.25
 
 # Segment dimensions: key -> heading shown in the report.
-SEGMENT_DIMENSIONS = {
-    "occupation": "Occupation",
-    "sitting": "Sitting per day",
-    "exercise_type": "Exercise type",
-    "stretching": "Stretching",
-    "strength": "Strength training",
-    "age_band": "Age",
-    "sex": "Sex",
-}
+SEGMENT_DIMENSIONS = {"occupation": "Occupation", "sitting": "Sitting per day", "exercise_type": "Exercise type",
+                      "stretching": "Stretching", "strength": "Strength training", "age_band": "Age", "sex": "Sex"}
 SITTING_BANDS = ("under 4 h", "4–6 h", "6–8 h", "over 8 h")
 STRETCHING_HABITS = ("never", "1–2 days a week", "3+ days a week")
 AGE_BANDS = ("16–34", "35–44", "45–64", "65+")

@@ -28,6 +28,7 @@ import yaml
 from balanceit.data.contract import QUESTIONNAIRE
 from balanceit.reports.aggregate import WEIGHT, suppressed_groups, weights_or_ones
 from balanceit.reports.estimates import population_estimates
+from balanceit.warehouse import registered, transaction
 
 METHOD = "raking"
 MISSING = "(missing)"
@@ -159,14 +160,13 @@ def store_weights(con: duckdb.DuckDBPyConnection, batch_id: str, answers: pd.Dat
     rows = pd.DataFrame({"batch_id": batch_id, "target_sha256": result.target.sha256,
                          "respondent_id": answers["respondent_id"].to_numpy(),
                          "submitted_at": answers["submitted_at"].to_numpy(), "weight": result.weights})
-    con.execute("BEGIN")
-    con.execute("DELETE FROM reweightings WHERE batch_id = ? AND target_sha256 = ?", key)
-    con.execute("DELETE FROM batch_weights WHERE batch_id = ? AND target_sha256 = ?", key)
-    con.execute("INSERT INTO reweightings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [batch_id, result.target.file, result.target.sha256, METHOD, computed_at.replace(tzinfo=None),
-                 result.design_effect, result.effective_size, json.dumps(result.target.margins)])
-    con.execute("INSERT INTO batch_weights SELECT * FROM rows")  # DuckDB reads the local frame `rows`
-    con.execute("COMMIT")
+    with transaction(con), registered(con, "_weights", rows):
+        con.execute("DELETE FROM reweightings WHERE batch_id = ? AND target_sha256 = ?", key)
+        con.execute("DELETE FROM batch_weights WHERE batch_id = ? AND target_sha256 = ?", key)
+        con.execute("INSERT INTO reweightings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [batch_id, result.target.file, result.target.sha256, METHOD, computed_at.replace(tzinfo=None),
+                     result.design_effect, result.effective_size, json.dumps(result.target.margins)])
+        con.execute("INSERT INTO batch_weights SELECT * FROM _weights")
 
 
 # --- reading targets ----------------------------------------------------------------------------------
