@@ -159,7 +159,8 @@ def model_column(column: FeatureColumn, values: pd.Series) -> np.ndarray:
         return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     missing = values.isna().to_numpy()
     if pd.api.types.is_integer_dtype(values):
-        labels = values.to_numpy(dtype="int64", na_value=0).astype(str).astype(object)
+        codes, numbers = pd.factorize(values.to_numpy(dtype="int64", na_value=0))  # text per number, not per row
+        labels = numbers.astype(str).astype(object)[codes]
     else:
         labels = values.to_numpy(dtype=object)
     return np.where(missing, None, labels)

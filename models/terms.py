@@ -97,9 +97,9 @@ class CategoryTerm:
     coef: np.ndarray
 
     def __call__(self, values) -> np.ndarray:
-        # Once per distinct label, then spread: cheap for one row and for a million.
-        codes, labels = pd.factorize(_as_category(values))
-        return np.array([self._coef_by_label.get(label, 0.0) for label in labels])[codes]
+        # Once per distinct label, then spread: cheap for one row and for a million; missing (code -1) is last.
+        codes, labels = pd.factorize(np.asarray(values, dtype=object))
+        return np.array([self._coef_by_label.get(label, 0.0) for label in (*labels, MISSING)])[codes]
 
     @cached_property
     def _coef_by_label(self) -> dict[str, float]:
