@@ -25,11 +25,13 @@ CAUSE_POSITIONS = [FEATURE_POSITIONS[name] for name in CAUSES]
 SIGN_ANSWERS = (*PAIN_COLUMNS, "posture_self_report")
 
 
-def _text_per_combination(columns: Sequence[np.ndarray], format_row: Callable[..., str]) -> np.ndarray:
+def _text_per_combination(columns: Sequence[np.ndarray | pd.api.extensions.ExtensionArray],
+                           format_row: Callable[..., str]) -> np.ndarray:
     """`format_row(*values)` once per distinct combination of the columns' values, spread to every row.
 
     People share answers, so a million rows need a few thousand calls; one row (a scoring request)
-    needs one call and no grouping.
+    needs one call and no grouping. Columns stay as stored (Arrow text is grouped without a Python object
+    per row); only the values of each combination's first row are read.
     """
     if len(columns[0]) == 1:
         return np.array([format_row(*(column[0] for column in columns))], dtype=object)
@@ -66,10 +68,9 @@ def _answers_text(feature: str, answers: pd.DataFrame, features: pd.DataFrame, r
                 if (text := _answer(value)) is not None]
         return "; ".join(said + worn)
 
-    # The selected rows first, then as objects: a feature drives a share of the people, not all.
-    columns = [answers[name].array[rows].to_numpy(dtype=object) for name in asked]
-    columns += [features[name].array[rows].to_numpy(dtype=object) for name in measured]
-    return _text_per_combination(columns, pairs)
+    # Only the selected rows: a feature drives a share of the people, not all.
+    return _text_per_combination([frame[name].array[rows] for frame, names in ((answers, asked), (features, measured))
+                                  for name in names], pairs)
 
 
 def _signs(*values: object) -> str:
@@ -113,14 +114,14 @@ def explain_batch(model: AdditiveTerms, answers: pd.DataFrame, features: pd.Data
         "risk": risk,
         "band": settings.bands(risk),
     }
-    names, values = _rank_drivers(contributions, X, unknown)
-    texts = _driver_answers(names, answers, features)
+    drivers, values = _rank_drivers(contributions, X, unknown)
+    names = np.array([*CAUSES, None], dtype=object)[drivers]  # -1, no driver, is None
+    texts = _driver_answers(drivers, answers, features)
     for rank in range(DRIVERS):
         out[f"driver_{rank + 1}"] = names[:, rank]
         out[f"driver_{rank + 1}_answers"] = texts[:, rank]
         out[f"driver_{rank + 1}_contribution"] = values[:, rank]
-    signs = [answers[name].to_numpy(dtype=object) for name in SIGN_ANSWERS]
-    out["signs"] = _text_per_combination(signs, _signs)
+    out["signs"] = _text_per_combination([answers[name].array for name in SIGN_ANSWERS], _signs)
     asked = [name for name in OPTIONAL_ANSWERS if name not in not_asked]
     missing = [pd.isna(answers[name].array) for name in asked]
     out["missing_answers"] = (
@@ -133,7 +134,8 @@ def explain_batch(model: AdditiveTerms, answers: pd.DataFrame, features: pd.Data
 
 def _rank_drivers(contributions: np.ndarray, X: ModelInput,
                   unknown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (up to) three causes raising each person's risk most: names (None past the last) and values."""
+    """The (up to) three causes raising each person's risk most: positions in CAUSES (-1 past the last) and
+    values; numbers, as comparing names per row and feature cost more than the explanation text."""
     causes = contributions[:, CAUSE_POSITIONS]
     # A feature whose answers are all missing is named under missing answers, never as a driver; one
     # the batch was not asked about is listed once per batch.
@@ -144,19 +146,19 @@ def _rank_drivers(contributions: np.ndarray, X: ModelInput,
     order = np.argsort(-causes, axis=1)[:, :DRIVERS]
     top = np.take_along_axis(causes, order, axis=1)
     is_driver = top > 0
-    names = np.where(is_driver, np.array(CAUSES, dtype=object)[order], None)
-    return names, np.where(is_driver, top, np.nan)
+    return np.where(is_driver, order, -1), np.where(is_driver, top, np.nan)
 
 
-def _driver_answers(names: np.ndarray, answers: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
-    """The answers behind every driver, built once per feature for the people it drives."""
-    texts = np.full(names.shape, None, dtype=object)
-    for feature in pd.unique(names[names != None].ravel()):  # noqa: E711 - element-wise
-        is_feature = names == feature
+def _driver_answers(drivers: np.ndarray, answers: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
+    """The answers behind every driver (positions in CAUSES, -1 for none), built once per feature for the
+    people it drives."""
+    texts = np.full(drivers.shape, None, dtype=object)
+    for cause in np.unique(drivers[drivers >= 0]):
+        is_feature = drivers == cause
         rows = is_feature.any(axis=1)
-        text = _answers_text(feature, answers, features, rows)
+        text = _answers_text(CAUSES[cause], answers, features, rows)
         position = np.cumsum(rows) - 1
-        for rank in range(names.shape[1]):
+        for rank in range(drivers.shape[1]):
             chosen = is_feature[:, rank]
             texts[chosen, rank] = text[position[chosen]]
     return texts
