@@ -157,10 +157,7 @@ def model_column(column: FeatureColumn, values: pd.Series) -> np.ndarray:
         if pd.api.types.is_float_dtype(values.dtype):  # most are: no conversion to pay for, per request
             return values.to_numpy(dtype=float, na_value=np.nan)
         return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    missing = values.isna().to_numpy()
-    if pd.api.types.is_integer_dtype(values):
-        codes, numbers = pd.factorize(values.to_numpy(dtype="int64", na_value=0))  # text per number, not per row
-        labels = numbers.astype(str).astype(object)[codes]
-    else:
-        labels = values.to_numpy(dtype=object)
-    return np.where(missing, None, labels)
+    # A label per distinct value, not per row (missing is code -1: None, last); rows share the label objects.
+    codes, labels = pd.factorize(values)
+    labels = np.asarray(labels, dtype="int64").astype(str) if pd.api.types.is_integer_dtype(values) else labels
+    return np.append(np.asarray(labels, dtype=object), None)[codes]
