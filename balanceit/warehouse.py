@@ -146,10 +146,11 @@ def upsert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame
         upsert(con, table, "_upsert_frame", key)
 
 
-def upsert(con: duckdb.DuckDBPyConnection, table: str, rows: str, key: tuple[str, ...]) -> None:
-    """Insert `rows` (a registered name, `read_parquet(...)` or a query in parentheses), replacing rows with
-    the same key. A missing table is created with their columns, a column of nothing but NULL typed as text:
-    a table made from a batch that never answered a question would otherwise get a column no value fits."""
+def upsert(con: duckdb.DuckDBPyConnection, table: str, rows: str, key: tuple[str, ...],
+           replaced: str | None = None) -> None:
+    """Insert `rows` (a registered name, `read_parquet(...)` or a query in parentheses), replacing rows with a
+    key of `replaced` (default: `rows`). A missing table is created with their columns, a column of nothing but
+    NULL typed as text: one made from a batch that never answered a question would get a column no value fits."""
     described = [(name, kind) for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {rows}").fetchall()]
     columns = ", ".join(f'"{name}"' for name, _ in described)
     typed = ", ".join(f'NULL::VARCHAR AS "{name}"' if kind.strip('"') == "NULL" else f'"{name}"'
@@ -158,7 +159,8 @@ def upsert(con: duckdb.DuckDBPyConnection, table: str, rows: str, key: tuple[str
     # Reset only on success: in a failed transaction the RESET would fail too and hide the first error.
     con.execute("SET preserve_insertion_order = false")
     con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT {typed} FROM {rows} WHERE false")
-    con.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {rows} f WHERE {key_match})")
+    con.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {replaced or rows} f "
+                f"WHERE {key_match})")
     con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {rows}")
     con.execute("RESET preserve_insertion_order")
 

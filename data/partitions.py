@@ -9,6 +9,7 @@ and object stores cannot rename a folder atomically, so a `_COMPLETE` file marks
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,13 +138,20 @@ def register_results(con: duckdb.DuckDBPyConnection, batch_id: str, version: str
     scored_at = datetime.now(UTC).replace(tzinfo=None)
     values = {"batch_id": _sql_literal(batch_id), "scored_at": f"TIMESTAMP '{scored_at}'"}
     scores = ", ".join(f"{values.get(column, column)} AS {column}" for column in SCORE_COLUMNS)
-    with transaction(con):
-        upsert(con, "features", _parquet([p.features for p in partitions]), QUESTIONNAIRE_KEY)
-        upsert(con, "scores", f"(SELECT {scores} FROM {scored})", SCORE_KEY)
-        upsert(con, "explanations", _explanation_rows(scored), (*SCORE_KEY, "kind", "rank"))
-        con.execute("UPDATE batches SET model_version = ? WHERE batch_id = ?", [version, batch_id])
-    if output is not None:
-        write_scores_file(con, partitions, output)
+    # `output` goes under a hidden name until the transaction commits; from local partitions it is written on
+    # a second core beside the transaction (DuckDB's bridge to fsspec is not one to use from two threads).
+    partial = output and output.with_name(f".partial-{output.name}")
+    with ThreadPoolExecutor(1) as pool:
+        beside = partial and isinstance(partitions[0].scored, Path)
+        written = beside and pool.submit(write_scores_file, con.cursor(), partitions, partial)
+        with transaction(con):
+            upsert(con, "features", _parquet([p.features for p in partitions]), QUESTIONNAIRE_KEY)
+            upsert(con, "scores", f"(SELECT {scores} FROM {scored})", SCORE_KEY)
+            # A person's drivers are replaced whole: a re-scoring with fewer leaves no old rank behind.
+            upsert(con, "explanations", _explanation_rows(scored), SCORE_KEY, replaced=scored)
+            con.execute("UPDATE batches SET model_version = ? WHERE batch_id = ?", [version, batch_id])
+    if partial:
+        (written.result() if written else write_scores_file(con, partitions, partial)).replace(output)
     remove(batch_folder(root, batch_id))
     bands = con.execute("""SELECT band, count(*) FROM scores WHERE batch_id = ? AND model_version = ?
                            GROUP BY band ORDER BY list_position(['low', 'moderate', 'high'], band)""",
@@ -168,12 +176,9 @@ def _explanation_rows(scored: str) -> str:
                 WHERE feature IS NOT NULL)"""
 
 
-def write_scores_file(con: duckdb.DuckDBPyConnection, partitions: list[Partition], path: Path) -> None:
-    """One row per person, sorted by key: the contract's output columns first, then the what-ifs.
-
-    Parquet when `path` ends in .parquet, else CSV (compressed when it ends in .gz); DuckDB streams
-    the partitions' result files into it, so the batch never sits in memory whole.
-    """
+def write_scores_file(con: duckdb.DuckDBPyConnection, partitions: list[Partition], path: Path) -> Path:
+    """One row per person, sorted by key: the contract's output columns first, then the what-ifs. Parquet when
+    `path` ends in .parquet, else CSV (compressed when it ends in .gz), streamed: the batch is never in memory."""
     files = _parquet([p.scored for p in partitions])
     available = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {files}").fetchall()]
     columns = [*OUTPUT_COLUMNS, *[c for c in available if c.startswith("whatif_")]]
@@ -182,3 +187,4 @@ def write_scores_file(con: duckdb.DuckDBPyConnection, partitions: list[Partition
     con.execute(f"""COPY (SELECT {", ".join(f'"{c}"' for c in columns)} FROM {files}
                           ORDER BY {", ".join(QUESTIONNAIRE_KEY)})
                     TO {_sql_literal(path)} (FORMAT {file_format})""")
+    return path

@@ -204,6 +204,28 @@ def test_a_batch_whose_first_partitions_are_empty_is_registered_whole(demo, tmp_
     assert pd.read_csv(tmp_path / "five-scores.csv")["driver_1"].notna().all()
 
 
+def test_people_scored_again_with_fewer_drivers_keep_none_of_their_old_ones(demo, tmp_path):
+    """The same answers' keys sent again by a survey that asks only the required questions: fewer drivers,
+    and the explanations table holds exactly those, none left over from the first scoring."""
+    from balanceit.data.contract import QUESTIONNAIRE
+    from balanceit.data.synthetic import generate
+
+    home, _ = demo
+    people = generate(20, seed=5, labelled=False).questionnaire
+    people.to_csv(tmp_path / "full.csv", index=False)
+    people[[c.name for c in QUESTIONNAIRE if c.required]].to_csv(tmp_path / "required.csv", index=False)
+    for name in ("full", "required"):
+        run(home, "score", str(tmp_path / f"{name}.csv"), "--output", str(tmp_path / f"{name}-scores.csv"))
+    drivers = {name: pd.read_csv(tmp_path / f"{name}-scores.csv").set_index("respondent_id")
+               [["driver_1", "driver_2", "driver_3"]].notna().sum(axis=1) for name in ("full", "required")}
+    assert (drivers["full"] == 3).all() and drivers["required"].sum() < drivers["full"].sum()
+    ids = ", ".join(f"'{person}'" for person in people["respondent_id"])
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        stored = con.execute(f"SELECT respondent_id, count(*) FROM explanations WHERE respondent_id IN ({ids}) "
+                             "GROUP BY respondent_id").df().set_index("respondent_id")["count_star()"]
+    assert stored.reindex(drivers["required"].index, fill_value=0).to_dict() == drivers["required"].to_dict()
+
+
 def test_partitions_can_live_behind_an_fsspec_url(demo, tmp_path, monkeypatch):
     from upath import UPath
 
