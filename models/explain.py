@@ -82,10 +82,8 @@ def _signs(*values: object) -> str:
 
 
 def not_asked_questions(answers: pd.DataFrame) -> tuple[str, ...]:
-    """The optional questions a batch never asked: absent from its file or empty on every row.
-
-    Such a question says nothing about anyone in the batch, unlike one person's skipped answer.
-    """
+    """The optional questions a batch never asked, absent from its file or empty on every row: such a question
+    says nothing about anyone in the batch, unlike one person's skipped answer."""
     return tuple(name for name in OPTIONAL_ANSWERS if name not in answers or answers[name].isna().all())
 
 

@@ -157,10 +157,8 @@ def _gate(client: MlflowClient, settings: Settings, result: TrainingResult, hold
 def log_and_register(result: TrainingResult, answers: pd.DataFrame, features: pd.DataFrame,
                      labels: pd.Series, settings: Settings, data_description: str,
                      reference: Reference | None = None, training_ingestion: str | None = None) -> Registration:
-    """Log the run (params, metrics, plots, data digest, features, model) and apply the gate.
-
-    `training_ingestion` (the file's ingestion id) lets `rollback` restore the labels this version saw.
-    """
+    """Log the run (params, metrics, plots, data digest, features, model) and apply the gate; with
+    `training_ingestion` (the file's ingestion id), `rollback` can restore the labels this version saw."""
     import mlflow
     from mlflow.models import ModelSignature, infer_signature
 

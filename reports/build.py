@@ -259,11 +259,8 @@ def reweighted(settings: Settings, population: Population, target: Target) -> di
 
 
 def person_explanation(settings: Settings, respondent_id: str) -> dict[str, object]:
-    """One person's latest scored submission, explained by the model version that scored it.
-
-    Reads that one submission and the risks stored for its batch (writing nothing): a batch of 100,000
-    people costs one column, not its answers and features.
-    """
+    """One person's latest scored submission, explained by the model version that scored it. Reads that one
+    submission and its batch's stored risks, writing nothing: a batch of 100,000 costs one column."""
     with open_warehouse(settings) as con:
         row = con.execute(
             "SELECT s.batch_id, s.model_version, s.submitted_at, s.risk FROM scores s WHERE s.respondent_id = ? "
