@@ -28,11 +28,9 @@ SIGN_ANSWERS = (*PAIN_COLUMNS, "posture_self_report")
 def _text_per_combination(columns: Sequence[np.ndarray | pd.api.extensions.ExtensionArray],
                            format_row: Callable[..., str]) -> np.ndarray:
     """`format_row(*values)` once per distinct combination of the columns' values, spread to every row.
-
     People share answers, so a million rows need a few thousand calls; one row (a scoring request)
     needs one call and no grouping. Columns stay as stored (Arrow text is grouped without a Python object
-    per row); only the values of each combination's first row are read.
-    """
+    per row); only the values of each combination's first row are read."""
     if len(columns[0]) == 1:
         return np.array([format_row(*(column[0] for column in columns))], dtype=object)
     key = np.zeros(len(columns[0]), dtype=np.int64)
