@@ -63,11 +63,9 @@ class _ColumnEncoder:
 
 class AdditiveRiskModel(ClassifierMixin, BaseEstimator, AdditiveTerms):
     """Spline logistic regression over the feature catalogue with exact per-feature contributions.
-
     With `sign_interactions`, a second logistic fit re-weighs the shape terms and adds the product of each
     sign's (pain, posture) term with every other feature's: what a symptom says depends on the person's
-    causes. A product counts for its sign (half each when both are signs), so causes and drivers stay apart.
-    """
+    causes. A product counts for its sign (half each when both are signs), so causes and drivers stay apart."""
 
     def __init__(self, n_knots: int = 5, C: float = 1.0, max_iter: int = 200, sign_interactions: bool = False,
                  missing_prior_rows: float = 300.0):

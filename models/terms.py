@@ -171,12 +171,9 @@ class AdditiveTerms:
                    for encoder, term in zip(self.encoders_[index], self._column_terms[index], strict=True))
 
     def terms(self, X: ModelInput, unknown: np.ndarray | None = None) -> np.ndarray:
-        """The features' shape terms g_f(x), one column per catalogue feature.
-
-        An `unknown` feature (its question was not asked) carries no information about anyone: its
-        term is its expectation over the training population, so it adds nothing against the average
-        person instead of the "answer skipped" term.
-        """
+        """The features' shape terms g_f(x), one column per catalogue feature. An `unknown` feature (its
+        question was not asked) carries no information about anyone: its term is its expectation over the
+        training population, so it adds nothing against the average person instead of the "answer skipped" term."""
         terms = np.column_stack([self.feature_term(X, i) for i in range(len(self.encoders_))])
         if unknown is not None and unknown.any():
             terms[:, unknown] = self.mean_terms_[unknown]

@@ -51,10 +51,15 @@ def mean_risk(scored: pd.DataFrame) -> float:
     return float(np.average(scored["risk"].astype(float), weights=weights_or_ones(scored)))
 
 
-def risk_histogram(scored: pd.DataFrame, bins: int = 20) -> dict[str, list]:
-    """People per equal-width risk bin over 0-1: {"bin_edges": [...bins+1], "counts": [...bins]}."""
+def risk_histogram(scored: pd.DataFrame, min_group_size: int, bins: int = 20) -> dict[str, list]:
+    """People per risk bin over 0-1 ({"bin_edges", "counts"}): equal-width bins, a bin joined to the next until
+    it holds `min_group_size` people and the rest can too, so no bar describes fewer (the tails are sparse)."""
     counts, edges = np.histogram(scored["risk"].clip(0, 1), bins=bins, range=(0.0, 1.0))
-    return {"bin_edges": edges.tolist(), "counts": counts.tolist()}
+    cuts = [0]
+    for end in range(1, bins):
+        if counts[cuts[-1]:end].sum() >= min_group_size and counts[end:].sum() >= min_group_size:
+            cuts.append(end)
+    return {"bin_edges": edges[[*cuts, bins]].tolist(), "counts": np.add.reduceat(counts, cuts).tolist()}
 
 
 def suppressed_groups(counts: pd.Series, min_group_size: int) -> pd.Series:

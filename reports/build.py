@@ -179,7 +179,7 @@ def people_sections(people: pd.DataFrame, settings: Settings) -> dict[str, objec
         "weighted": estimates["weighted"],
         "summary": {"n": len(people), "mean_risk": aggregate.mean_risk(people),
                     "bands": aggregate.band_counts(people).to_dict("records")},
-        "histogram": aggregate.risk_histogram(people),
+        "histogram": aggregate.risk_histogram(people, settings.min_group_size),
         "segments": segments,
         "drivers": [{**row, "label": BY_NAME[row["feature"]].label,
                      "description": BY_NAME[row["feature"]].description,

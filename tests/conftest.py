@@ -87,7 +87,7 @@ def build_population_context(scored: pd.DataFrame, min_group_size: int = 10, **o
             "mean_risk": aggregate.mean_risk(scored),
             "bands": aggregate.band_counts(scored).to_dict("records"),
         },
-        "histogram": aggregate.risk_histogram(scored),
+        "histogram": aggregate.risk_histogram(scored, min_group_size),
         "segments": aggregate.segment_tables(scored, min_group_size),
         "drivers": [
             {"label": BY_NAME[row.feature].label, "description": BY_NAME[row.feature].description,

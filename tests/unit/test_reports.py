@@ -196,10 +196,19 @@ def test_band_counts_histogram_and_drivers():
                      driver_2=["stretching", None, "sitting", None])
     bands = aggregate.band_counts(scored).set_index("band")
     assert bands["n"].to_dict() == {"low": 1, "moderate": 1, "high": 2}
-    assert sum(aggregate.risk_histogram(scored, bins=10)["counts"]) == 4
+    assert aggregate.risk_histogram(scored, min_group_size=1, bins=10)["counts"] == [1, 1, 1, 1]  # empty bins joined
     drivers = aggregate.top_drivers(scored).set_index("feature")
     assert drivers.loc["sitting", "share_top3"] == 0.75 and drivers.loc["sitting", "share_first"] == 0.5
     assert drivers.loc["stretching", "share_top3"] == 0.5 and drivers.loc["stretching", "share_first"] == 0.25
+
+
+def test_no_risk_histogram_bar_describes_fewer_than_the_minimum_group():
+    """Sparse tails are where a bar would count one or two people: their bins join their neighbours."""
+    risks = np.r_[0.12, np.linspace(0.3, 0.7, 200), 0.93, 0.97]
+    histogram = aggregate.risk_histogram(pd.DataFrame({"risk": risks}), min_group_size=10)
+    assert sum(histogram["counts"]) == len(risks) and min(histogram["counts"]) >= 10
+    assert histogram["bin_edges"][0] == 0.0 and histogram["bin_edges"][-1] == 1.0
+    assert len(histogram["bin_edges"]) == len(histogram["counts"]) + 1 and len(histogram["counts"]) > 5
 
 
 def test_segments_band_answers_and_count_every_exercise_type():
