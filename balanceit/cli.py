@@ -85,9 +85,10 @@ def _emit(result: dict[str, Any], as_json: bool, title: str) -> None:
         print(json.dumps(result, default=str))
         return
     console.print(f"[bold]{title}[/]")
-    for key, value in result.items():
-        if not isinstance(value, dict):
-            text = json.dumps(value, default=str) if isinstance(value, list) else str(value)
+    for key, value in result.items():  # records (a report's group tables) are counted: --json lists them
+        if not isinstance(value, dict) and value != "":
+            text = (f"{len(value)} (--json lists them)" if value and isinstance(value[0], dict) else
+                    json.dumps(value, default=str)) if isinstance(value, list) else _cell(value)
             console.print(f"  [cyan]{key}[/]: {escape(text)}")
     for key, value in result.items():
         if isinstance(value, dict):
@@ -104,7 +105,7 @@ def _cell(figure: object) -> str:
         return "; ".join(f"{name}: {_cell(value)}" for name, value in figure.items())
     if isinstance(figure, list):
         return ", ".join(_cell(value) for value in figure)
-    return f"{figure:,}" if isinstance(figure, (int, float)) and not isinstance(figure, bool) else str(figure)
+    return f"{round(figure, 4):,}" if isinstance(figure, (int, float)) and not isinstance(figure, bool) else str(figure)
 
 
 def _fail(message: str, as_json: bool) -> None:

@@ -71,6 +71,19 @@ def test_a_summary_table_writes_nested_figures_in_words(capsys, monkeypatch):
     assert "age: missing required value: 83" in printed and "243, 289" in printed and "[bold]x" in printed
 
 
+def test_a_population_summary_rounds_its_figures_and_counts_its_group_tables(capsys, monkeypatch):
+    """`report population` without --json: estimates to four decimals, the group tables counted, not dumped."""
+    from balanceit.cli import _emit, console
+
+    monkeypatch.setattr(console, "width", 160)
+    _emit({"n": 5000, "not_asked_note": "", "segments": [{"key": "occupation", "groups": []}] * 7,
+           "estimates": {"mean_risk": {"value": 0.595418110827862, "ci_low": 0.5911204436322127}}},
+          False, "Population report")
+    printed = capsys.readouterr().out
+    assert "n: 5,000" in printed and "segments: 7 (--json lists them)" in printed and "occupation" not in printed
+    assert "value: 0.5954; ci_low: 0.5911" in printed and "not_asked_note" not in printed
+
+
 @pytest.mark.parametrize("command", [("score",), ("train", "--data"), ("ingest", "questionnaire")],
                          ids=" ".join)
 def test_a_missing_input_is_one_clear_error_at_once(tmp_path, command):
