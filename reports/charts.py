@@ -57,8 +57,7 @@ def histogram(bin_edges: Sequence[float], counts: Sequence[int], title: str, x_l
         parts.append(f'<rect x="{x(start) + 1:.1f}" y="{y(count):.1f}" width="{max(x(end) - x(start) - 2, 1):.1f}" '
                      f'height="{plot_height + top - y(count):.1f}" fill="{BAR_COLOUR}">'
                      f'<title>{escape(tip)}</title></rect>')
-    step = math.ceil((len(bin_edges) - 1) / 5)
-    for edge in bin_edges[::step]:
+    for edge in (low + (high - low) * tick / 5 for tick in range(6)):  # even ticks: bins may differ in width
         parts.append(_text(x(edge), height - bottom + 18, format(edge, x_format), anchor="middle", colour=MUTED))
     parts.append(_line(left, top + plot_height, WIDTH - right, top + plot_height, INK))
     parts.append(_text(left + plot_width / 2, height - 8, x_label, anchor="middle"))
