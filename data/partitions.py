@@ -143,9 +143,9 @@ def register_results(con: duckdb.DuckDBPyConnection, batch_id: str, version: str
     # `output` goes under a hidden name until the transaction commits; from local partitions it is written on
     # a second core beside the transaction (DuckDB's bridge to fsspec is not one to use from two threads).
     partial = output and output.with_name(f".partial-{output.name}")
-    with ThreadPoolExecutor(1) as pool:
+    with con.cursor() as writer, ThreadPoolExecutor(1) as pool:  # the pool waits for the thread, then it closes
         beside = partial and isinstance(partitions[0].scored, Path)
-        written = beside and pool.submit(write_scores_file, con.cursor(), partitions, partial)
+        written = beside and pool.submit(write_scores_file, writer, partitions, partial)
         with transaction(con):
             upsert(con, "features", _parquet([p.features for p in partitions]), QUESTIONNAIRE_KEY)
             upsert(con, "scores", f"(SELECT {scores} FROM {scored})", SCORE_KEY)
