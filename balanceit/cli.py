@@ -155,25 +155,30 @@ def generate(rows: Annotated[int, typer.Option(help="Respondents to generate.")]
     _emit({name: str(path) for name, path in paths.items()}, as_json, "Generated")
 
 
-def _prepare_cluster_flows(cluster: str | None, as_json: bool, *inputs: Path | None) -> str | None:
-    """Prepared for flows: the --cluster value if it parses (a clear error otherwise), None for in-process.
-    A missing input is refused first, at once: Prefect and its temporary server take 10-40 s to start."""
+@contextmanager
+def _flow_run(cluster: str | None, as_json: bool, *inputs: Path | None) -> Iterator[str | None]:
+    """Prepared for a flow run in this process: the --cluster value if it parses (a clear error otherwise), None
+    for in-process. A missing input is refused first, at once: Prefect and its temporary server take 10-40 s
+    to start."""
     for path in inputs:
         if path and not path.exists():
             _fail(f"{path}: no such file or folder", as_json)
     _prepare(flows=True)
     from balanceit.flows.cluster import parse_cluster
+    from balanceit.flows.common import interactive_runs
 
     with _refusals_fail(as_json, ValueError):
-        return cluster if parse_cluster(cluster) else None
+        cluster = cluster if parse_cluster(cluster) else None
+    with interactive_runs():
+        yield cluster
 
 
 def _ingest(kind: str, path: Path, as_json: bool, cluster: str | None = None, not_asked: str = "") -> None:
     """A file, or a folder of files, each read and validated by its own task."""
-    cluster = _prepare_cluster_flows(cluster, as_json, path)
-    from balanceit.flows.ingest import ingest_flow
+    with _flow_run(cluster, as_json, path) as cluster:
+        from balanceit.flows.ingest import ingest_flow
 
-    summaries = ingest_flow(str(path), kind, _State.home, cluster, _questions(not_asked))
+        summaries = ingest_flow(str(path), kind, _State.home, cluster, _questions(not_asked))
     refused = [s for s in summaries if s.status == "refused"]
     if as_json:
         folder = {"files": [s.to_dict() for s in summaries], "cluster": cluster, "refused": len(refused)}
@@ -239,11 +244,11 @@ def train(data: Annotated[Path | None, typer.Option(help="Labelled questionnaire
 
     With --cluster, the training features are computed per partition on the Dask cluster.
     """
-    cluster = _prepare_cluster_flows(cluster, as_json, activity, data, truth)
-    from balanceit.flows.train import InputRefused, train_flow
+    with _flow_run(cluster, as_json, activity, data, truth) as cluster:
+        from balanceit.flows.train import InputRefused, train_flow
 
-    with _refusals_fail(as_json, InputRefused):
-        result = train_flow(*(str(p) if p else None for p in (data, activity, truth)), _State.home, cluster)
+        with _refusals_fail(as_json, InputRefused):
+            result = train_flow(*(str(p) if p else None for p in (data, activity, truth)), _State.home, cluster)
     _emit(result, as_json, "Training")
 
 
@@ -254,10 +259,10 @@ def score(file: Annotated[Path, typer.Argument(help="The survey batch to score: 
           output: Annotated[Path | None, typer.Option(help="Write one row per person (.csv or .parquet).")] = None,
           as_json: JsonOption = False, cluster: ClusterOption = None, not_asked: NotAskedOption = "") -> None:
     """Score a survey batch with the champion model, with drivers, signs and what-ifs."""
-    cluster = _prepare_cluster_flows(cluster, as_json, activity, file)
-    from balanceit.flows.score import score_flow
+    with _flow_run(cluster, as_json, activity, file) as cluster, \
+            _refusals_fail(as_json, RuntimeError, LookupError):  # InputRefused is a RuntimeError
+        from balanceit.flows.score import score_flow
 
-    with _refusals_fail(as_json, RuntimeError, LookupError):  # InputRefused is a RuntimeError
         result = score_flow(str(file), str(activity) if activity else None, str(output) if output else None,
                             _State.home, cluster, _questions(not_asked))
     _emit(result, as_json, "Scoring")
@@ -376,10 +381,10 @@ def demo(rows: Annotated[int, typer.Option(help="Respondents in the built-in pop
 
     With --cluster, the training features and the new batch's partitions are computed on the Dask cluster.
     """
-    cluster = _prepare_cluster_flows(cluster, as_json)
-    from balanceit.flows.demo import demo_flow
+    with _flow_run(cluster, as_json) as cluster:
+        from balanceit.flows.demo import demo_flow
 
-    result = demo_flow(rows, seed, home=_State.home, cluster=cluster)
+        result = demo_flow(rows, seed, home=_State.home, cluster=cluster)
     _emit(result, as_json, "balanceit demo: where everything is")
 
 

@@ -15,6 +15,7 @@ from prefect import Task, flow, unmapped
 from prefect.task_runners import TaskRunner
 
 from balanceit.config import Settings
+from balanceit.flows.common import without_heartbeats
 
 _LOCAL = re.compile(r"^local(?::(\d+))?$")
 _ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/]+$")
@@ -77,5 +78,6 @@ def on_runner(settings: Settings, work: Task, items: list, *shared: Any) -> list
     """`work(item, *shared)` for every item, as a subflow on the task runner `settings.cluster` chooses."""
     if not items:
         return []
-    return _each.with_options(name=work.name, task_runner=task_runner(parse_cluster(settings.cluster)))(
-        work, items, shared)
+    with without_heartbeats():  # the parent flow's heartbeat covers its subflow
+        return _each.with_options(name=work.name, task_runner=task_runner(parse_cluster(settings.cluster)))(
+            work, items, shared)

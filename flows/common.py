@@ -6,14 +6,30 @@ an unknown batch, person or version) logged by Prefect without a traceback.
 from __future__ import annotations
 
 import logging
+import os
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 
 from prefect import task as prefect_task
 from prefect.cache_policies import NO_CACHE
+from prefect.settings import temporary_settings
 
 from balanceit.flows.temporary_server import tie_temporary_server
 
 stage = partial(prefect_task, cache_policy=NO_CACHE, persist_result=False)
+
+
+def without_heartbeats() -> AbstractContextManager:
+    """Flow runs started inside send no heartbeats. Prefect's heartbeats tell a server that a run a worker
+    started still lives; every flow's end waits for its heartbeat thread's one-second sleep (0.5 s on average).
+    For runs whose parent flow heartbeats, or that die with the command that shows their outcome."""
+    return temporary_settings(updates={"flows.heartbeat_frequency": None})
+
+
+def interactive_runs() -> AbstractContextManager:
+    """A command's own flow runs: without heartbeats, unless PREFECT_FLOWS_HEARTBEAT_FREQUENCY asks for them
+    (scheduled runs, in processes a runner or worker starts, keep Prefect's setting)."""
+    return nullcontext() if os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") else without_heartbeats()
 
 
 class InputRefused(RuntimeError):

@@ -70,6 +70,29 @@ def test_partition_work_follows_the_cluster_setting(tmp_path, monkeypatch):
     assert chosen == ["local:2", "tcp://127.0.0.1:8786"]
 
 
+def test_flow_runs_send_heartbeats_only_where_asked(tmp_path, monkeypatch):
+    """A flow's end waits for its heartbeat thread's one-second sleep: a command's own runs and every subflow send
+    none (the parent's heartbeat covers a subflow); PREFECT_FLOWS_HEARTBEAT_FREQUENCY, when set, is obeyed."""
+    from prefect.settings import get_current_settings
+
+    from balanceit.config import load_settings
+    from balanceit.flows.cluster import on_runner
+    from balanceit.flows.common import interactive_runs, stage
+
+    @stage(name="heartbeat")
+    def heartbeat(_: int) -> int | None:
+        return get_current_settings().flows.heartbeat_frequency
+
+    assert get_current_settings().flows.heartbeat_frequency is not None  # Prefect's default: 180 s
+    assert on_runner(load_settings(tmp_path), heartbeat, [1]) == [None]
+    monkeypatch.delenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", raising=False)
+    with interactive_runs():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")
+    with interactive_runs():
+        assert get_current_settings().flows.heartbeat_frequency is not None
+
+
 @pytest.fixture(scope="module")
 def prefect_home(tmp_path_factory) -> None:
     """Prefect's state (its temporary server's database) in a folder of the test run, unless PREFECT_HOME is set."""
