@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     # Features: wearable days before submission that count.
     activity_window_days: int = 28
 
-    # Scoring works on partitions of this many rows (one task each).
+    # Scoring and feature building work on partitions of this many rows, one task each; in this process at most
+    # one per core at a time, so that memory holds no more than that many partitions.
     rows_per_partition: int = 250_000
 
     # Where partition tasks run (flows/cluster.py): None = in this process, "local:N" = a Dask

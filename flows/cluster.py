@@ -40,12 +40,12 @@ def parse_cluster(text: str | None) -> str | None:
 
 
 def task_runner(cluster: str | None) -> TaskRunner:
-    """Prefect's default runner without a cluster, else prefect-dask's `DaskTaskRunner` (the `cluster` extra);
-    `cluster` as `parse_cluster` answers it."""
+    """Prefect's thread pool without a cluster, one thread per core (partitions in memory at once: no more than
+    cores), else prefect-dask's `DaskTaskRunner` (the `cluster` extra); `cluster` as `parse_cluster` answers it."""
     if cluster is None:
         from prefect.task_runners import ThreadPoolTaskRunner
 
-        return ThreadPoolTaskRunner()
+        return ThreadPoolTaskRunner(max_workers=os.cpu_count())
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as missing:  # pragma: no cover - depends on the installed extras
