@@ -19,7 +19,8 @@ import pandas as pd
 from upath import UPath
 
 from balanceit.config import Settings
-from balanceit.data.contract import DRIVER_RANKS, OUTPUT_COLUMNS, QUESTIONNAIRE_KEY, SCORE_COLUMNS, SCORE_KEY
+from balanceit.data.contract import (DRIVER_RANKS, OPTIONAL_ANSWERS, OUTPUT_COLUMNS, QUESTIONNAIRE_KEY, SCORE_COLUMNS,
+                                     SCORE_KEY)
 from balanceit.warehouse import transaction, upsert
 
 
@@ -32,6 +33,7 @@ class Partition:
     activity: UPath
     features: UPath
     scored: UPath | None = None
+    not_asked: tuple[str, ...] = ()  # the batch's, not the partition's: see `export_partitions`
 
     @property
     def done(self) -> bool:
@@ -97,8 +99,17 @@ def export_partitions(con: duckdb.DuckDBPyConnection, selection: str, folder: UP
     results.mkdir(parents=True, exist_ok=True)
     return [Partition(number, inputs / "questionnaire" / f"part={number}", inputs / "activity" / f"part={number}",
                       results / f"part-{number:05d}-features.parquet",
-                      results / f"part-{number:05d}-scored.parquet" if version else None)
+                      results / f"part-{number:05d}-scored.parquet" if version else None,
+                      not_asked_in(con, selection) if version else ())
             for number in range(count)]
+
+
+def not_asked_in(con: duckdb.DuckDBPyConnection, selection: str) -> tuple[str, ...]:
+    """The optional questions no selected row answers: a batch's, so a partition where nobody happened to answer
+    one still reads its blanks as skips, and scores do not depend on how the batch was cut."""
+    unanswered = con.execute(f"""SELECT {", ".join(f'count("{name}") = 0' for name in OPTIONAL_ANSWERS)}
+                                 FROM questionnaire JOIN ({selection}) USING (respondent_id, submitted_at)""").fetchone()
+    return tuple(name for name, none in zip(OPTIONAL_ANSWERS, unanswered) if none)
 
 
 def attach(con: duckdb.DuckDBPyConnection, place: UPath) -> None:

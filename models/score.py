@@ -58,7 +58,7 @@ def score_partition(partition: Partition, model: AdditiveTerms, version: str,
     """One partition in, its features and scores out; one whose results exist (a rerun) is not scored again."""
     if partition.done:
         return partition
-    _, features, scored = _features_and_scores(model, *partition.inputs(), settings)
+    _, features, scored = _features_and_scores(model, *partition.inputs(), settings, partition.not_asked)
     write_atomically(features, partition.features)
     write_atomically(scored.assign(model_version=version), partition.scored)
     return partition

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 from upath import UPath
@@ -87,3 +89,19 @@ def test_result_files_behind_an_fsspec_url_read_back_whole(tmp_path):
     for _ in range(40):
         assert con.execute(f"SELECT count(answer) FROM (SELECT UNNEST([driver_1_answers, driver_2_answers, "
                            f"driver_3_answers]) AS answer FROM {files})").fetchone() == (9 * rows,)
+
+
+def test_every_partition_carries_the_questions_its_whole_batch_never_asked(tmp_path):
+    """One person answered back_pain and nobody neck_pain: however the batch is cut, back_pain was asked (a
+    partition without that person reads blanks as skips) and neck_pain was not."""
+    settings = Settings(home=tmp_path / "ws")
+    people = generate(300, seed=5, labelled=False)
+    answered = people.questionnaire.assign(neck_pain=None, back_pain=None)
+    answered.loc[answered.index[0], "back_pain"] = "occasional"
+    files = write(replace(people, questionnaire=answered), tmp_path / "batch")
+    with open_warehouse(settings) as con:
+        batch = ingest(con, files["questionnaire"], "questionnaire").ingestion_id
+        partitions = export_batch(con, batch, UPath(tmp_path / "parts"), "1", rows_per_partition=10)
+        features_only = export_batch(con, batch, UPath(tmp_path / "features"), None, rows_per_partition=10)
+    assert len(partitions) == 30 and {p.not_asked for p in partitions} == {("neck_pain",)}
+    assert {p.not_asked for p in features_only} == {()}

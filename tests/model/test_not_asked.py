@@ -94,3 +94,27 @@ def test_a_missing_answer_term_from_few_blank_rows_is_shrunk_toward_the_average(
     gap = {name: np.abs(m.contributions(skipped)["occupation"] - m.contributions(X)["occupation"].mean()).mean()
            for name, m in (("unshrunk", unshrunk), ("shrunk", shrunk))}
     assert gap["shrunk"] < 0.05 * gap["unshrunk"]
+
+
+def test_a_partition_where_nobody_answered_a_question_the_batch_asked_reads_its_blanks_as_skips(fitted, tmp_path):
+    """Not asked is the batch's (`Partition.not_asked`, from the export): the partition's own answers would call a
+    question everyone in it happened to skip not asked, and its people's risks would depend on how the batch was cut."""
+    from upath import UPath
+
+    from balanceit.data.partitions import Partition
+    from balanceit.models.score import score_partition
+
+    model, answers, _ = fitted
+    skipped = answers.head(40).assign(back_pain=None)
+    skipped.to_parquet(tmp_path / "questionnaire.parquet")
+    generate(1, seed=5).activity.head(0).to_parquet(tmp_path / "activity.parquet")
+    risks = {}
+    for name, not_asked in (("asked", ()), ("not asked", ("back_pain",))):
+        folder = UPath(tmp_path / name)
+        folder.mkdir()
+        partition = Partition(0, UPath(tmp_path / "questionnaire.parquet"), UPath(tmp_path / "activity.parquet"),
+                              folder / "features.parquet", folder / "scored.parquet", not_asked)
+        scored = pd.read_parquet(score_partition(partition, model, "1", Settings()).scored)
+        risks[name] = scored["risk"].to_numpy()
+        assert scored["missing_answers"].fillna("").str.contains("back_pain").all() == (name == "asked")
+    assert not np.allclose(risks["asked"], risks["not asked"])
