@@ -154,17 +154,21 @@ def register_results(con: duckdb.DuckDBPyConnection, batch_id: str, version: str
     # `output` goes under a hidden name until the transaction commits; from local partitions it is written on
     # a second core beside the transaction (DuckDB's bridge to fsspec is not one to use from two threads).
     partial = output and output.with_name(f".partial-{output.name}")
-    with con.cursor() as writer, ThreadPoolExecutor(1) as pool:  # the pool waits for the thread, then it closes
-        beside = partial and isinstance(partitions[0].scored, Path)
-        written = beside and pool.submit(write_scores_file, writer, partitions, partial)
-        with transaction(con):
-            upsert(con, "features", _parquet([p.features for p in partitions]), QUESTIONNAIRE_KEY)
-            upsert(con, "scores", f"(SELECT {scores} FROM {scored})", SCORE_KEY)
-            # A person's drivers are replaced whole: a re-scoring with fewer leaves no old rank behind.
-            upsert(con, "explanations", _explanation_rows(scored), SCORE_KEY, replaced=scored)
-            con.execute("UPDATE batches SET model_version = ? WHERE batch_id = ?", [version, batch_id])
-    if partial:
-        (written.result() if written else write_scores_file(con, partitions, partial)).replace(output)
+    try:
+        with con.cursor() as writer, ThreadPoolExecutor(1) as pool:  # the pool waits for the thread, then closes
+            beside = partial and isinstance(partitions[0].scored, Path)
+            written = beside and pool.submit(write_scores_file, writer, partitions, partial)
+            with transaction(con):
+                upsert(con, "features", _parquet([p.features for p in partitions]), QUESTIONNAIRE_KEY)
+                upsert(con, "scores", f"(SELECT {scores} FROM {scored})", SCORE_KEY)
+                # A person's drivers are replaced whole: a re-scoring with fewer leaves no old rank behind.
+                upsert(con, "explanations", _explanation_rows(scored), SCORE_KEY, replaced=scored)
+                con.execute("UPDATE batches SET model_version = ? WHERE batch_id = ?", [version, batch_id])
+        if partial:
+            (written.result() if written else write_scores_file(con, partitions, partial)).replace(output)
+    finally:  # moved into place, or the registration failed: no hidden copy of people's scores stays behind
+        if partial:
+            partial.unlink(missing_ok=True)
     remove(batch_folder(root, batch_id))
     bands = con.execute("""SELECT band, count(*) FROM scores WHERE batch_id = ? AND model_version = ?
                            GROUP BY band ORDER BY list_position(['low', 'moderate', 'high'], band)""",

@@ -226,6 +226,32 @@ def test_people_scored_again_with_fewer_drivers_keep_none_of_their_old_ones(demo
     assert stored.reindex(drivers["required"].index, fill_value=0).to_dict() == drivers["required"].to_dict()
 
 
+def test_a_registration_that_fails_leaves_no_output_file_half_written(demo, tmp_path, monkeypatch):
+    """The --output file is written beside the results' transaction under a hidden name: when the transaction
+    fails, neither that name nor the output is left behind (nor any of the batch's scores)."""
+    import balanceit.data.partitions as partitions
+    from balanceit.data.synthetic import generate
+
+    home, _ = demo
+    upsert = partitions.upsert
+
+    def failing(con, table, *args, **kwargs):
+        if table == "explanations":
+            raise RuntimeError("disk full")
+        return upsert(con, table, *args, **kwargs)
+
+    monkeypatch.setattr(partitions, "upsert", failing)
+    people = generate(50, seed=31, labelled=False).questionnaire
+    people.to_csv(tmp_path / "batch.csv", index=False)
+    (tmp_path / "out").mkdir()
+    assert "disk full" in run(home, "score", str(tmp_path / "batch.csv"), "--output", str(tmp_path / "out" / "scores.csv"),
+                              expect=2)["message"]
+    assert list((tmp_path / "out").iterdir()) == []
+    ids = ", ".join(f"'{person}'" for person in people["respondent_id"])
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute(f"SELECT count(*) FROM scores WHERE respondent_id IN ({ids})").fetchone() == (0,)
+
+
 def test_partitions_can_live_behind_an_fsspec_url(demo, tmp_path, monkeypatch):
     from upath import UPath
 
