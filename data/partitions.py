@@ -21,6 +21,7 @@ from upath import UPath
 from balanceit.config import Settings
 from balanceit.data.contract import (DRIVER_RANKS, OPTIONAL_ANSWERS, OUTPUT_COLUMNS, QUESTIONNAIRE_KEY, SCORE_COLUMNS,
                                      SCORE_KEY)
+from balanceit.data.nhanes import NOT_ASKED_EXERCISES as NHANES_NOT_ASKED_EXERCISES
 from balanceit.warehouse import transaction, upsert
 
 
@@ -33,7 +34,7 @@ class Partition:
     activity: UPath
     features: UPath
     scored: UPath | None = None
-    not_asked: tuple[str, ...] = ()  # the batch's, not the partition's: see `export_partitions`
+    not_asked: tuple[str, ...] = ()  # the batch's, not the partition's: see `batch_not_asked`
 
     @property
     def done(self) -> bool:
@@ -59,13 +60,29 @@ def batch_folder(root: UPath, batch_id: str) -> UPath:
 
 def export_batch(con: duckdb.DuckDBPyConnection, batch_id: str, root: UPath, version: str,
                  rows_per_partition: int) -> list[Partition]:
-    """The batch's partitions for scoring by `version`."""
-    return export_partitions(con, f"SELECT * FROM batch_members WHERE batch_id = {_sql_literal(batch_id)}",
-                             batch_folder(root, batch_id), rows_per_partition, version)
+    """The batch's partitions for scoring by `version`, each carrying what the batch was not asked."""
+    return export_partitions(con, _members(batch_id), batch_folder(root, batch_id), rows_per_partition, version,
+                             batch_not_asked(con, batch_id))
+
+
+def _members(batch_id: str) -> str:
+    return f"SELECT * FROM batch_members WHERE batch_id = {_sql_literal(batch_id)}"
+
+
+def batch_not_asked(con: duckdb.DuckDBPyConnection, batch_id: str) -> tuple[str, ...]:
+    """What a batch's survey did not ask, unknown wherever the batch is scored or explained: the optional
+    questions none of its rows answers (the batch's, so a partition where everyone happened to skip one still
+    reads its blanks as skips), and for an NHANES cycle the kinds of exercise it never asks about."""
+    unanswered = con.execute(f"""SELECT {", ".join(f'count("{name}") = 0' for name in OPTIONAL_ANSWERS)}
+                                 FROM questionnaire JOIN ({_members(batch_id)}) USING (respondent_id, submitted_at)
+                              """).fetchone()
+    nhanes = con.execute("SELECT kind = 'nhanes' FROM batches WHERE batch_id = ?", [batch_id]).fetchone() == (True,)
+    return (*(name for name, none in zip(OPTIONAL_ANSWERS, unanswered) if none),
+            *(NHANES_NOT_ASKED_EXERCISES if nhanes else ()))
 
 
 def export_partitions(con: duckdb.DuckDBPyConnection, selection: str, folder: UPath, rows_per_partition: int,
-                      version: str | None = None) -> list[Partition]:
+                      version: str | None = None, not_asked: tuple[str, ...] = ()) -> list[Partition]:
     """The answers a query selects and their people's wearable days as Parquet partitions, in one pass over
     each table; with a model `version`, each has a place for its scores. Partition N is the folders
     `questionnaire/part=N` and `activity/part=N` (read as one table each; an empty one gets a file that
@@ -99,17 +116,8 @@ def export_partitions(con: duckdb.DuckDBPyConnection, selection: str, folder: UP
     results.mkdir(parents=True, exist_ok=True)
     return [Partition(number, inputs / "questionnaire" / f"part={number}", inputs / "activity" / f"part={number}",
                       results / f"part-{number:05d}-features.parquet",
-                      results / f"part-{number:05d}-scored.parquet" if version else None,
-                      not_asked_in(con, selection) if version else ())
+                      results / f"part-{number:05d}-scored.parquet" if version else None, not_asked)
             for number in range(count)]
-
-
-def not_asked_in(con: duckdb.DuckDBPyConnection, selection: str) -> tuple[str, ...]:
-    """The optional questions no selected row answers: a batch's, so a partition where nobody happened to answer
-    one still reads its blanks as skips, and scores do not depend on how the batch was cut."""
-    unanswered = con.execute(f"""SELECT {", ".join(f'count("{name}") = 0' for name in OPTIONAL_ANSWERS)}
-                                 FROM questionnaire JOIN ({selection}) USING (respondent_id, submitted_at)""").fetchone()
-    return tuple(name for name, none in zip(OPTIONAL_ANSWERS, unanswered) if none)
 
 
 def attach(con: duckdb.DuckDBPyConnection, place: UPath) -> None:

@@ -86,8 +86,10 @@ def not_asked_questions(answers: pd.DataFrame) -> tuple[str, ...]:
 
 
 def unknown_features(not_asked: Sequence[str]) -> np.ndarray:
-    """Catalogue features that any not-asked question feeds: the model treats them as unknown."""
-    return np.array([any(source in not_asked for source in feature.sources) for feature in CATALOGUE])
+    """Catalogue features that any not-asked question feeds, or named not asked themselves (a kind of exercise a
+    survey never offers): the model treats them as unknown."""
+    return np.array([feature.name in not_asked or any(source in not_asked for source in feature.sources)
+                     for feature in CATALOGUE])
 
 
 def explain_batch(model: AdditiveTerms, answers: pd.DataFrame, features: pd.DataFrame,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from balanceit.config import Settings
-from balanceit.data.contract import OPTIONAL_ANSWERS
+from balanceit.data.partitions import batch_not_asked
 from balanceit.features.build import compute_features
 from balanceit.features.catalogue import BY_NAME, COLUMN_LABELS, model_columns, model_input
 from balanceit.models.terms import AdditiveTerms
@@ -135,6 +135,7 @@ def load_population(settings: Settings, batch: str | None) -> Population:
             answers, features = training_answers, training_features
             ingestion_ids = answers["ingestion_id"].unique().tolist()
             description = f"Training population: {len(answers):,} labelled respondents"
+            not_asked = not_asked_questions(answers)
         else:
             row = con.execute(
                 "SELECT batch_id, model_version, file FROM batches WHERE batch_id = $batch "
@@ -148,12 +149,12 @@ def load_population(settings: Settings, batch: str | None) -> Population:
             answers, features = _answers_and_features(con, members, "m.batch_id = $batch", {"batch": batch})
             ingestion_ids = [batch]
             description = f"Scored batch {batch} from {Path(file).name}: {len(answers):,} respondents"
+            not_asked = batch_not_asked(con, batch)  # as the batch was scored
         quality = _data_quality(con, batch, ingestion_ids)
     model, version = load_model(settings, version)
     if answers.empty:
         raise LookupError("no respondents to report on")
     card, figures = _model_card(settings, version, CHAMPION if batch == TRAINING else "scored this batch")
-    not_asked = not_asked_questions(answers)
     return Population(
         batch=batch, description=description, answers=answers, features=features,
         scored=explain_batch(model, answers, features, settings, not_asked), not_asked=not_asked,
@@ -277,14 +278,9 @@ def person_explanation(settings: Settings, respondent_id: str) -> dict[str, obje
         batch_risk = con.execute(
             "SELECT s.risk FROM batch_members m JOIN scores s USING (respondent_id, submitted_at) "
             "WHERE m.batch_id = ? AND s.model_version = ?", [batch_id, version]).fetchnumpy()["risk"]
-        # One row holding an answer to each question where anyone in the batch gave one: the questions the
-        # batch did not ask are unknown for this person too, as when the batch was scored.
-        batch_answered = con.execute(
-            f"SELECT {', '.join(f'any_value(q.{name}) AS {name}' for name in OPTIONAL_ANSWERS)} "
-            "FROM batch_members m JOIN questionnaire q USING (respondent_id, submitted_at) WHERE m.batch_id = ?",
-            [batch_id]).df()
+        not_asked = batch_not_asked(con, batch_id)  # unknown for this person too, as when the batch was scored
     model, version = load_model(settings, version)
-    scored = explain_batch(model, answers, features, settings, not_asked_questions(batch_answered))
+    scored = explain_batch(model, answers, features, settings, not_asked)
     contributions = model.contributions(model_input(features)).iloc[0].to_dict()
     # Where the person's risk falls among the batch scored with it (both as stored when it was); left out for a
     # batch smaller than the minimum group size, where a share would say too much about a few others.

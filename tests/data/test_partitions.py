@@ -102,6 +102,4 @@ def test_every_partition_carries_the_questions_its_whole_batch_never_asked(tmp_p
     with open_warehouse(settings) as con:
         batch = ingest(con, files["questionnaire"], "questionnaire").ingestion_id
         partitions = export_batch(con, batch, UPath(tmp_path / "parts"), "1", rows_per_partition=10)
-        features_only = export_batch(con, batch, UPath(tmp_path / "features"), None, rows_per_partition=10)
     assert len(partitions) == 30 and {p.not_asked for p in partitions} == {("neck_pain",)}
-    assert {p.not_asked for p in features_only} == {()}

@@ -118,3 +118,12 @@ def test_a_partition_where_nobody_answered_a_question_the_batch_asked_reads_its_
         risks[name] = scored["risk"].to_numpy()
         assert scored["missing_answers"].fillna("").str.contains("back_pain").all() == (name == "asked")
     assert not np.allclose(risks["asked"], risks["not asked"])
+
+
+def test_a_kind_of_exercise_a_survey_never_offers_is_unknown_on_its_own():
+    """NHANES asks about walking and recreation only: its other kinds' features are unknown, the rest stay known."""
+    from balanceit.data.nhanes import NOT_ASKED_EXERCISES
+
+    unknown = {feature.name for feature, is_unknown in zip(CATALOGUE, unknown_features(NOT_ASKED_EXERCISES))
+               if is_unknown}
+    assert unknown == set(NOT_ASKED_EXERCISES) and {"exercise_yoga", "exercise_running"} <= unknown
