@@ -74,8 +74,7 @@ CREATE TABLE IF NOT EXISTS explanations (
 
 
 @contextmanager
-def open_warehouse(settings: Settings, read_only: bool = False,
-                   wait_seconds: float = 600.0) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_warehouse(settings: Settings, wait_seconds: float = 600.0) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse under the workspace lock; readers and writers alike take it."""
     settings.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = FileLock(str(settings.lock_path))
