@@ -107,7 +107,7 @@ def explain_batch(model: AdditiveTerms, answers: pd.DataFrame, features: pd.Data
     logit = model.base_logit_ + contributions.sum(axis=1)
     risk = expit(logit)
     out = {
-        "respondent_id": answers["respondent_id"].to_numpy(),
+        "respondent_id": answers["respondent_id"].array,
         "submitted_at": answers["submitted_at"].to_numpy(),
         "risk": risk,
         "band": settings.bands(risk),
