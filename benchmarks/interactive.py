@@ -64,7 +64,7 @@ def _generated(folder: Path, rows: int, seed: int) -> Path:
 
 @bench_app.command("cli")
 def bench_cli(large_rows: Annotated[int, typer.Option(help="Rows of the large batch.")] = 100_000,
-              repeats: Annotated[int, typer.Option(help="Fresh-process runs per figure (the median is shown).")] = 3,
+              repeats: Annotated[int, typer.Option(help="Fresh-process runs per figure (the median is shown).")] = 5,
               demo_rows: Annotated[int, typer.Option(help="Rows of the demo that makes the champion.")] = 3000,
               workdir: WorkdirOption = None, as_json: JsonOption = False) -> None:
     """Seconds of explain, models and a 1,000-row score; the marginal scoring rate; re-scoring a batch."""
