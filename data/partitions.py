@@ -73,8 +73,9 @@ def batch_not_asked(con: duckdb.DuckDBPyConnection, batch_id: str) -> tuple[str,
     """What a batch's survey did not ask, unknown wherever the batch is scored or explained: the optional
     questions none of its rows answers (the batch's, so a partition where everyone happened to skip one still
     reads its blanks as skips), and for an NHANES cycle the kinds of exercise it never asks about."""
-    unanswered = con.execute(f"SELECT {', '.join(f'count({name}) = 0' for name in OPTIONAL_ANSWERS)} FROM "
-                             f"questionnaire JOIN ({_members(batch_id)}) USING (respondent_id, submitted_at)").fetchone()
+    counts = ", ".join(f"count({name}) = 0" for name in OPTIONAL_ANSWERS)
+    unanswered = con.execute(f"SELECT {counts} FROM questionnaire JOIN ({_members(batch_id)}) "
+                             "USING (respondent_id, submitted_at)").fetchone()
     nhanes = con.execute("SELECT kind = 'nhanes' FROM batches WHERE batch_id = ?", [batch_id]).fetchone() == (True,)
     return (*(name for name, none in zip(OPTIONAL_ANSWERS, unanswered) if none),
             *(NHANES_NOT_ASKED_EXERCISES if nhanes else ()))

@@ -244,8 +244,8 @@ def test_a_registration_that_fails_leaves_no_output_file_half_written(demo, tmp_
     people = generate(50, seed=31, labelled=False).questionnaire
     people.to_csv(tmp_path / "batch.csv", index=False)
     (tmp_path / "out").mkdir()
-    assert "disk full" in run(home, "score", str(tmp_path / "batch.csv"), "--output", str(tmp_path / "out" / "scores.csv"),
-                              expect=2)["message"]
+    output = tmp_path / "out" / "scores.csv"
+    assert "disk full" in run(home, "score", str(tmp_path / "batch.csv"), "--output", str(output), expect=2)["message"]
     assert list((tmp_path / "out").iterdir()) == []
     ids = ", ".join(f"'{person}'" for person in people["respondent_id"])
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
