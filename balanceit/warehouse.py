@@ -15,7 +15,8 @@ import pyarrow
 from filelock import FileLock, Timeout
 
 from balanceit.config import Settings
-from balanceit.data.contract import ACTIVITY, ACTIVITY_KEY, QUESTIONNAIRE, QUESTIONNAIRE_KEY, ColumnSpec
+from balanceit.data.contract import (ACTIVITY, ACTIVITY_KEY, NHANES_NOT_ASKED_EXERCISES, OPTIONAL_ANSWERS,
+                                     QUESTIONNAIRE, QUESTIONNAIRE_KEY, ColumnSpec)
 
 
 def _input_table(name: str, specs: tuple[ColumnSpec, ...], key: tuple[str, ...], integer: str,
@@ -117,6 +118,18 @@ def _drop_result_indexes(con: duckdb.DuckDBPyConnection) -> None:
         for table in keyed:
             con.execute(f"INSERT INTO {table} SELECT * FROM {table}_keyed")
             con.execute(f"DROP TABLE {table}_keyed")
+
+
+def batch_not_asked(con: duckdb.DuckDBPyConnection, batch_id: str) -> tuple[str, ...]:
+    """What a batch's survey did not ask, unknown wherever the batch is scored or explained: the optional
+    questions none of its rows answers (the batch's, so a partition where everyone happened to skip one still
+    reads its blanks as skips), and for an NHANES cycle the kinds of exercise it never asks about."""
+    counts = ", ".join(f"count({name}) = 0" for name in OPTIONAL_ANSWERS)
+    unanswered = con.execute(f"SELECT {counts} FROM questionnaire JOIN batch_members USING (respondent_id, "
+                             "submitted_at) WHERE batch_id = ?", [batch_id]).fetchone()
+    nhanes = con.execute("SELECT kind = 'nhanes' FROM batches WHERE batch_id = ?", [batch_id]).fetchone() == (True,)
+    return (*(name for name, none in zip(OPTIONAL_ANSWERS, unanswered) if none),
+            *(NHANES_NOT_ASKED_EXERCISES if nhanes else ()))
 
 
 @contextmanager

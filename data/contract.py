@@ -74,6 +74,11 @@ LABEL = "imbalance"
 # What a person answers: not the clinician's label, nor a survey's design columns.
 ANSWER_COLUMNS = tuple(c for c in QUESTIONNAIRE_COLUMNS if c != LABEL and not c.startswith("survey_"))
 OPTIONAL_ANSWERS = tuple(c.name for c in QUESTIONNAIRE if c.name in ANSWER_COLUMNS and not c.required)
+# Section 3: NHANES's PAQ asks about walking or cycling (mapped to walking) and recreation (other), no other kind:
+# that nobody there reports yoga says nothing about yoga. These kinds' features (as the catalogue names them) are
+# unknown for an NHANES batch.
+NHANES_NOT_ASKED_EXERCISES = tuple(f"exercise_{kind}" for kind in EXERCISE_TYPES
+                                   if kind not in ("walking", "other", "weightlifting", "none"))
 
 ACTIVITY: tuple[ColumnSpec, ...] = (
     ColumnSpec("respondent_id", "text", required=True),

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from balanceit.data.contract import EXERCISE_TYPES, QUESTIONNAIRE_SPECS as SPECS
+from balanceit.data.contract import QUESTIONNAIRE_SPECS as SPECS
 from balanceit.data.readers import TEXT, FileRefused
 from balanceit.data.validation import Validated, validate_questionnaire
 
@@ -40,10 +40,6 @@ SEX = {1: "male", 2: "female"}
 SAS_ZERO = 1e-10  # read_sas returns SAS zeros as ~5e-79
 MIN_AGE = int(SPECS["age"].low)  # respondents under it are skipped and counted
 MAX_DAYS_A_WEEK = SPECS["exercise_days_per_week"].high
-# PAQ asks about walking or cycling (mapped to walking) and recreation (other), no other kind: that nobody here
-# reports yoga says nothing about yoga. These kinds' features (as the catalogue names them) are unknown.
-NOT_ASKED_EXERCISES = tuple(f"exercise_{kind}" for kind in EXERCISE_TYPES
-                            if kind not in ("walking", "other", "weightlifting", "none"))
 
 
 def load_nhanes(folder: str | Path, now: pd.Timestamp | None = None, not_asked: Sequence[str] = ()) -> Validated:

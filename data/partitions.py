@@ -19,10 +19,8 @@ import pandas as pd
 from upath import UPath
 
 from balanceit.config import Settings
-from balanceit.data.contract import (DRIVER_RANKS, OPTIONAL_ANSWERS, OUTPUT_COLUMNS, QUESTIONNAIRE_KEY, SCORE_COLUMNS,
-                                     SCORE_KEY)
-from balanceit.data.nhanes import NOT_ASKED_EXERCISES as NHANES_NOT_ASKED_EXERCISES
-from balanceit.warehouse import transaction, upsert
+from balanceit.data.contract import DRIVER_RANKS, OUTPUT_COLUMNS, QUESTIONNAIRE_KEY, SCORE_COLUMNS, SCORE_KEY
+from balanceit.warehouse import batch_not_asked, transaction, upsert
 
 
 @dataclass(frozen=True)
@@ -61,24 +59,8 @@ def batch_folder(root: UPath, batch_id: str) -> UPath:
 def export_batch(con: duckdb.DuckDBPyConnection, batch_id: str, root: UPath, version: str,
                  rows_per_partition: int) -> list[Partition]:
     """The batch's partitions for scoring by `version`, each carrying what the batch was not asked."""
-    return export_partitions(con, _members(batch_id), batch_folder(root, batch_id), rows_per_partition, version,
-                             batch_not_asked(con, batch_id))
-
-
-def _members(batch_id: str) -> str:
-    return f"SELECT * FROM batch_members WHERE batch_id = {_sql_literal(batch_id)}"
-
-
-def batch_not_asked(con: duckdb.DuckDBPyConnection, batch_id: str) -> tuple[str, ...]:
-    """What a batch's survey did not ask, unknown wherever the batch is scored or explained: the optional
-    questions none of its rows answers (the batch's, so a partition where everyone happened to skip one still
-    reads its blanks as skips), and for an NHANES cycle the kinds of exercise it never asks about."""
-    counts = ", ".join(f"count({name}) = 0" for name in OPTIONAL_ANSWERS)
-    unanswered = con.execute(f"SELECT {counts} FROM questionnaire JOIN ({_members(batch_id)}) "
-                             "USING (respondent_id, submitted_at)").fetchone()
-    nhanes = con.execute("SELECT kind = 'nhanes' FROM batches WHERE batch_id = ?", [batch_id]).fetchone() == (True,)
-    return (*(name for name, none in zip(OPTIONAL_ANSWERS, unanswered) if none),
-            *(NHANES_NOT_ASKED_EXERCISES if nhanes else ()))
+    return export_partitions(con, f"SELECT * FROM batch_members WHERE batch_id = {_sql_literal(batch_id)}",
+                             batch_folder(root, batch_id), rows_per_partition, version, batch_not_asked(con, batch_id))
 
 
 def export_partitions(con: duckdb.DuckDBPyConnection, selection: str, folder: UPath, rows_per_partition: int,

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from balanceit.config import Settings
-from balanceit.data.partitions import batch_not_asked
 from balanceit.features.build import compute_features
 from balanceit.features.catalogue import BY_NAME, COLUMN_LABELS, model_columns, model_input
 from balanceit.models.terms import AdditiveTerms
@@ -28,7 +27,7 @@ from balanceit.models.narrative import explanation
 from balanceit.models.registry import CHAMPION, configure, load_model
 from balanceit.models.whatif import WHAT_IFS
 from balanceit.reports import aggregate
-from balanceit.warehouse import open_warehouse
+from balanceit.warehouse import batch_not_asked, open_warehouse
 
 if TYPE_CHECKING:
     from balanceit.reports.reweight import Target

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from balanceit.data.nhanes import NOT_ASKED_EXERCISES
+from balanceit.data.contract import NHANES_NOT_ASKED_EXERCISES as NOT_ASKED_EXERCISES
 from conftest import NHANES_P, run, shared
 
 pytestmark = pytest.mark.slow

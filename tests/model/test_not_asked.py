@@ -122,7 +122,7 @@ def test_a_partition_where_nobody_answered_a_question_the_batch_asked_reads_its_
 
 def test_a_kind_of_exercise_a_survey_never_offers_is_unknown_on_its_own():
     """NHANES asks about walking and recreation only: its other kinds' features are unknown, the rest stay known."""
-    from balanceit.data.nhanes import NOT_ASKED_EXERCISES
+    from balanceit.data.contract import NHANES_NOT_ASKED_EXERCISES as NOT_ASKED_EXERCISES
 
     unknown = {feature.name for feature, is_unknown in zip(CATALOGUE, unknown_features(NOT_ASKED_EXERCISES))
                if is_unknown}
