@@ -15,8 +15,8 @@ import pyarrow
 from filelock import FileLock, Timeout
 
 from balanceit.config import Settings
-from balanceit.data.contract import (ACTIVITY, ACTIVITY_KEY, NHANES_NOT_ASKED_EXERCISES, OPTIONAL_ANSWERS,
-                                     QUESTIONNAIRE, QUESTIONNAIRE_KEY, ColumnSpec)
+from balanceit.data.contract import (ACTIVITY, ACTIVITY_KEY, DRIVER_RANKS, NHANES_NOT_ASKED_EXERCISES,
+                                     OPTIONAL_ANSWERS, QUESTIONNAIRE, QUESTIONNAIRE_KEY, ColumnSpec)
 
 
 def _input_table(name: str, specs: tuple[ColumnSpec, ...], key: tuple[str, ...], integer: str,
@@ -61,17 +61,27 @@ CREATE TABLE IF NOT EXISTS reference_set (
     model_version VARCHAR NOT NULL, ingestion_id VARCHAR, added_at TIMESTAMP
 );
 -- Results have no index either: re-registering 100,000 scores through a primary key took 30 s, not 3 s.
+-- A person's drivers are columns, replaced with the score: as rows of their own, 300,000 per 100,000 people.
 CREATE TABLE IF NOT EXISTS scores (
     respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL, batch_id VARCHAR NOT NULL,
     model_version VARCHAR NOT NULL, risk DOUBLE NOT NULL, band VARCHAR NOT NULL,
-    scored_at TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS explanations (
-    respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL, model_version VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL, rank INTEGER NOT NULL, feature VARCHAR, contribution DOUBLE,
-    sentence VARCHAR, answers VARCHAR
+    scored_at TIMESTAMP, """ + ", ".join(f"driver_{rank} VARCHAR, driver_{rank}_contribution DOUBLE, "
+                                         f"driver_{rank}_answers VARCHAR" for rank in DRIVER_RANKS) + """
 );
 """
+
+
+def _ranked(part: str) -> str:
+    return "UNNEST([" + ", ".join(f"driver_{rank}{part}" for rank in DRIVER_RANKS) + "])"
+
+
+# One row per person and driver, as the table it replaced had them (`kind` and `sentence` kept for queries
+# written against that table).
+EXPLANATIONS_VIEW = f"""CREATE VIEW explanations AS SELECT * FROM (
+    SELECT respondent_id, submitted_at, model_version, 'driver' AS kind, UNNEST({list(DRIVER_RANKS)}) AS rank,
+           {_ranked("")} AS feature, {_ranked("_contribution")} AS contribution, NULL::VARCHAR AS sentence,
+           {_ranked("_answers")} AS answers
+    FROM scores) WHERE feature IS NOT NULL"""
 
 
 @contextmanager
@@ -97,27 +107,34 @@ def open_warehouse(settings: Settings, wait_seconds: float = 600.0) -> Iterator[
             # empty is freed without it: scoring a batch again and again keeps the file the same size.
             con.execute("SET max_vacuum_tasks = 0")
             con.execute(SCHEMA)
-            _drop_result_indexes(con)
+            _upgrade_results(con)
             yield con
     finally:
         lock.release()
 
 
-def _drop_result_indexes(con: duckdb.DuckDBPyConnection) -> None:
-    """Rebuild `scores` and `explanations` of a warehouse made before they lost their primary key
-    (DuckDB cannot drop one in place); runs once per such warehouse, in one transaction."""
-    keyed = [table for (table,) in con.execute(
-        "SELECT DISTINCT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
-        "AND table_name IN ('scores', 'explanations')").fetchall()]
-    if not keyed:
+def _upgrade_results(con: duckdb.DuckDBPyConnection) -> None:
+    """Results of a warehouse made by an earlier version, brought to this schema once, in one transaction: the
+    drivers of an `explanations` table become columns of `scores` (both lose the primary key older warehouses
+    gave them, which DuckDB cannot drop in place), and `explanations` becomes a view of them."""
+    found = con.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = 'main' "
+                        "AND table_name = 'explanations'").fetchall()
+    if found == [("VIEW",)]:
         return
     with transaction(con):
-        for table in keyed:
-            con.execute(f"ALTER TABLE {table} RENAME TO {table}_keyed")
-        con.execute(SCHEMA)
-        for table in keyed:
-            con.execute(f"INSERT INTO {table} SELECT * FROM {table}_keyed")
-            con.execute(f"DROP TABLE {table}_keyed")
+        if found == [("BASE TABLE",)]:
+            drivers = ", ".join(f"any_value({column}) FILTER (rank = {rank}) AS driver_{rank}{part}"
+                                for rank in DRIVER_RANKS for column, part in (
+                                    ("feature", ""), ("contribution", "_contribution"), ("answers", "_answers")))
+            con.execute("ALTER TABLE scores RENAME TO scores_before")
+            con.execute(SCHEMA)
+            con.execute(f"""INSERT INTO scores BY NAME SELECT * FROM scores_before LEFT JOIN (
+                                SELECT respondent_id, submitted_at, model_version, {drivers} FROM explanations
+                                WHERE kind = 'driver' GROUP BY ALL)
+                            USING (respondent_id, submitted_at, model_version)""")
+            con.execute("DROP TABLE scores_before")
+            con.execute("DROP TABLE explanations")
+        con.execute(EXPLANATIONS_VIEW)
 
 
 def batch_not_asked(con: duckdb.DuckDBPyConnection, batch_id: str) -> tuple[str, ...]:
@@ -163,11 +180,10 @@ def upsert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame
         upsert(con, table, "_upsert_frame", key)
 
 
-def upsert(con: duckdb.DuckDBPyConnection, table: str, rows: str, key: tuple[str, ...],
-           replaced: str | None = None) -> None:
-    """Insert `rows` (a registered name, `read_parquet(...)` or a query in parentheses), replacing rows with a
-    key of `replaced` (default: `rows`). A missing table is created with their columns, a column of nothing but
-    NULL typed as text: one made from a batch that never answered a question would get a column no value fits."""
+def upsert(con: duckdb.DuckDBPyConnection, table: str, rows: str, key: tuple[str, ...]) -> None:
+    """Insert `rows` (a registered name, `read_parquet(...)` or a query in parentheses), replacing rows with the
+    same key. A missing table is created with their columns, a column of nothing but NULL typed as text: one
+    made from a batch that never answered a question would get a column no value fits."""
     described = [(name, kind) for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {rows}").fetchall()]
     columns = ", ".join(f'"{name}"' for name, _ in described)
     typed = ", ".join(f'NULL::VARCHAR AS "{name}"' if kind.strip('"') == "NULL" else f'"{name}"'
@@ -176,8 +192,7 @@ def upsert(con: duckdb.DuckDBPyConnection, table: str, rows: str, key: tuple[str
     # Reset only on success: in a failed transaction the RESET would fail too and hide the first error.
     con.execute("SET preserve_insertion_order = false")
     con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT {typed} FROM {rows} WHERE false")
-    con.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {replaced or rows} f "
-                f"WHERE {key_match})")
+    con.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {rows} f WHERE {key_match})")
     con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {rows}")
     con.execute("RESET preserve_insertion_order")
 

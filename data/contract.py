@@ -106,10 +106,11 @@ def is_non_wear_day(steps, sedentary_minutes):
 
 
 # What scoring writes: the ranks of the drivers each person gets, the output file's leading columns, and
-# the scores table's rows and key.
+# the scores table's columns (drivers included) and key.
 DRIVER_RANKS = (1, 2, 3)
 OUTPUT_COLUMNS = ("respondent_id", "submitted_at", "risk", "band", "model_version",
                   *(f"driver_{rank}{part}" for rank in DRIVER_RANKS for part in ("", "_answers")),
                   "signs", "missing_answers")
-SCORE_COLUMNS = ["respondent_id", "submitted_at", "batch_id", "model_version", "risk", "band", "scored_at"]
+SCORE_COLUMNS = ["respondent_id", "submitted_at", "batch_id", "model_version", "risk", "band", "scored_at",
+                 *(f"driver_{rank}{part}" for rank in DRIVER_RANKS for part in ("", "_contribution", "_answers"))]
 SCORE_KEY = ("respondent_id", "submitted_at", "model_version")

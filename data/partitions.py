@@ -19,7 +19,7 @@ import pandas as pd
 from upath import UPath
 
 from balanceit.config import Settings
-from balanceit.data.contract import DRIVER_RANKS, OUTPUT_COLUMNS, QUESTIONNAIRE_KEY, SCORE_COLUMNS, SCORE_KEY
+from balanceit.data.contract import OUTPUT_COLUMNS, QUESTIONNAIRE_KEY, SCORE_COLUMNS, SCORE_KEY
 from balanceit.warehouse import batch_not_asked, transaction, upsert
 
 
@@ -142,7 +142,7 @@ def write_atomically(frame: pd.DataFrame, path: UPath) -> None:
 
 def register_results(con: duckdb.DuckDBPyConnection, batch_id: str, version: str, partitions: list[Partition],
                      root: UPath, output: Path | None = None) -> dict[str, int]:
-    """Load every partition's features, scores and explanations in one transaction, DuckDB reading the result
+    """Load every partition's features and scores (drivers included) in one transaction, DuckDB reading the result
     files itself (streamed, so memory never holds the batch, and no pandas copy: half the time of a load through
     DataFrames), write `output` if asked, and return the batch's people per risk band."""
     attach(con, partitions[0].scored)
@@ -160,8 +160,6 @@ def register_results(con: duckdb.DuckDBPyConnection, batch_id: str, version: str
             with transaction(con):
                 upsert(con, "features", _parquet([p.features for p in partitions]), QUESTIONNAIRE_KEY)
                 upsert(con, "scores", f"(SELECT {scores} FROM {scored})", SCORE_KEY)
-                # A person's drivers are replaced whole: a re-scoring with fewer leaves no old rank behind.
-                upsert(con, "explanations", _explanation_rows(scored), SCORE_KEY, replaced=scored)
                 con.execute("UPDATE batches SET model_version = ? WHERE batch_id = ?", [version, batch_id])
         if partial:
             (written.result() if written else write_scores_file(con, partitions, partial)).replace(output)
@@ -179,17 +177,6 @@ def _parquet(paths: list[UPath]) -> str:
     """The Parquet files as one table in SQL, columns matched by name: an empty partition, or one where nobody
     has a third driver, stores those columns with no type, which the other files' values could not be cast to."""
     return "read_parquet([" + ", ".join(_sql_literal(path) for path in paths) + "], union_by_name = true)"
-
-
-def _explanation_rows(scored: str) -> str:
-    """One row per person and driver rank of the `scored` rows, with the answers behind the driver."""
-    def ranked(part: str) -> str:
-        return "UNNEST([" + ", ".join(f"driver_{rank}{part}" for rank in DRIVER_RANKS) + "])"
-
-    return f"""(SELECT * FROM (SELECT {", ".join(SCORE_KEY)}, 'driver' AS kind, UNNEST({list(DRIVER_RANKS)}) AS rank,
-                                      {ranked("")} AS feature, {ranked("_contribution")} AS contribution,
-                                      NULL::VARCHAR AS sentence, {ranked("_answers")} AS answers FROM {scored})
-                WHERE feature IS NOT NULL)"""
 
 
 def write_scores_file(con: duckdb.DuckDBPyConnection, partitions: list[Partition], path: Path) -> Path:

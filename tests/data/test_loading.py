@@ -144,26 +144,41 @@ def test_the_warehouse_stays_readable_after_refused_and_bad_files(settings, tmp_
         assert con.execute("SELECT count(*) FROM ingestions").fetchone()[0] == 0
 
 
-def test_results_made_with_a_primary_key_are_rebuilt_without_it_and_rescoring_keeps_one_row_per_key(settings):
-    """A warehouse from before results lost their index opens unchanged, and an upsert of rows it
-    already holds replaces them (the index made re-registering a batch ten times slower)."""
+def test_results_of_an_earlier_warehouse_are_upgraded_once_and_rescoring_keeps_one_row_per_key(settings):
+    """A warehouse from before results lost their index and drivers moved into `scores` opens with its drivers
+    intact (read through the `explanations` view), and an upsert of rows it already holds replaces them (the
+    index made re-registering a batch ten times slower)."""
     legacy = duckdb.connect(str(settings.warehouse_path))
     legacy.execute("""CREATE TABLE scores (respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL,
         batch_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, risk DOUBLE NOT NULL, band VARCHAR NOT NULL,
         scored_at TIMESTAMP, PRIMARY KEY (respondent_id, submitted_at, model_version))""")
-    legacy.execute("INSERT INTO scores VALUES ('p1', '2026-01-01', 'b1', '1', 0.5, 'moderate', NULL)")
+    legacy.execute("""CREATE TABLE explanations (respondent_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL,
+        model_version VARCHAR NOT NULL, kind VARCHAR NOT NULL, rank INTEGER NOT NULL, feature VARCHAR,
+        contribution DOUBLE, sentence VARCHAR, answers VARCHAR,
+        PRIMARY KEY (respondent_id, submitted_at, model_version, kind, rank))""")
+    legacy.execute("INSERT INTO scores VALUES ('p1', '2026-01-01', 'b1', '1', 0.5, 'moderate', NULL), "
+                   "('p3', '2026-01-01', 'b1', '1', 0.2, 'low', NULL)")
+    legacy.execute("INSERT INTO explanations VALUES ('p1', '2026-01-01', '1', 'driver', 1, 'sitting_hours', 0.4, "
+                   "NULL, 'sitting 10 h'), ('p1', '2026-01-01', '1', 'driver', 2, 'stretching', 0.1, NULL, NULL)")
     legacy.close()
     rescored = pd.DataFrame({"respondent_id": ["p1", "p2"], "submitted_at": pd.to_datetime(["2026-01-01"] * 2),
                              "batch_id": "b1", "model_version": "1", "risk": [0.7, 0.1], "band": ["high", "low"],
                              "scored_at": pd.Timestamp("2026-01-02")})
     with open_warehouse(settings) as con:
-        keys = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name IN ('scores', 'explanations') "
-                           "AND constraint_type = 'PRIMARY KEY'").fetchall()[0][0]
-        for _ in range(2):
+        keys = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'scores' "
+                           "AND constraint_type = 'PRIMARY KEY'").fetchone()[0]
+        drivers = con.execute("SELECT respondent_id, rank, feature, contribution, answers FROM explanations "
+                              "ORDER BY ALL").fetchall()
+        columns = con.execute("SELECT driver_1, driver_2_contribution, driver_3 FROM scores "
+                              "WHERE respondent_id = 'p1'").fetchall()
+    for _ in range(2):  # opened again, it is left as it is
+        with open_warehouse(settings) as con:
             upsert_frame(con, "scores", rescored, ("respondent_id", "submitted_at", "model_version"))
-        rows = con.execute("SELECT respondent_id, risk FROM scores ORDER BY respondent_id").fetchall()
+            rows = con.execute("SELECT respondent_id, risk FROM scores ORDER BY respondent_id").fetchall()
     assert keys == 0
-    assert rows == [("p1", 0.7), ("p2", 0.1)]
+    assert drivers == [("p1", 1, "sitting_hours", 0.4, "sitting 10 h"), ("p1", 2, "stretching", 0.1, None)]
+    assert columns == [("sitting_hours", 0.1, None)]
+    assert rows == [("p1", 0.7), ("p2", 0.1), ("p3", 0.2)]
 
 
 def test_a_batch_loaded_after_a_small_one_rewrites_none_of_the_rows_already_stored(settings, tmp_path):

@@ -236,7 +236,7 @@ def test_a_registration_that_fails_leaves_no_output_file_half_written(demo, tmp_
     upsert = partitions.upsert
 
     def failing(con, table, *args, **kwargs):
-        if table == "explanations":
+        if table == "scores":
             raise RuntimeError("disk full")
         return upsert(con, table, *args, **kwargs)
 
