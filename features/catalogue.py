@@ -140,10 +140,11 @@ def model_columns() -> list[FeatureColumn]:
     return [column for feature in CATALOGUE for column in feature.columns]
 
 
-def model_arrays(features: pd.DataFrame) -> ModelInput:
+def model_arrays(features: pd.DataFrame, coded: bool = False) -> ModelInput:
     """Every model column as a NumPy array (categories as text or None, numbers as floats): explanations
-    read these, as a frame per request would cost more than the model."""
-    return {c.name: model_column(c, features[c.name]) for c in model_columns()}
+    read these, as a frame per request would cost more than the model. `coded` gives categories as
+    `pd.Categorical` instead, which the additive model reads without hashing every row's label again."""
+    return {c.name: model_column(c, features[c.name], coded) for c in model_columns()}
 
 
 def model_input(features: pd.DataFrame) -> pd.DataFrame:
@@ -151,7 +152,7 @@ def model_input(features: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(model_arrays(features), index=features.index)
 
 
-def model_column(column: FeatureColumn, values: pd.Series) -> np.ndarray:
+def model_column(column: FeatureColumn, values: pd.Series, coded: bool = False) -> np.ndarray | pd.Categorical:
     """One feature-table column in model form (see `model_arrays`); whole numbers become "0", "1", ..."""
     if column.encoding == "numeric":
         if pd.api.types.is_float_dtype(values.dtype):  # most are: no conversion to pay for, per request
@@ -160,4 +161,6 @@ def model_column(column: FeatureColumn, values: pd.Series) -> np.ndarray:
     # A label per distinct value, not per row (missing is code -1: None, last); rows share the label objects.
     codes, labels = pd.factorize(values)
     labels = np.asarray(labels, dtype="int64").astype(str) if pd.api.types.is_integer_dtype(values) else labels
+    if coded:
+        return pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
     return np.append(np.asarray(labels, dtype=object), None)[codes]

@@ -107,7 +107,7 @@ def explain_batch(model: AdditiveTerms, answers: pd.DataFrame, features: pd.Data
     Features fed by a `not_asked` question (see `not_asked_questions`) are unknown: they add nothing,
     are never drivers, are not listed per person as missing, and what-ifs that change them do not apply.
     """
-    X = model_arrays(features)
+    X = model_arrays(features, coded=True)
     unknown = unknown_features(not_asked)
     terms = model.terms(X, unknown)
     contributions = model.contributions_from_terms(terms, unknown)

@@ -98,7 +98,8 @@ class CategoryTerm:
 
     def __call__(self, values) -> np.ndarray:
         # Once per distinct label, then spread: cheap for one row and for a million; missing (code -1) is last.
-        codes, labels = pd.factorize(np.asarray(values, dtype=object))
+        codes, labels = ((values.codes, values.categories) if isinstance(values, pd.Categorical)
+                         else pd.factorize(np.asarray(values, dtype=object)))
         return np.array([self._coef_by_label.get(label, 0.0) for label in (*labels, MISSING)])[codes]
 
     @cached_property
