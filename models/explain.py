@@ -38,8 +38,9 @@ def _distinct_texts(columns: Sequence[np.ndarray | pd.api.extensions.ExtensionAr
     for column in columns:
         codes = pd.factorize(column, use_na_sentinel=False)[0]
         key = pd.factorize(key * (codes.max(initial=0) + 1) + codes)[0]
-    first = np.unique(key, return_index=True)[1]  # key numbers combinations 0, 1, ... as they appear
-    return [format_row(*(column[row] for column in columns)) for row in first], key
+    # Combinations are numbered 0, 1, ... as they appear: each one's first row is where the key passes its maximum.
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(key), prepend=-1) > 0)
+    return [format_row(*values) for values in zip(*(column[first] for column in columns))], key
 
 
 def _text_column(texts: Sequence[str | None], positions: np.ndarray) -> pd.api.extensions.ExtensionArray:
