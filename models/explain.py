@@ -159,17 +159,17 @@ def _driver_answers(drivers: np.ndarray, answers: pd.DataFrame,
     """The answers behind every driver (positions in CAUSES, -1 for none), one column per rank: built once per
     feature for the people it drives, and once per combination of their answers."""
     texts: list[str] = []
-    positions = np.full(drivers.shape, -1, dtype=np.int64)
-    for cause in np.unique(drivers[drivers >= 0]):
-        is_feature = drivers == cause
-        rows = is_feature.any(axis=1)
+    by_rank = np.ascontiguousarray(drivers.T)  # a rank's people contiguous: "any rank" is two ORs, not a reduction
+    positions = np.full(by_rank.shape, -1, dtype=np.int64)
+    for cause in np.unique(by_rank[by_rank >= 0]):
+        is_feature = by_rank == cause
+        rows = np.logical_or.reduce(is_feature)
         distinct, key = _answers_text(CAUSES[cause], answers, features, rows)
         selected = np.cumsum(rows) - 1  # a row's place among the selected rows
-        for rank in range(drivers.shape[1]):
-            chosen = is_feature[:, rank]
-            positions[chosen, rank] = len(texts) + key[selected[chosen]]
+        for rank, chosen in enumerate(is_feature):
+            positions[rank, chosen] = len(texts) + key[selected[chosen]]
         texts += distinct
-    return [_text_column(texts, positions[:, rank]) for rank in range(drivers.shape[1])]
+    return [_text_column(texts, ranked) for ranked in positions]
 
 
 def _what_if_risk(model: AdditiveTerms, what_if: WhatIf, X: ModelInput, terms: np.ndarray,
