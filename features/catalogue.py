@@ -18,7 +18,7 @@ from balanceit.data.contract import EXERCISE_TYPES, PAIN_COLUMNS
 Role = Literal["cause", "sign"]
 Encoding = Literal["numeric", "category"]
 # Model columns by name: what the model reads, a frame or the arrays of `model_arrays`.
-ModelInput = Mapping[str, "np.ndarray | pd.Series"]
+ModelInput = Mapping[str, "np.ndarray | pd.Series | pd.Categorical"]
 
 
 @dataclass(frozen=True)

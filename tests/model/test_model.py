@@ -89,11 +89,19 @@ def test_fitted_terms_equal_the_design_matrix_times_the_coefficients(trained):
             coef = next(coefs)
             if encoder.one_hot is not None:
                 values = pd.Series([*encoder.one_hot.categories_[0], None, "never-seen"], dtype=object)
+                # Explanations read categories coded (see `model_arrays`): the same term from codes and labels.
+                np.testing.assert_array_equal(encoder.fitted_term(coef)(pd.Categorical(values)),
+                                              encoder.fitted_term(coef)(values), err_msg=encoder.column.name)
             else:
                 low, high = (encoder.spline.bsplines_[0].t[[3, -4]] if encoder.spline is not None else (0.0, 1.0))
                 values = pd.Series([*np.linspace(low - 10, high + 10, 41), np.nan])
             np.testing.assert_allclose(encoder.fitted_term(coef)(values), encoder.transform(values) @ coef,
                                        atol=1e-9, err_msg=encoder.column.name)
+
+
+def test_coded_categories_give_the_model_the_same_terms_as_text(trained):
+    model, features = trained[0].model, trained[2].head(5000)
+    np.testing.assert_array_equal(model.terms(model_arrays(features, coded=True)), model.terms(model_arrays(features)))
 
 
 def test_driver_answers_read_as_the_person_wrote_them(trained):
