@@ -159,7 +159,8 @@ def _driver_answers(drivers: np.ndarray, answers: pd.DataFrame,
     """The answers behind every driver (positions in CAUSES, -1 for none), one column per rank: built once per
     feature for the people it drives, and once per combination of their answers."""
     texts: list[str] = []
-    by_rank = np.ascontiguousarray(drivers.T)  # a rank's people contiguous: "any rank" is two ORs, not a reduction
+    # Rank-major: "at any rank" ORs three contiguous rows; reducing across each person's three ranks was slow.
+    by_rank = np.ascontiguousarray(drivers.T)
     positions = np.full(by_rank.shape, -1, dtype=np.int64)
     for cause in np.unique(by_rank[by_rank >= 0]):
         is_feature = by_rank == cause
